@@ -1,0 +1,86 @@
+// vgpu-display: wires the layers together. The data path: vhost (frontend socket, guest memory,
+// queues) -> virtio_gpu (decode, handlers) -> display (QEMU's display socket, later our sinks).
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "app/capabilities.h"
+#include "app/options.h"
+#include "base/event_loop.h"
+#include "base/log.h"
+#include "display/qemu/qemu_display.h"
+#include "vhost/backend_server.h"
+#include "virtio_gpu/device.h"
+
+namespace {
+
+using namespace vgpu;
+
+// SIGTERM and SIGINT arrive through a signalfd in the loop, so shutdown runs on the loop thread.
+Result<Fd> block_termination_signals()
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
+        return Error::from_errno("sigprocmask");
+    int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        return Error::from_errno("signalfd");
+    return Fd(fd);
+}
+
+Result<int> run(const app::Options& options)
+{
+    ::signal(SIGPIPE, SIG_IGN);
+    auto signals = TRY(block_termination_signals());
+    auto loop = TRY(EventLoop::create());
+    TRY(loop->watch(signals.get(), EPOLLIN, [&](uint32_t) {
+        signalfd_siginfo info {};
+        if (::read(signals.get(), &info, sizeof(info)) == sizeof(info))
+            VGPU_LOG_INFO("signal {}: shutting down", info.ssi_signo);
+        loop->stop();
+    }));
+
+    display::qemu::QemuDisplay qemu_display(*loop);
+    virtio_gpu::Device device(virtio_gpu::DeviceOptions {});
+    device.set_display_host(&qemu_display);
+    auto server = TRY(vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
+
+    if (options.socket_path) {
+        TRY(server->listen(*options.socket_path));
+    } else {
+        // libvirt's convention: one connection, and the backend ends with it.
+        server->set_disconnect_callback([&] { loop->stop(); });
+        TRY(server->serve_connected(Fd(*options.fd)));
+    }
+    TRY(loop->run());
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    auto parsed = vgpu::app::parse_options(argc, argv);
+    if (auto* exit_now = std::get_if<vgpu::app::ExitNow>(&parsed)) {
+        std::fprintf(exit_now->code == 0 ? stdout : stderr, "%s\n", exit_now->text.c_str());
+        return exit_now->code;
+    }
+    const auto& options = std::get<vgpu::app::Options>(parsed);
+    if (options.print_capabilities) {
+        std::printf("%s\n", vgpu::app::capabilities_json().c_str());
+        return 0;
+    }
+    vgpu::log::set_level(options.log_level);
+    auto result = run(options);
+    if (!result) {
+        std::fprintf(stderr, "vgpu-display: %s\n", result.error().message.c_str());
+        return 1;
+    }
+    return *result;
+}

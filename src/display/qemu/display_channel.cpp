@@ -1,0 +1,131 @@
+#include "display/qemu/display_channel.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+
+namespace vgpu::display::qemu {
+
+Result<std::unique_ptr<DisplayChannel>> DisplayChannel::create(EventLoop& loop, Fd socket)
+{
+    TRY(set_nonblocking(socket.get()));
+    std::unique_ptr<DisplayChannel> channel(new DisplayChannel(loop, std::move(socket)));
+    channel->m_watch = TRY(loop.watch(channel->m_socket.get(), EPOLLIN | EPOLLRDHUP,
+        [raw = channel.get()](uint32_t events) { raw->on_ready(events); }));
+    return channel;
+}
+
+DisplayChannel::~DisplayChannel()
+{
+    if (m_socket.valid())
+        m_loop.unwatch(m_watch);
+}
+
+void DisplayChannel::send(GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply)
+{
+    if (!m_socket.valid())
+        return;
+    GpuHeader header { uint32_t(request), 0, uint32_t(payload.size()) };
+    std::vector<std::byte> message(sizeof(header) + payload.size());
+    std::memcpy(message.data(), &header, sizeof(header));
+    if (!payload.empty())
+        std::memcpy(message.data() + sizeof(header), payload.data(), payload.size());
+    m_queued_bytes += message.size();
+    m_queue.push_back(std::move(message));
+    if (on_reply)
+        m_pending_replies.push_back(std::move(on_reply));
+    flush();
+}
+
+void DisplayChannel::flush()
+{
+    while (m_socket.valid() && !m_queue.empty()) {
+        auto& front = m_queue.front();
+        ssize_t n = ::send(m_socket.get(), front.data() + m_front_sent, front.size() - m_front_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            close(fmt::format("send: {}", std::strerror(errno)));
+            return;
+        }
+        m_front_sent += size_t(n);
+        m_queued_bytes -= size_t(n);
+        if (m_front_sent == front.size()) {
+            m_queue.pop_front();
+            m_front_sent = 0;
+            ++m_messages_sent;
+        }
+    }
+    update_interest();
+}
+
+void DisplayChannel::update_interest()
+{
+    if (!m_socket.valid())
+        return;
+    bool want = !m_queue.empty();
+    if (want == m_want_write)
+        return;
+    m_want_write = want;
+    (void)m_loop.modify(m_watch, EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0u));
+}
+
+void DisplayChannel::on_ready(uint32_t events)
+{
+    if (events & EPOLLOUT)
+        flush();
+    if (m_socket.valid() && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        read_replies();
+}
+
+void DisplayChannel::read_replies()
+{
+    std::byte buffer[4096];
+    for (;;) {
+        ssize_t n = ::recv(m_socket.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) {
+            close(n == 0 ? "QEMU closed the display socket" : fmt::format("recv: {}", std::strerror(errno)));
+            return;
+        }
+        m_in.insert(m_in.end(), buffer, buffer + n);
+    }
+    while (m_in.size() >= sizeof(GpuHeader)) {
+        GpuHeader header;
+        std::memcpy(&header, m_in.data(), sizeof(header));
+        if (!(header.flags & GPU_FLAG_REPLY) || header.size > GPU_MAX_REPLY || m_pending_replies.empty()) {
+            close(fmt::format("unexpected message {} (flags {:#x}, size {}) from QEMU", header.request, header.flags, header.size));
+            return;
+        }
+        if (m_in.size() < sizeof(header) + header.size)
+            return;
+        auto handler = std::move(m_pending_replies.front());
+        m_pending_replies.pop_front();
+        std::vector<std::byte> payload(m_in.begin() + sizeof(header), m_in.begin() + long(sizeof(header) + header.size));
+        m_in.erase(m_in.begin(), m_in.begin() + long(sizeof(header) + header.size));
+        handler(payload);
+        if (!m_socket.valid())
+            return;
+    }
+}
+
+void DisplayChannel::close(std::string_view why)
+{
+    if (!m_socket.valid())
+        return;
+    VGPU_LOG_INFO("display socket closed: {}", why);
+    m_loop.unwatch(m_watch);
+    m_socket.reset();
+    m_queue.clear();
+    m_queued_bytes = 0;
+    m_pending_replies.clear();
+    if (m_on_closed)
+        m_on_closed();
+}
+
+} // namespace vgpu::display::qemu
