@@ -1,0 +1,112 @@
+#include "harness/display_peer.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <span>
+#include <stdexcept>
+
+#include "display/qemu/wire.h"
+
+namespace vgpu::harness {
+
+using display::qemu::GpuHeader;
+using display::qemu::GpuRequest;
+
+DisplayPeer::DisplayPeer(uint64_t protocol_features)
+    : m_protocol_features(protocol_features)
+{
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        throw std::runtime_error("socketpair");
+    m_ours = Fd(pair[0]);
+    m_backend_end = Fd(pair[1]);
+    auto stop = make_eventfd();
+    if (!stop)
+        throw std::runtime_error(stop.error().message);
+    m_stop = stop.release_value();
+    m_thread = std::thread([this] { run(); });
+}
+
+DisplayPeer::~DisplayPeer()
+{
+    (void)eventfd_signal(m_stop.get());
+    m_thread.join();
+}
+
+bool DisplayPeer::read_exact(std::byte* out, size_t size)
+{
+    size_t done = 0;
+    while (done < size) {
+        pollfd p[2] = { { m_ours.get(), POLLIN, 0 }, { m_stop.get(), POLLIN, 0 } };
+        if (::poll(p, 2, -1) < 0)
+            return false;
+        if (p[1].revents)
+            return false;
+        ssize_t n = ::recv(m_ours.get(), out + done, size - done, 0);
+        if (n <= 0)
+            return false;
+        done += size_t(n);
+    }
+    return true;
+}
+
+void DisplayPeer::reply(uint32_t request, std::span<const std::byte> payload)
+{
+    GpuHeader header { request, display::qemu::GPU_FLAG_REPLY, uint32_t(payload.size()) };
+    std::vector<std::byte> out(sizeof(header) + payload.size());
+    std::memcpy(out.data(), &header, sizeof(header));
+    std::memcpy(out.data() + sizeof(header), payload.data(), payload.size());
+    [[maybe_unused]] auto n = ::send(m_ours.get(), out.data(), out.size(), MSG_NOSIGNAL);
+}
+
+void DisplayPeer::run()
+{
+    for (;;) {
+        GpuHeader header;
+        if (!read_exact(reinterpret_cast<std::byte*>(&header), sizeof(header)))
+            break;
+        DisplayMessage message { header.request, header.flags, std::vector<std::byte>(header.size) };
+        if (header.size && !read_exact(message.payload.data(), header.size))
+            break;
+        if (header.request == uint32_t(GpuRequest::GetProtocolFeatures))
+            reply(header.request, std::as_bytes(std::span(&m_protocol_features, 1)));
+        std::lock_guard lock(m_mutex);
+        m_messages.push_back(std::move(message));
+        m_changed.notify_all();
+    }
+    std::lock_guard lock(m_mutex);
+    m_closed = true;
+    m_changed.notify_all();
+}
+
+std::vector<DisplayMessage> DisplayPeer::messages() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_messages;
+}
+
+std::optional<DisplayMessage> DisplayPeer::wait_for(uint32_t request, std::chrono::milliseconds timeout) const
+{
+    std::unique_lock lock(m_mutex);
+    std::optional<DisplayMessage> found;
+    m_changed.wait_for(lock, timeout, [&] {
+        for (const auto& m : m_messages)
+            if (m.request == request) {
+                found = m;
+                return true;
+            }
+        return m_closed;
+    });
+    return found;
+}
+
+bool DisplayPeer::closed() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_closed;
+}
+
+} // namespace vgpu::harness

@@ -1,0 +1,53 @@
+// QEMU's side of the vhost-user-gpu display socket: a socketpair whose far end goes to the backend
+// with GPU_SET_SOCKET. A thread reads every message, answers the ones QEMU answers, and records
+// them all for the tests.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "base/fd.h"
+
+namespace vgpu::harness {
+
+struct DisplayMessage {
+    uint32_t request;
+    uint32_t flags;
+    std::vector<std::byte> payload;
+};
+
+class DisplayPeer {
+public:
+    // QEMU 10 answers GET_PROTOCOL_FEATURES with EDID | DMABUF2.
+    explicit DisplayPeer(uint64_t protocol_features = 0x3);
+    ~DisplayPeer();
+
+    // The end to send to the backend (take it once).
+    Fd take_backend_end() { return std::move(m_backend_end); }
+
+    std::vector<DisplayMessage> messages() const;
+    // Waits until a message of this type has arrived (counting from the start).
+    std::optional<DisplayMessage> wait_for(uint32_t request, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+    bool closed() const;
+
+private:
+    void run();
+    bool read_exact(std::byte* out, size_t size);
+    void reply(uint32_t request, std::span<const std::byte> payload);
+
+    uint64_t m_protocol_features;
+    Fd m_ours, m_backend_end, m_stop;
+    std::thread m_thread;
+    mutable std::mutex m_mutex;
+    mutable std::condition_variable m_changed;
+    std::vector<DisplayMessage> m_messages; // GUARDED_BY(m_mutex)
+    bool m_closed = false; // GUARDED_BY(m_mutex)
+};
+
+} // namespace vgpu::harness
