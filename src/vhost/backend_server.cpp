@@ -370,8 +370,8 @@ void BackendServer::memory_changed()
                 VGPU_LOG_GUEST(Warn, "after a memory table change: {}", r.error().message);
                 stop_queue(*q);
             }
-        } else {
-            maybe_start(*q);
+        } else if (auto r = maybe_start(*q); !r) {
+            VGPU_LOG_GUEST(Warn, "after a memory table change: {}", r.error().message);
         }
     }
 }
@@ -391,7 +391,7 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringAddr& requ
     if (q->running())
         return Error::format("SET_VRING_ADDR: queue {} is running", request.addr.index);
     TRY(q->set_addresses(request.addr.descriptor, request.addr.available, request.addr.used));
-    maybe_start(*q);
+    TRY(maybe_start(*q));
     return Reply {};
 }
 
@@ -426,7 +426,7 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringFd& reques
         // Without protocol features a ring is enabled as soon as it has a kick fd.
         if (!(m_features & bit(F_PROTOCOL_FEATURES)))
             q->set_enabled(true);
-        maybe_start(*q);
+        TRY(maybe_start(*q));
         break;
     case req::VringFdKind::Call:
         // QEMU swaps call eventfds while queues run (TCG): buffers completed meanwhile must still
@@ -447,30 +447,27 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringEnable& re
     auto* q = TRY(queue_for(request.index, "SET_VRING_ENABLE"));
     q->set_enabled(request.enable);
     if (request.enable)
-        maybe_start(*q);
+        TRY(maybe_start(*q));
     else
         stop_queue(*q);
     return Reply {};
 }
 
-void BackendServer::maybe_start(virtio::SplitQueue& q)
+Result<void> BackendServer::maybe_start(virtio::SplitQueue& q)
 {
     if (q.running() || !q.enabled() || !q.kick().valid() || !q.has_addresses() || q.size() == 0 || m_memory.region_count() == 0)
-        return;
-    if (auto r = q.start(m_memory); !r) {
-        VGPU_LOG_GUEST(Warn, "{}", r.error().message);
-        return;
-    }
+        return {};
+    TRY(q.start(m_memory));
     auto watch = m_loop.watch(q.kick().get(), EPOLLIN, [this, &q](uint32_t) { on_kick(q); });
     if (!watch) {
-        VGPU_LOG_ERROR("queue {}: {}", q.index(), watch.error().message);
         q.stop();
-        return;
+        return Error::format("queue {}: {}", q.index(), watch.error().message);
     }
     m_kick_watches[q.index()] = *watch;
     VGPU_LOG_DEBUG("queue {} started (size {}, base {})", q.index(), q.size(), q.next_avail());
     // Buffers may already be waiting (a restarted ring, or a kick sent before the fd was set).
     on_kick(q);
+    return {};
 }
 
 void BackendServer::stop_queue(virtio::SplitQueue& q)

@@ -103,8 +103,9 @@ private:
 
     Result<virtio::SplitQueue*> queue_for(uint32_t index, std::string_view request);
     bool protocol_feature(unsigned bit) const { return m_protocol_features & (uint64_t(1) << bit); }
-    // Starts `queue` when it is complete (size, addresses, kick, memory, enabled).
-    void maybe_start(virtio::SplitQueue& queue);
+    // Starts `queue` when it is complete (size, addresses, kick, memory, enabled). Fails when it
+    // is complete but its rings are not in guest memory.
+    Result<void> maybe_start(virtio::SplitQueue& queue);
     void stop_queue(virtio::SplitQueue& queue);
     void on_kick(virtio::SplitQueue& queue);
     // Guest memory changed: resolve the rings of running queues again.

@@ -231,6 +231,24 @@ void QemuSession::driver_ok()
     setup_rings(0);
 }
 
+void QemuSession::reset_and_reinit(Request reset)
+{
+    auto& f = m_frontend;
+    if (reset == Request::SetStatus)
+        require(f.request_obj(Request::SetStatus, uint64_t(0), {}, true) == 0u, "SET_STATUS 0");
+    else
+        require(f.request(reset, {}, {}, true) == 0u, "device reset");
+    m_control = std::make_unique<DriverQueue>(m_ram, m_options.queue_size);
+    m_cursor = std::make_unique<DriverQueue>(m_ram, m_options.queue_size);
+    for (uint32_t i = 0; i < 2; ++i) {
+        DriverQueue& q = i == 0 ? *m_control : *m_cursor;
+        int call = q.call().get();
+        f.request_obj(Request::SetVringCall, uint64_t(i), std::span(&call, 1));
+    }
+    f.request_obj(Request::SetFeatures, m_acked_features);
+    setup_rings(0);
+}
+
 void QemuSession::setup_memory()
 {
     auto& f = m_frontend;

@@ -98,11 +98,14 @@ public:
     // Sends a cursor command and waits for its used entry.
     std::optional<UsedElement> cursor_round_trip(std::span<const std::byte> request);
 
-    // Rebuilds the rings after a device reset (RESET_DEVICE or SET_STATUS 0).
+    // Sends the memory table again (ADD_MEM_REG or SET_MEM_TABLE), as on memory hotplug.
+    void setup_memory();
+    // What a driver does after a device reset: fresh rings, features again, queues set up.
+    // `reset` is RESET_DEVICE or SET_STATUS (with 0).
+    void reset_and_reinit(vhost::Request reset = vhost::Request::ResetDevice);
     void setup_rings(uint16_t base = 0);
 
 private:
-    void setup_memory();
     void setup_ring(uint32_t index, DriverQueue& q, uint16_t base);
 
     SessionOptions m_options;
