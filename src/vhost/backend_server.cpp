@@ -429,11 +429,11 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringFd& reques
         TRY(maybe_start(*q));
         break;
     case req::VringFdKind::Call:
-        // QEMU swaps call eventfds while queues run (TCG): buffers completed meanwhile must still
-        // be signalled, so signal the new fd once if anything was pushed.
+        // QEMU swaps call eventfds while queues run (TCG): an interrupt sent to the old fd
+        // meanwhile must not be lost, so the new fd is signalled once.
         q->set_call(std::move(fd));
         if (q->running())
-            q->notify();
+            q->signal_call();
         break;
     case req::VringFdKind::Err:
         q->set_err(std::move(fd));

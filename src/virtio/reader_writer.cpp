@@ -46,9 +46,14 @@ Result<void> Reader::read(std::span<std::byte> out)
 {
     if (out.size() > m_remaining)
         return Error::format("short read: {} bytes wanted, {} left in the buffer", out.size(), m_remaining);
-    TRY(advance(m_segments, m_segment, m_offset, out.size(), [&](uint64_t gpa, size_t length, size_t done) {
+    // Advance a copy of the position: a failed copy must leave the reader where it was, or
+    // m_remaining would no longer match the position and a later skip could run off the segments.
+    size_t segment = m_segment, offset = m_offset;
+    TRY(advance(m_segments, segment, offset, out.size(), [&](uint64_t gpa, size_t length, size_t done) {
         return m_memory.read(gpa, out.subspan(done, length));
     }));
+    m_segment = segment;
+    m_offset = offset;
     m_remaining -= out.size();
     m_consumed += out.size();
     return {};
@@ -75,9 +80,12 @@ Result<void> Writer::write(std::span<const std::byte> in)
 {
     if (in.size() > m_remaining)
         return Error::format("short write: {} bytes to write, {} left in the buffer", in.size(), m_remaining);
-    TRY(advance(m_segments, m_segment, m_offset, in.size(), [&](uint64_t gpa, size_t length, size_t done) {
+    size_t segment = m_segment, offset = m_offset; // as in Reader::read
+    TRY(advance(m_segments, segment, offset, in.size(), [&](uint64_t gpa, size_t length, size_t done) {
         return m_memory.write(gpa, in.subspan(done, length));
     }));
+    m_segment = segment;
+    m_offset = offset;
     m_remaining -= in.size();
     m_written += in.size();
     return {};

@@ -168,19 +168,27 @@ void SplitQueue::notify()
     // virtio 1.3 §2.7.7.2: the used index must be visible before we read the driver's
     // suppression state, or we could miss its update.
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint16_t old = m_signalled_used;
+    bool valid = m_signalled_valid;
+    m_signalled_used = m_next_used;
+    m_signalled_valid = true;
+    if (valid && old == m_next_used)
+        return; // nothing completed since the last check
     bool signal;
     if (m_event_idx) {
         uint16_t used_event = load_u16(m_avail + 4 + 2 * size_t(m_size), __ATOMIC_RELAXED);
-        signal = !m_signalled_valid || need_event(used_event, m_next_used, m_signalled_used);
+        signal = !valid || need_event(used_event, m_next_used, old);
     } else {
         signal = !(load_u16(m_avail, __ATOMIC_RELAXED) & VIRTQ_AVAIL_F_NO_INTERRUPT);
     }
-    if (m_signalled_valid && m_signalled_used == m_next_used)
-        signal = false;
-    if (!signal)
+    if (signal)
+        signal_call();
+}
+
+void SplitQueue::signal_call()
+{
+    if (!m_call.valid())
         return;
-    m_signalled_used = m_next_used;
-    m_signalled_valid = true;
     ++m_stats.notifications;
     if (auto r = eventfd_signal(m_call.get()); !r)
         VGPU_LOG_GUEST(Warn, "queue {}: call eventfd: {}", m_index, r.error().message);

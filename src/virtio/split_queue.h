@@ -69,6 +69,9 @@ public:
     // Signals the call eventfd if the driver wants an interrupt for what was pushed since the
     // last signal (EVENT_IDX or the NO_INTERRUPT flag).
     void notify();
+    // Signals the call eventfd unconditionally (after the frontend swapped it: an interrupt that
+    // went to the old fd must not be lost; a spurious one is harmless).
+    void signal_call();
     // After draining: tells the driver which avail index we expect next (EVENT_IDX) and returns
     // true when more buffers arrived meanwhile.
     bool arm_and_check();
