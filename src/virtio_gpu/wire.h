@@ -91,4 +91,177 @@ struct CtrlHdr {
 };
 static_assert(sizeof(CtrlHdr) == 24 && std::is_trivially_copyable_v<CtrlHdr>);
 
+// struct virtio_gpu_rect.
+struct Rect {
+    uint32_t x;
+    uint32_t y;
+    uint32_t width;
+    uint32_t height;
+};
+static_assert(sizeof(Rect) == 16);
+
+// VIRTIO_GPU_CMD_GET_DISPLAY_INFO response: struct virtio_gpu_resp_display_info.
+struct DisplayOne {
+    Rect r;
+    uint32_t enabled;
+    uint32_t flags;
+};
+struct RespDisplayInfo {
+    CtrlHdr hdr;
+    DisplayOne pmodes[MAX_SCANOUTS];
+};
+static_assert(sizeof(RespDisplayInfo) == 408 && std::is_trivially_copyable_v<RespDisplayInfo>);
+
+// struct virtio_gpu_resource_create_2d.
+struct ResourceCreate2d {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t format;
+    uint32_t width;
+    uint32_t height;
+};
+static_assert(sizeof(ResourceCreate2d) == 40);
+
+// struct virtio_gpu_resource_unref.
+struct ResourceUnref {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t padding;
+};
+static_assert(sizeof(ResourceUnref) == 32);
+
+// struct virtio_gpu_set_scanout.
+struct SetScanout {
+    CtrlHdr hdr;
+    Rect r;
+    uint32_t scanout_id;
+    uint32_t resource_id;
+};
+static_assert(sizeof(SetScanout) == 48);
+
+// struct virtio_gpu_resource_flush.
+struct ResourceFlush {
+    CtrlHdr hdr;
+    Rect r;
+    uint32_t resource_id;
+    uint32_t padding;
+};
+static_assert(sizeof(ResourceFlush) == 48);
+
+// struct virtio_gpu_transfer_to_host_2d.
+struct TransferToHost2d {
+    CtrlHdr hdr;
+    Rect r;
+    uint64_t offset;
+    uint32_t resource_id;
+    uint32_t padding;
+};
+static_assert(sizeof(TransferToHost2d) == 56);
+
+// struct virtio_gpu_resource_attach_backing, followed by nr_entries struct virtio_gpu_mem_entry.
+struct ResourceAttachBacking {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t nr_entries;
+};
+static_assert(sizeof(ResourceAttachBacking) == 32);
+
+struct MemEntry {
+    uint64_t addr;
+    uint32_t length;
+    uint32_t padding;
+};
+static_assert(sizeof(MemEntry) == 16);
+
+// struct virtio_gpu_resource_detach_backing.
+struct ResourceDetachBacking {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t padding;
+};
+static_assert(sizeof(ResourceDetachBacking) == 32);
+
+// struct virtio_gpu_get_capset_info / resp.
+struct GetCapsetInfo {
+    CtrlHdr hdr;
+    uint32_t capset_index;
+    uint32_t padding;
+};
+static_assert(sizeof(GetCapsetInfo) == 32);
+struct RespCapsetInfo {
+    CtrlHdr hdr;
+    uint32_t capset_id;
+    uint32_t capset_max_version;
+    uint32_t capset_max_size;
+    uint32_t padding;
+};
+static_assert(sizeof(RespCapsetInfo) == 40);
+
+// struct virtio_gpu_get_capset.
+struct GetCapset {
+    CtrlHdr hdr;
+    uint32_t capset_id;
+    uint32_t capset_version;
+};
+static_assert(sizeof(GetCapset) == 32);
+
+// struct virtio_gpu_cmd_get_edid / virtio_gpu_resp_edid.
+struct GetEdid {
+    CtrlHdr hdr;
+    uint32_t scanout;
+    uint32_t padding;
+};
+static_assert(sizeof(GetEdid) == 32);
+struct RespEdid {
+    CtrlHdr hdr;
+    uint32_t size;
+    uint32_t padding;
+    uint8_t edid[1024];
+};
+static_assert(sizeof(RespEdid) == 1056);
+
+// struct virtio_gpu_resource_assign_uuid / resp.
+struct ResourceAssignUuid {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t padding;
+};
+static_assert(sizeof(ResourceAssignUuid) == 32);
+struct RespResourceUuid {
+    CtrlHdr hdr;
+    uint8_t uuid[16];
+};
+static_assert(sizeof(RespResourceUuid) == 40);
+
+// struct virtio_gpu_cursor_pos and virtio_gpu_update_cursor (cursor queue).
+struct CursorPos {
+    uint32_t scanout_id;
+    uint32_t x;
+    uint32_t y;
+    uint32_t padding;
+};
+struct UpdateCursor {
+    CtrlHdr hdr;
+    CursorPos pos;
+    uint32_t resource_id;
+    uint32_t hot_x;
+    uint32_t hot_y;
+    uint32_t padding;
+};
+static_assert(sizeof(UpdateCursor) == 56);
+
+// Formats (enum virtio_gpu_formats).
+enum class Format : uint32_t {
+    B8G8R8A8Unorm = 1,
+    B8G8R8X8Unorm = 2,
+    A8R8G8B8Unorm = 3,
+    X8R8G8B8Unorm = 4,
+    R8G8B8A8Unorm = 67,
+    X8B8G8R8Unorm = 68,
+    A8B8G8R8Unorm = 121,
+    R8G8B8X8Unorm = 134,
+};
+
+constexpr uint32_t CURSOR_SIZE = 64;
+
 } // namespace vgpu::virtio_gpu
