@@ -11,7 +11,7 @@
 #include "app/options.h"
 #include "base/event_loop.h"
 #include "base/log.h"
-#include "display/qemu/qemu_display.h"
+#include "display/display.h"
 #include "vhost/backend_server.h"
 #include "virtio_gpu/device.h"
 
@@ -46,9 +46,9 @@ Result<int> run(const app::Options& options)
         loop->stop();
     }));
 
-    display::qemu::QemuDisplay qemu_display(*loop);
-    virtio_gpu::Device device(virtio_gpu::DeviceOptions {});
-    device.set_display_host(&qemu_display);
+    display::Display display(*loop);
+    virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem });
+    device.set_display_host(&display);
     auto server = TRY(vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
 
     if (options.socket_path) {

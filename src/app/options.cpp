@@ -1,5 +1,9 @@
 #include "app/options.h"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
 #include <CLI/CLI.hpp>
 
 namespace vgpu::app {
@@ -9,6 +13,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     Options options;
     std::string level = "info";
     bool no_mem_slots = false;
+    std::vector<std::string> outputs;
+    std::string max_hostmem = "256M";
     CLI::App cli { "vgpu-display: a virtio-gpu device as a vhost-user backend", "vgpu-display" };
     auto* socket = cli.add_option("--socket-path", options.socket_path, "listen on this unix socket for the frontend (QEMU)");
     auto* fd = cli.add_option("--fd", options.fd, "serve an already connected socket (libvirt); exit when it closes")
@@ -18,6 +24,9 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_flag("--no-configure-mem-slots", no_mem_slots,
         "do not offer CONFIGURE_MEM_SLOTS, so the frontend sends SET_MEM_TABLE instead of ADD_MEM_REG");
     cli.add_option("--log-level", level, "error, warn, info, debug or trace")->default_val("info");
+    cli.add_option("--output", outputs,
+        "an output WIDTHxHEIGHT the backend owns when QEMU gives no display socket (repeatable, up to 16; default 1280x800)");
+    cli.add_option("--max-hostmem", max_hostmem, "host memory for guest resources, e.g. 256M or 1G (default 256M)");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -30,9 +39,59 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         return ExitNow { 2, fmt::format("vgpu-display: --log-level: unknown level '{}'", level) };
     options.log_level = *parsed_level;
     options.offer_configure_mem_slots = !no_mem_slots;
+    if (outputs.size() > virtio_gpu::MAX_SCANOUTS)
+        return ExitNow { 2, fmt::format("vgpu-display: --output: at most {} outputs", virtio_gpu::MAX_SCANOUTS) };
+    for (const auto& text : outputs) {
+        auto mode = parse_mode(text);
+        if (!mode)
+            return ExitNow { 2, fmt::format("vgpu-display: --output {}: {}", text, mode.error().message) };
+        options.outputs.push_back(*mode);
+    }
+    if (options.outputs.empty())
+        options.outputs.push_back(virtio_gpu::OutputMode {});
+    auto hostmem = parse_size(max_hostmem);
+    if (!hostmem)
+        return ExitNow { 2, fmt::format("vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };
+    options.max_hostmem = *hostmem;
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };
     return options;
+}
+
+Result<virtio_gpu::OutputMode> parse_mode(std::string_view text)
+{
+    unsigned width = 0, height = 0;
+    char x = 0, extra = 0;
+    std::string copy(text);
+    if (std::sscanf(copy.c_str(), "%u%c%u%c", &width, &x, &height, &extra) != 3 || x != 'x')
+        return Error::format("expected WIDTHxHEIGHT, such as 1280x800");
+    // 16: the smallest scanout QEMU accepts; 4095: the largest an EDID detailed timing can say.
+    if (width < 16 || height < 16 || width > 4095 || height > 4095)
+        return Error::format("{}x{} is outside 16x16..4095x4095", width, height);
+    return virtio_gpu::OutputMode { width, height };
+}
+
+Result<uint64_t> parse_size(std::string_view text)
+{
+    std::string copy(text);
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long value = std::strtoull(copy.c_str(), &end, 10);
+    if (end == copy.c_str() || errno || copy[0] == '-')
+        return Error::format("not a size");
+    uint64_t multiplier = 1;
+    std::string_view suffix(end);
+    if (suffix == "K" || suffix == "k")
+        multiplier = 1ull << 10;
+    else if (suffix == "M" || suffix == "m")
+        multiplier = 1ull << 20;
+    else if (suffix == "G" || suffix == "g")
+        multiplier = 1ull << 30;
+    else if (!suffix.empty())
+        return Error::format("unknown suffix '{}' (K, M or G)", suffix);
+    if (value > UINT64_MAX / multiplier || value == 0)
+        return Error::format("out of range");
+    return uint64_t(value) * multiplier;
 }
 
 } // namespace vgpu::app

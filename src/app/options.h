@@ -4,6 +4,9 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
+
+#include "virtio_gpu/device.h"
 
 #include "base/log.h"
 #include "base/result.h"
@@ -15,6 +18,9 @@ struct Options {
     std::optional<int> fd;
     bool print_capabilities = false;
     bool offer_configure_mem_slots = true;
+    // Our own outputs (used without QEMU's display socket); one 1280x800 by default.
+    std::vector<virtio_gpu::OutputMode> outputs;
+    uint64_t max_hostmem = 256ull << 20;
     log::Level log_level = log::Level::Info;
 };
 
@@ -26,5 +32,9 @@ struct ExitNow {
 };
 
 std::variant<Options, ExitNow> parse_options(int argc, char** argv);
+// "1280x800" -> a mode within 16..8192 on each side.
+Result<virtio_gpu::OutputMode> parse_mode(std::string_view text);
+// "256M", "1G", "1048576" -> bytes.
+Result<uint64_t> parse_size(std::string_view text);
 
 } // namespace vgpu::app

@@ -10,10 +10,16 @@
 namespace vgpu::virtio_gpu {
 
 Device::Device(DeviceOptions options)
-    : m_options(options)
+    : m_options(std::move(options))
+    , m_resources(m_options.max_hostmem)
 {
-    m_config.num_scanouts = options.num_scanouts;
+    VGPU_VERIFY(!m_options.outputs.empty() && m_options.outputs.size() <= MAX_SCANOUTS);
+    m_config.num_scanouts = uint32_t(m_options.outputs.size());
 }
+
+Device::~Device() = default;
+
+uint64_t Device::device_features() const { return uint64_t(1) << F_EDID; }
 
 Result<void> Device::read_config(uint32_t offset, std::span<std::byte> out) const
 {
@@ -44,64 +50,206 @@ void Device::raise_display_event()
 
 void Device::reset()
 {
+    ++m_epoch;
+    m_pending.reset();
+    m_early_answer.reset();
+    m_control = nullptr;
+    m_memory = nullptr;
+    for (uint32_t i = 0; i < MAX_SCANOUTS; ++i)
+        if (m_scanouts[i].enabled)
+            disable_scanout(i);
+    m_resources.clear();
     m_config = Config {};
-    m_config.num_scanouts = m_options.num_scanouts;
+    m_config.num_scanouts = uint32_t(m_options.outputs.size());
     m_acked_features = 0;
-    if (m_display_host)
-        m_display_host->detach_qemu_display();
+    if (m_display)
+        m_display->detach_qemu_display();
 }
 
 Result<void> Device::set_display_socket(Fd socket)
 {
-    if (!m_display_host)
-        return Error::format("no display host to take QEMU's display socket");
-    return m_display_host->attach_qemu_display(std::move(socket));
+    if (!m_display)
+        return Error::format("no display to take QEMU's display socket");
+    return m_display->attach_qemu_display(std::move(socket));
 }
 
-uint32_t Device::handle_control(const virtio::DescriptorChain& chain, const virtio::GuestMemory& memory)
+uint32_t Device::scanout_limit() const
 {
-    virtio::Reader reader(memory, chain.readable);
-    virtio::Writer writer(memory, chain.writable);
-    CtrlHdr response {};
-    response.type = uint32_t(CtrlType::ErrUnspec);
-    auto request = reader.read_obj<CtrlHdr>();
-    if (!request) {
-        ++m_stats.short_commands;
-        VGPU_LOG_GUEST(Debug, "control command shorter than its header: {}", request.error().message);
-    } else {
-        // virtio 1.3 §5.7.6.7: a fenced response carries the request's fence id and context.
-        if (request->flags & FLAG_FENCE) {
-            response.flags = FLAG_FENCE | (request->flags & FLAG_INFO_RING_IDX);
-            response.fence_id = request->fence_id;
-            response.ctx_id = request->ctx_id;
-            response.ring_idx = (request->flags & FLAG_INFO_RING_IDX) ? request->ring_idx : 0;
-        }
-        VGPU_LOG_GUEST(Debug, "control command {:#x}: not implemented yet", request->type);
-    }
-    ++m_stats.error_responses;
-    if (auto r = writer.write_obj(response); !r) {
-        ++m_stats.short_commands;
-        VGPU_LOG_GUEST(Debug, "no room for the response: {}", r.error().message);
-    }
-    return uint32_t(writer.written());
+    // With QEMU's display, QEMU owns num_scanouts (its max_outputs, up to 16) and overrides our
+    // config space; without it, our outputs are the scanouts.
+    if (m_display && m_display->has_qemu_display())
+        return MAX_SCANOUTS;
+    return uint32_t(m_options.outputs.size());
 }
+
+// ---- queues -----------------------------------------------------------------------------------
 
 void Device::process_queue(virtio::SplitQueue& queue, const virtio::GuestMemory& memory)
 {
+    m_memory = &memory;
+    if (queue.index() == CURSOR_QUEUE) {
+        drain_cursor(queue);
+        return;
+    }
+    m_control = &queue;
+    drain_control();
+}
+
+void Device::drain_control()
+{
+    if (m_draining || !m_control)
+        return;
+    m_draining = true;
     do {
-        while (auto chain = queue.pop(memory)) {
-            uint32_t written = 0;
-            if (queue.index() == CONTROL_QUEUE) {
-                ++m_stats.control_commands;
-                written = handle_control(*chain, memory);
-            } else {
-                // The cursor queue has no response: the used entry is the completion.
-                ++m_stats.cursor_commands;
+        while (!m_pending) {
+            auto chain = m_control->pop(*m_memory);
+            if (!chain)
+                break;
+            if (!handle_control(*chain))
+                break;
+        }
+        m_control->notify();
+    } while (!m_pending && m_control->arm_and_check());
+    m_draining = false;
+}
+
+void Device::drain_cursor(virtio::SplitQueue& queue)
+{
+    do {
+        while (auto chain = queue.pop(*m_memory)) {
+            ++m_stats.cursor_commands;
+            virtio::Reader reader(*m_memory, chain->readable);
+            auto decoded = decode(reader);
+            HandlerResult result = GpuError::Unspec;
+            if (decoded) {
+                if (auto* update = std::get_if<cmd::UpdateCursor>(&decoded->command))
+                    result = handle(*update);
+                else if (auto* move = std::get_if<cmd::MoveCursor>(&decoded->command))
+                    result = handle(*move);
+                else
+                    VGPU_LOG_GUEST(Debug, "cursor queue: {} is not a cursor command", command_name(decoded->header.type));
             }
-            queue.push(chain->head, written);
+            // The cursor queue has no response: errors are counted and logged only.
+            if (!result) {
+                ++m_stats.cursor_errors;
+                VGPU_LOG_GUEST(Warn, "cursor command failed: {}", error_name(result.error()));
+            }
+            queue.push(chain->head, 0);
         }
         queue.notify();
     } while (queue.arm_and_check());
 }
+
+bool Device::handle_control(virtio::DescriptorChain& chain)
+{
+    ++m_stats.control_commands;
+    virtio::Reader reader(*m_memory, chain.readable);
+    auto header = reader.read_obj<CtrlHdr>();
+    if (!header) {
+        VGPU_LOG_GUEST(Debug, "control command shorter than its header: {}", header.error().message);
+        complete(chain, CtrlHdr {}, GpuError::Unspec);
+        return true;
+    }
+    auto command = decode_body(*header, reader);
+    if (!command) {
+        complete(chain, *header, command.release_error());
+        return true;
+    }
+    m_in_handler = true;
+    auto result = std::visit([&](const auto& c) { return handle(c); }, *command);
+    m_in_handler = false;
+    if (result && std::holds_alternative<Deferred>(*result)) {
+        if (m_early_answer) {
+            result = Response(std::move(*m_early_answer));
+            m_early_answer.reset();
+        } else {
+            m_pending = Pending { std::move(chain), *header };
+            return false;
+        }
+    }
+    complete(chain, *header, result);
+    return true;
+}
+
+Device::Response Device::nodata()
+{
+    std::vector<std::byte> bytes(sizeof(CtrlHdr));
+    return bytes;
+}
+
+// The one place a response header is encoded (virtio 1.3 §5.7.6.7): the type, and for a fenced
+// request its fence id, context and ring index.
+void Device::complete(const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result)
+{
+    std::vector<std::byte> bytes;
+    CtrlHdr header {};
+    if (result) {
+        bytes = std::get<std::vector<std::byte>>(*result);
+        std::memcpy(&header, bytes.data(), sizeof(header));
+        if (header.type == 0)
+            header.type = uint32_t(CtrlType::OkNodata);
+    } else {
+        ++m_stats.error_responses;
+        bytes.resize(sizeof(CtrlHdr));
+        header.type = uint32_t(result.error());
+        VGPU_LOG_GUEST(Debug, "{}: {}", command_name(request.type), error_name(result.error()));
+    }
+    header.flags = 0;
+    header.fence_id = 0;
+    header.ctx_id = 0;
+    header.ring_idx = 0;
+    if (request.flags & FLAG_FENCE) {
+        header.flags = FLAG_FENCE | (request.flags & FLAG_INFO_RING_IDX);
+        header.fence_id = request.fence_id;
+        header.ctx_id = request.ctx_id;
+        header.ring_idx = (request.flags & FLAG_INFO_RING_IDX) ? request.ring_idx : 0;
+    }
+    std::memcpy(bytes.data(), &header, sizeof(header));
+    virtio::Writer writer(*m_memory, chain.writable);
+    // A buffer too small for the response gets what fits (as QEMU does), so the driver at least
+    // sees the header.
+    size_t fits = std::min(bytes.size(), writer.remaining());
+    if (fits < bytes.size())
+        VGPU_LOG_GUEST(Debug, "{}: response of {} bytes truncated to {}", command_name(request.type), bytes.size(), fits);
+    if (auto r = writer.write(std::span(bytes).first(fits)); !r)
+        VGPU_LOG_GUEST(Debug, "{}: response not written: {}", command_name(request.type), r.error().message);
+    m_control->push(chain.head, uint32_t(writer.written()));
+}
+
+void Device::complete_deferred(std::vector<std::byte> response)
+{
+    if (m_in_handler) {
+        m_early_answer = std::move(response);
+        return;
+    }
+    if (!m_pending || !m_control)
+        return;
+    auto pending = std::move(*m_pending);
+    m_pending.reset();
+    complete(pending.chain, pending.header, Response(std::move(response)));
+    m_control->notify();
+    drain_control();
+}
+
+// ---- shared helpers ---------------------------------------------------------------------------
+
+Resource* Device::find_resource(uint32_t id, const char* command)
+{
+    auto* resource = m_resources.find(ResourceId(id));
+    if (!resource)
+        VGPU_LOG_GUEST(Debug, "{}: no resource {}", command, id);
+    return resource;
+}
+
+void Device::disable_scanout(uint32_t scanout)
+{
+    auto& s = m_scanouts[scanout];
+    if (auto* resource = m_resources.find(s.resource))
+        resource->scanout_mask &= ~(1u << scanout);
+    s = Scanout {};
+    if (m_display)
+        m_display->scanout_set(scanout, std::nullopt);
+}
+
 
 } // namespace vgpu::virtio_gpu

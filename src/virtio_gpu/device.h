@@ -1,36 +1,51 @@
-// The virtio-gpu device model. Until the 2D device exists (the next issue) it is a stub that
-// completes the protocol correctly: every control command is answered with ERR_UNSPEC (fence id
-// and context echoed as the spec asks), cursor commands are consumed (the cursor queue has no
-// response), and the configuration space reports the configured number of scanouts.
+// The virtio-gpu 2D device (virtio 1.3 §5.7): resources, scanouts, cursor, display info and
+// EDID, fences. The control queue is processed in order; a command whose answer comes from QEMU
+// (GET_DISPLAY_INFO, GET_EDID forwarded over the display socket) parks the queue until the answer
+// arrives or times out, so responses and fences keep their order. 2D work is synchronous: the
+// copy into our resource is done and the frame handed to the display before the (fenced)
+// response is written.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <functional>
+#include <optional>
+#include <variant>
+#include <vector>
 
 #include "base/fd.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/device.h"
+#include "virtio_gpu/command.h"
+#include "virtio_gpu/display_host.h"
+#include "virtio_gpu/resource_table.h"
 #include "virtio_gpu/wire.h"
 
 namespace vgpu::virtio_gpu {
 
-struct DeviceOptions {
-    uint32_t num_scanouts = 1;
+struct OutputMode {
+    uint32_t width = 1280;
+    uint32_t height = 800;
 };
 
-// Implemented by the display layer: receives QEMU's display socket (GPU_SET_SOCKET).
-class DisplayHost {
-public:
-    virtual ~DisplayHost() = default;
-    virtual Result<void> attach_qemu_display(Fd socket) = 0;
-    virtual void detach_qemu_display() = 0;
+struct DeviceOptions {
+    // Our own outputs, used when no QEMU display socket answers display info (1..16).
+    std::vector<OutputMode> outputs { OutputMode {} };
+    uint64_t max_hostmem = 256ull << 20;
 };
 
 struct DeviceStats {
     uint64_t control_commands = 0;
     uint64_t cursor_commands = 0;
     uint64_t error_responses = 0;
-    uint64_t short_commands = 0; // chains too short for a header or a response
+    uint64_t cursor_errors = 0; // the cursor queue has no response: counted and logged
+    uint64_t scanout_changes = 0; // SET_SCANOUT that changed what a scanout shows
+    uint64_t flushes = 0;
+    uint64_t transfers = 0;
+    uint64_t bytes_transferred = 0;
+    uint64_t cursor_updates = 0;
+    uint64_t cursor_moves = 0;
+    uint64_t forwarded_queries = 0;
+    uint64_t forwarded_timeouts = 0;
 };
 
 class Device final : public virtio::Device {
@@ -39,9 +54,10 @@ public:
     static constexpr size_t CURSOR_QUEUE = 1;
 
     explicit Device(DeviceOptions options);
-    void set_display_host(DisplayHost* host) { m_display_host = host; }
+    ~Device() override;
+    void set_display_host(DisplayHost* host) { m_display = host; }
 
-    uint64_t device_features() const override { return 0; }
+    uint64_t device_features() const override;
     size_t queue_count() const override { return 2; }
     size_t config_size() const override { return sizeof(Config); }
     Result<void> read_config(uint32_t offset, std::span<std::byte> out) const override;
@@ -52,17 +68,84 @@ public:
     Result<void> set_display_socket(Fd socket) override;
 
     const DeviceStats& stats() const { return m_stats; }
-    // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug).
+    const ResourceTable& resources() const { return m_resources; }
+    const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
+    // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
     void raise_display_event();
 
 private:
-    uint32_t handle_control(const virtio::DescriptorChain& chain, const virtio::GuestMemory& memory);
+    // What a handler answers: a response (header and payload, header filled in by respond()),
+    // or "later" when the answer comes asynchronously.
+    struct Deferred { };
+    using Response = std::variant<std::vector<std::byte>, Deferred>;
+    using HandlerResult = GpuResult<Response>;
+    static Response nodata();
+    template <typename T>
+    static Response with_payload(const T& full_response)
+    {
+        auto bytes = std::as_bytes(std::span(&full_response, 1));
+        return std::vector<std::byte>(bytes.begin(), bytes.end());
+    }
+
+    struct Scanout {
+        ResourceId resource {};
+        Rect rect {};
+        bool enabled = false;
+    };
+    struct Pending {
+        virtio::DescriptorChain chain;
+        CtrlHdr header;
+    };
+
+    void drain_control();
+    void drain_cursor(virtio::SplitQueue& queue);
+    // Handles one control command; returns false when the queue must wait (deferred).
+    bool handle_control(virtio::DescriptorChain& chain);
+    void complete(const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result);
+    void complete_deferred(std::vector<std::byte> response);
+    uint32_t scanout_limit() const;
+
+    HandlerResult handle(const cmd::GetDisplayInfo&);
+    HandlerResult handle(const cmd::ResourceCreate2d&);
+    HandlerResult handle(const cmd::ResourceUnref&);
+    HandlerResult handle(const cmd::SetScanout&);
+    HandlerResult handle(const cmd::ResourceFlush&);
+    HandlerResult handle(const cmd::TransferToHost2d&);
+    HandlerResult handle(const cmd::ResourceAttachBacking&);
+    HandlerResult handle(const cmd::ResourceDetachBacking&);
+    HandlerResult handle(const cmd::GetCapsetInfo&);
+    HandlerResult handle(const cmd::GetCapset&);
+    HandlerResult handle(const cmd::GetEdid&);
+    HandlerResult handle(const cmd::UpdateCursor&);
+    HandlerResult handle(const cmd::MoveCursor&);
+    HandlerResult handle(const cmd::Unsupported&);
+
+    RespDisplayInfo own_display_info() const;
+    GpuResult<RespEdid> own_edid(uint32_t scanout) const;
+    Resource* find_resource(uint32_t id, const char* command);
+    void disable_scanout(uint32_t scanout);
+    GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, std::byte* out, size_t length);
+    std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
 
     DeviceOptions m_options;
     Config m_config {};
     uint64_t m_acked_features = 0;
-    DisplayHost* m_display_host = nullptr;
+    DisplayHost* m_display = nullptr;
+    ResourceTable m_resources;
+    std::array<Scanout, MAX_SCANOUTS> m_scanouts {};
     DeviceStats m_stats;
+
+    // The control queue and memory, remembered for deferred completions.
+    virtio::SplitQueue* m_control = nullptr;
+    const virtio::GuestMemory* m_memory = nullptr;
+    std::optional<Pending> m_pending;
+    // Changes on every reset so that late answers for a reset device are dropped.
+    uint64_t m_epoch = 0;
+    // Guards against re-entering drain_control from a completion callback inside a handler.
+    bool m_draining = false;
+    // An answer that arrived before its handler returned (a display that answers at once).
+    bool m_in_handler = false;
+    std::optional<std::vector<std::byte>> m_early_answer;
 };
 
 } // namespace vgpu::virtio_gpu

@@ -178,7 +178,7 @@ void run_device(const VirtqueueInput& input, Guest& g)
     virtio::SplitQueue queue { uint16_t(index) };
     if (!start_queue(queue, input, g))
         return;
-    virtio_gpu::Device device({ .num_scanouts = 1 });
+    virtio_gpu::Device device(virtio_gpu::DeviceOptions {});
     device.process_queue(queue, g.memory);
 }
 

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "display/qemu/wire.h"
+#include "virtio_gpu/wire.h"
 
 namespace vgpu::harness {
 
@@ -71,8 +72,7 @@ void DisplayPeer::run()
         DisplayMessage message { header.request, header.flags, std::vector<std::byte>(header.size) };
         if (header.size && !read_exact(message.payload.data(), header.size))
             break;
-        if (header.request == uint32_t(GpuRequest::GetProtocolFeatures))
-            reply(header.request, std::as_bytes(std::span(&m_protocol_features, 1)));
+        answer(message);
         std::lock_guard lock(m_mutex);
         m_messages.push_back(std::move(message));
         m_changed.notify_all();
@@ -80,6 +80,72 @@ void DisplayPeer::run()
     std::lock_guard lock(m_mutex);
     m_closed = true;
     m_changed.notify_all();
+}
+
+void DisplayPeer::set_outputs(std::vector<std::pair<uint32_t, uint32_t>> outputs)
+{
+    std::lock_guard lock(m_mutex);
+    m_outputs = std::move(outputs);
+}
+
+void DisplayPeer::set_silent(bool silent)
+{
+    std::lock_guard lock(m_mutex);
+    m_silent = silent;
+}
+
+std::vector<uint8_t> DisplayPeer::fake_edid(uint32_t scanout)
+{
+    std::vector<uint8_t> edid(128, 0);
+    const uint8_t header[8] = { 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00 };
+    std::memcpy(edid.data(), header, 8);
+    edid[8] = 0x51; // marks QEMU's blob apart from ours
+    edid[9] = uint8_t(scanout);
+    uint8_t sum = 0;
+    for (size_t i = 0; i < 127; ++i)
+        sum = uint8_t(sum + edid[i]);
+    edid[127] = uint8_t(256 - sum);
+    return edid;
+}
+
+void DisplayPeer::answer(const DisplayMessage& message)
+{
+    std::vector<std::pair<uint32_t, uint32_t>> outputs;
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_silent)
+            return;
+        outputs = m_outputs;
+    }
+    switch (static_cast<GpuRequest>(message.request)) {
+    case GpuRequest::GetProtocolFeatures:
+        reply(message.request, std::as_bytes(std::span(&m_protocol_features, 1)));
+        break;
+    case GpuRequest::GetDisplayInfo: {
+        virtio_gpu::RespDisplayInfo info {};
+        info.hdr.type = uint32_t(virtio_gpu::CtrlType::OkDisplayInfo);
+        for (size_t i = 0; i < outputs.size() && i < virtio_gpu::MAX_SCANOUTS; ++i) {
+            info.pmodes[i].r = { 0, 0, outputs[i].first, outputs[i].second };
+            info.pmodes[i].enabled = 1;
+        }
+        reply(message.request, std::as_bytes(std::span(&info, 1)));
+        break;
+    }
+    case GpuRequest::GetEdid: {
+        uint32_t scanout = 0;
+        if (message.payload.size() >= 4)
+            std::memcpy(&scanout, message.payload.data(), 4);
+        virtio_gpu::RespEdid edid {};
+        edid.hdr.type = uint32_t(virtio_gpu::CtrlType::OkEdid);
+        auto blob = fake_edid(scanout);
+        edid.size = uint32_t(blob.size());
+        std::memcpy(edid.edid, blob.data(), blob.size());
+        reply(message.request, std::as_bytes(std::span(&edid, 1)));
+        break;
+    }
+    default:
+        break;
+    }
 }
 
 std::vector<DisplayMessage> DisplayPeer::messages() const

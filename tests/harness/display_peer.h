@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/fd.h"
@@ -24,8 +25,16 @@ struct DisplayMessage {
 
 class DisplayPeer {
 public:
-    // QEMU 10 answers GET_PROTOCOL_FEATURES with EDID | DMABUF2.
+    // QEMU 10 answers GET_PROTOCOL_FEATURES with EDID | DMABUF2, and with -display none its
+    // display info is one enabled 1280x800 output.
     explicit DisplayPeer(uint64_t protocol_features = 0x3);
+
+    // What GET_DISPLAY_INFO answers: enabled outputs' sizes (at most 16).
+    void set_outputs(std::vector<std::pair<uint32_t, uint32_t>> outputs);
+    // Stop answering queries (a hung QEMU).
+    void set_silent(bool silent);
+    // A 128-byte EDID blob GET_EDID answers with (its first bytes mark the scanout).
+    static std::vector<uint8_t> fake_edid(uint32_t scanout);
     ~DisplayPeer();
 
     // The end to send to the backend (take it once).
@@ -40,6 +49,7 @@ private:
     void run();
     bool read_exact(std::byte* out, size_t size);
     void reply(uint32_t request, std::span<const std::byte> payload);
+    void answer(const DisplayMessage& message);
 
     uint64_t m_protocol_features;
     Fd m_ours, m_backend_end, m_stop;
@@ -48,6 +58,8 @@ private:
     mutable std::condition_variable m_changed;
     std::vector<DisplayMessage> m_messages; // GUARDED_BY(m_mutex)
     bool m_closed = false; // GUARDED_BY(m_mutex)
+    std::vector<std::pair<uint32_t, uint32_t>> m_outputs { { 1280, 800 } }; // GUARDED_BY(m_mutex)
+    bool m_silent = false; // GUARDED_BY(m_mutex)
 };
 
 } // namespace vgpu::harness

@@ -76,10 +76,10 @@ TEST(Bringup, IndirectDescriptors_RoundTrip)
     QemuSession session(backend.socket_path());
     session.start();
 
-    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo), 64, /*indirect=*/true);
+    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo), 408, /*indirect=*/true);
 
     ASSERT_TRUE(response.has_value());
-    EXPECT_EQ(parse_header(*response).type, uint32_t(virtio_gpu::CtrlType::ErrUnspec));
+    EXPECT_EQ(parse_header(*response).type, uint32_t(virtio_gpu::CtrlType::OkDisplayInfo));
 }
 
 TEST(Bringup, ManyCommands_AllComplete)
@@ -129,8 +129,8 @@ TEST(Bringup, DisplaySocket_ProtocolFeaturesNegotiated)
     ASSERT_EQ(set->payload.size(), 8u);
     uint64_t agreed;
     std::memcpy(&agreed, set->payload.data(), 8);
-    // Only what both sides support; we claim nothing yet.
-    EXPECT_EQ(agreed, 0u);
+    // Only what both sides support: EDID (QEMU also offers DMABUF2, which we do not use).
+    EXPECT_EQ(agreed, 1u);
 }
 
 TEST(Bringup, PrintCapabilities_IsValidJsonWithTypeGpu)

@@ -34,14 +34,15 @@ inline virtio_gpu::CtrlHdr parse_header(const std::vector<std::byte>& response)
     return h;
 }
 
-// A control command round trip that must complete with the stub's ERR_UNSPEC.
+// A fenced GET_DISPLAY_INFO round trip that must complete with OK_DISPLAY_INFO.
 inline void expect_control_round_trip(harness::QemuSession& session, uint64_t fence = 7)
 {
-    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, fence));
+    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, fence),
+        sizeof(virtio_gpu::RespDisplayInfo));
     ASSERT_TRUE(response.has_value()) << "no used entry on the control queue";
-    ASSERT_EQ(response->size(), sizeof(virtio_gpu::CtrlHdr));
+    ASSERT_EQ(response->size(), sizeof(virtio_gpu::RespDisplayInfo));
     auto h = parse_header(*response);
-    EXPECT_EQ(h.type, uint32_t(virtio_gpu::CtrlType::ErrUnspec));
+    EXPECT_EQ(h.type, uint32_t(virtio_gpu::CtrlType::OkDisplayInfo));
     EXPECT_EQ(h.flags & virtio_gpu::FLAG_FENCE, virtio_gpu::FLAG_FENCE);
     EXPECT_EQ(h.fence_id, fence);
 }

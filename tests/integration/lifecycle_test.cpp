@@ -108,7 +108,8 @@ TEST(Lifecycle, GetVringBase_StopsTheRingAndReturnsTheNextAvailIndex)
     auto& q = session.control();
     uint64_t gpa = session.ram().alloc(64);
     session.ram().write(gpa, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
-    q.add({ { gpa, 24, false }, { gpa + 32, 32, true } });
+    uint64_t response = session.ram().alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    q.add({ { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
     q.notify_kick();
     EXPECT_FALSE(q.wait_used(std::chrono::milliseconds(300)).has_value());
     // Restarted where it stopped (SET_VRING_BASE 3, then a kick fd): the pending buffer is
@@ -118,7 +119,7 @@ TEST(Lifecycle, GetVringBase_StopsTheRingAndReturnsTheNextAvailIndex)
     EXPECT_EQ(f.request_obj(Request::SetVringKick, uint64_t(0), std::span(&kick, 1), true), 0u);
     auto used = q.wait_used();
     ASSERT_TRUE(used.has_value());
-    EXPECT_EQ(used->length, sizeof(virtio_gpu::CtrlHdr));
+    EXPECT_EQ(used->length, sizeof(virtio_gpu::RespDisplayInfo));
 }
 
 TEST(Lifecycle, ResetDevice_DriverSetsUpAgainAndItWorks)

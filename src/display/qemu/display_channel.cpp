@@ -10,6 +10,16 @@
 
 namespace vgpu::display::qemu {
 
+std::vector<std::byte> encode_message(GpuRequest request, std::span<const std::byte> payload)
+{
+    GpuHeader header { uint32_t(request), 0, uint32_t(payload.size()) };
+    std::vector<std::byte> message(sizeof(header) + payload.size());
+    std::memcpy(message.data(), &header, sizeof(header));
+    if (!payload.empty())
+        std::memcpy(message.data() + sizeof(header), payload.data(), payload.size());
+    return message;
+}
+
 Result<std::unique_ptr<DisplayChannel>> DisplayChannel::create(EventLoop& loop, Fd socket)
 {
     TRY(set_nonblocking(socket.get()));
@@ -29,38 +39,43 @@ void DisplayChannel::send(GpuRequest request, std::span<const std::byte> payload
 {
     if (!m_socket.valid())
         return;
-    GpuHeader header { uint32_t(request), 0, uint32_t(payload.size()) };
-    std::vector<std::byte> message(sizeof(header) + payload.size());
-    std::memcpy(message.data(), &header, sizeof(header));
-    if (!payload.empty())
-        std::memcpy(message.data() + sizeof(header), payload.data(), payload.size());
-    m_queued_bytes += message.size();
-    m_queue.push_back(std::move(message));
     if (on_reply)
         m_pending_replies.push_back(std::move(on_reply));
+    send_message(std::make_unique<BufferMessage>(encode_message(request, payload)));
+}
+
+void DisplayChannel::send_message(std::unique_ptr<OutgoingMessage> message)
+{
+    if (!m_socket.valid())
+        return;
+    m_queue.push_back(std::move(message));
     flush();
 }
 
 void DisplayChannel::flush()
 {
+    bool sent_any = false;
     while (m_socket.valid() && !m_queue.empty()) {
-        auto& front = m_queue.front();
-        ssize_t n = ::send(m_socket.get(), front.data() + m_front_sent, front.size() - m_front_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        auto bytes = m_queue.front()->next();
+        if (bytes.empty()) {
+            m_queue.pop_front();
+            ++m_messages_sent;
+            sent_any = true;
+            continue;
+        }
+        ssize_t n = ::send(m_socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
             close(fmt::format("send: {}", std::strerror(errno)));
             return;
         }
-        m_front_sent += size_t(n);
-        m_queued_bytes -= size_t(n);
-        if (m_front_sent == front.size()) {
-            m_queue.pop_front();
-            m_front_sent = 0;
-            ++m_messages_sent;
-        }
+        m_queue.front()->advance(size_t(n));
+        m_bytes_sent += uint64_t(n);
     }
     update_interest();
+    if (sent_any && m_queue.empty() && m_socket.valid() && m_on_drained)
+        m_on_drained();
 }
 
 void DisplayChannel::update_interest()
@@ -122,7 +137,6 @@ void DisplayChannel::close(std::string_view why)
     m_loop.unwatch(m_watch);
     m_socket.reset();
     m_queue.clear();
-    m_queued_bytes = 0;
     m_pending_replies.clear();
     if (m_on_closed)
         m_on_closed();

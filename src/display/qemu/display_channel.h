@@ -1,7 +1,9 @@
 // The backend's end of QEMU's display socket. QEMU reads each message whole and blocking in its
 // main loop, while it may also wait for our vhost-user replies: a write here must never block
 // the device loop, so messages go into a send queue drained when the socket is writable.
-// Requests that have a reply keep a FIFO of continuations; QEMU answers in order.
+// Messages may produce their bytes as they go (an UPDATE reads rows straight from the resource),
+// so a large frame needs no staging copy. Requests that have a reply keep a FIFO of
+// continuations; QEMU answers in order.
 #pragma once
 
 #include <deque>
@@ -17,6 +19,16 @@
 
 namespace vgpu::display::qemu {
 
+// A message that hands out its bytes in pieces.
+class OutgoingMessage {
+public:
+    virtual ~OutgoingMessage() = default;
+    // The next bytes to send; empty when the message is complete.
+    virtual std::span<const std::byte> next() = 0;
+    // `n` bytes of what next() returned were sent.
+    virtual void advance(size_t n) = 0;
+};
+
 class DisplayChannel {
 public:
     using ReplyHandler = std::function<void(std::span<const std::byte> payload)>;
@@ -26,12 +38,16 @@ public:
 
     // Queues a message; `on_reply` (if any) runs with the reply's payload.
     void send(GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply = {});
+    void send_message(std::unique_ptr<OutgoingMessage> message);
     // Called once when the peer goes away or breaks the protocol.
     void set_closed_callback(std::function<void()> callback) { m_on_closed = std::move(callback); }
+    // Called whenever the send queue becomes empty.
+    void set_drained_callback(std::function<void()> callback) { m_on_drained = std::move(callback); }
 
     bool open() const { return m_socket.valid(); }
-    size_t queued_bytes() const { return m_queued_bytes; }
+    bool busy() const { return !m_queue.empty(); }
     uint64_t messages_sent() const { return m_messages_sent; }
+    uint64_t bytes_sent() const { return m_bytes_sent; }
 
 private:
     DisplayChannel(EventLoop& loop, Fd socket)
@@ -49,13 +65,30 @@ private:
     Fd m_socket;
     EventLoop::WatchId m_watch = 0;
     bool m_want_write = false;
-    std::deque<std::vector<std::byte>> m_queue;
-    size_t m_front_sent = 0; // bytes of m_queue.front() already written
-    size_t m_queued_bytes = 0;
+    std::deque<std::unique_ptr<OutgoingMessage>> m_queue;
     std::deque<ReplyHandler> m_pending_replies;
     std::vector<std::byte> m_in;
     uint64_t m_messages_sent = 0;
+    uint64_t m_bytes_sent = 0;
     std::function<void()> m_on_closed;
+    std::function<void()> m_on_drained;
 };
+
+// A message held in a buffer of its own (small requests).
+class BufferMessage final : public OutgoingMessage {
+public:
+    explicit BufferMessage(std::vector<std::byte> bytes)
+        : m_bytes(std::move(bytes))
+    {
+    }
+    std::span<const std::byte> next() override { return std::span(m_bytes).subspan(m_sent); }
+    void advance(size_t n) override { m_sent += n; }
+
+private:
+    std::vector<std::byte> m_bytes;
+    size_t m_sent = 0;
+};
+
+std::vector<std::byte> encode_message(GpuRequest request, std::span<const std::byte> payload);
 
 } // namespace vgpu::display::qemu

@@ -3,33 +3,242 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "display/qemu/update_message.h"
+#include "virtio_gpu/rect.h"
 
 namespace vgpu::display::qemu {
 
-Result<void> QemuDisplay::attach_qemu_display(Fd socket)
+namespace {
+template <typename T>
+std::span<const std::byte> bytes_of(const T& value)
 {
-    // QEMU sends a new socket at every DRIVER_OK; the old one is finished.
-    detach_qemu_display();
-    m_channel = TRY(DisplayChannel::create(m_loop, std::move(socket)));
-    m_channel->send(GpuRequest::GetProtocolFeatures, {}, [this](std::span<const std::byte> payload) {
-        uint64_t theirs = 0;
-        if (payload.size() != sizeof(theirs)) {
-            VGPU_LOG_WARN("display: GET_PROTOCOL_FEATURES reply of {} bytes", payload.size());
-            return;
-        }
-        std::memcpy(&theirs, payload.data(), sizeof(theirs));
-        uint64_t agreed = theirs & supported_protocol_features;
-        m_protocol_features = agreed;
-        m_channel->send(GpuRequest::SetProtocolFeatures, std::as_bytes(std::span(&agreed, 1)));
-        VGPU_LOG_INFO("display: QEMU offers protocol features {:#x}, using {:#x}", theirs, agreed);
-    });
-    return {};
+    return std::as_bytes(std::span(&value, 1));
+}
+} // namespace
+
+Result<std::unique_ptr<QemuDisplay>> QemuDisplay::create(EventLoop& loop, Fd socket, PacingOptions pacing)
+{
+    std::unique_ptr<QemuDisplay> display(new QemuDisplay(loop, pacing));
+    display->m_channel = TRY(DisplayChannel::create(loop, std::move(socket)));
+    display->m_channel->set_closed_callback([raw = display.get()] { raw->on_closed(); });
+    display->m_channel->set_drained_callback([raw = display.get()] { raw->schedule(); });
+    display->handshake();
+    return display;
 }
 
-void QemuDisplay::detach_qemu_display()
+QemuDisplay::~QemuDisplay()
 {
-    m_channel.reset();
-    m_protocol_features.reset();
+    if (m_pace_timer)
+        m_loop.unwatch(*m_pace_timer);
+    // Outstanding queries get "no answer" later, from the loop (never from inside a destructor).
+    for (auto& query : m_queries) {
+        if (query->timer)
+            m_loop.unwatch(*query->timer);
+        if (!query->done)
+            m_loop.post([on_reply = std::move(query->on_reply)] { on_reply({}); });
+    }
+}
+
+void QemuDisplay::handshake()
+{
+    m_channel->send(GpuRequest::GetProtocolFeatures, {}, [this](std::span<const std::byte> payload) {
+        uint64_t theirs = 0;
+        if (payload.size() == sizeof(theirs))
+            std::memcpy(&theirs, payload.data(), sizeof(theirs));
+        else
+            VGPU_LOG_WARN("display: GET_PROTOCOL_FEATURES reply of {} bytes", payload.size());
+        uint64_t agreed = theirs & supported_protocol_features;
+        m_protocol_features = agreed;
+        m_channel->send(GpuRequest::SetProtocolFeatures, bytes_of(agreed));
+        VGPU_LOG_INFO("display: QEMU offers protocol features {:#x}, using {:#x}", theirs, agreed);
+        auto waiting = std::move(m_waiting_for_handshake);
+        for (auto& action : waiting)
+            action();
+    });
+}
+
+void QemuDisplay::after_handshake(std::function<void()> action)
+{
+    if (m_protocol_features)
+        action();
+    else
+        m_waiting_for_handshake.push_back(std::move(action));
+}
+
+void QemuDisplay::on_closed()
+{
+    // Queries in flight will not be answered: fail them now (from the loop).
+    for (auto& query : m_queries)
+        if (!query->done)
+            m_loop.post([this, query] { finish_query(query, {}); });
+}
+
+// ---- forwarded queries --------------------------------------------------------------------------
+
+void QemuDisplay::send_query(GpuRequest request, std::vector<std::byte> payload, std::function<void(std::span<const std::byte>)> on_reply)
+{
+    ++m_stats.queries;
+    auto query = std::make_shared<Query>();
+    query->on_reply = std::move(on_reply);
+    m_queries.push_back(query);
+    auto timer = m_loop.add_timer(m_pacing.reply_timeout, std::chrono::nanoseconds(0), [this, query] {
+        query->timer.reset(); // a one-shot timer removes itself
+        if (!query->done) {
+            ++m_stats.query_timeouts;
+            VGPU_LOG_WARN("display: QEMU did not answer in {} ms", m_pacing.reply_timeout.count());
+        }
+        finish_query(query, {});
+    });
+    if (timer)
+        query->timer = *timer;
+    after_handshake([this, request, payload = std::move(payload), query] {
+        if (!m_channel->open()) {
+            m_loop.post([this, query] { finish_query(query, {}); });
+            return;
+        }
+        // The reply slot stays in the channel's FIFO even after a timeout, so that a late answer
+        // is consumed in order and dropped.
+        m_channel->send(request, payload, [this, query](std::span<const std::byte> reply) { finish_query(query, reply); });
+    });
+}
+
+void QemuDisplay::finish_query(const std::shared_ptr<Query>& query, std::span<const std::byte> payload)
+{
+    if (query->done)
+        return;
+    query->done = true;
+    if (query->timer) {
+        m_loop.unwatch(*query->timer);
+        query->timer.reset();
+    }
+    m_queries.remove(query);
+    auto on_reply = std::move(query->on_reply);
+    on_reply(payload);
+}
+
+void QemuDisplay::query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
+{
+    send_query(GpuRequest::GetDisplayInfo, {}, [done = std::move(done)](std::span<const std::byte> reply) {
+        if (reply.size() != sizeof(virtio_gpu::RespDisplayInfo)) {
+            done(std::nullopt);
+            return;
+        }
+        virtio_gpu::RespDisplayInfo info;
+        std::memcpy(&info, reply.data(), sizeof(info));
+        done(info);
+    });
+}
+
+void QemuDisplay::query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
+{
+    if (m_protocol_features && !(*m_protocol_features & (uint64_t(1) << GPU_PF_EDID))) {
+        m_loop.post([done = std::move(done)] { done(std::nullopt); });
+        return;
+    }
+    GpuEdidRequest request { scanout };
+    auto payload = bytes_of(request);
+    send_query(GpuRequest::GetEdid, { payload.begin(), payload.end() }, [done = std::move(done)](std::span<const std::byte> reply) {
+        if (reply.size() != sizeof(virtio_gpu::RespEdid)) {
+            done(std::nullopt);
+            return;
+        }
+        virtio_gpu::RespEdid edid;
+        std::memcpy(&edid, reply.data(), sizeof(edid));
+        if (edid.size > sizeof(edid.edid)) {
+            done(std::nullopt);
+            return;
+        }
+        done(edid);
+    });
+}
+
+// ---- outputs ------------------------------------------------------------------------------------
+
+void QemuDisplay::output_changed(const Output& output)
+{
+    auto& link = m_links[output.index];
+    link.source = output.source;
+    uint32_t width = output.width(), height = output.height();
+    if (width != link.announced_width || height != link.announced_height) {
+        GpuScanout scanout { output.index, width, height };
+        m_channel->send(GpuRequest::Scanout, bytes_of(scanout));
+        link.announced_width = width;
+        link.announced_height = height;
+        ++m_stats.scanouts;
+    }
+    // A new source means new content everywhere on the output.
+    link.damage = output.enabled() ? output.full() : Rect {};
+    schedule();
+}
+
+void QemuDisplay::output_damaged(const Output& output, Rect damage)
+{
+    auto& link = m_links[output.index];
+    link.damage = virtio_gpu::rect_union(link.damage, virtio_gpu::rect_intersect(damage, output.full()));
+    schedule();
+}
+
+void QemuDisplay::schedule()
+{
+    if (m_pace_timer || !open() || m_channel->busy())
+        return; // a timer is armed, or the drained callback will call us
+    bool pending = false;
+    for (const auto& link : m_links)
+        pending |= link.source && !virtio_gpu::rect_empty(link.damage);
+    if (!pending)
+        return;
+    auto now = std::chrono::steady_clock::now();
+    auto due = m_last_batch + m_pacing.min_interval;
+    if (now >= due) {
+        send_updates();
+        return;
+    }
+    auto timer = m_loop.add_timer(due - now, std::chrono::nanoseconds(0), [this] {
+        m_pace_timer.reset();
+        schedule();
+    });
+    if (timer)
+        m_pace_timer = *timer;
+    else
+        send_updates();
+}
+
+void QemuDisplay::send_updates()
+{
+    m_last_batch = std::chrono::steady_clock::now();
+    for (uint32_t i = 0; i < m_links.size(); ++i) {
+        auto& link = m_links[i];
+        if (!link.source || virtio_gpu::rect_empty(link.damage))
+            continue;
+        auto message = std::make_unique<UpdateMessage>(i, *link.source, link.damage);
+        ++m_stats.updates;
+        m_stats.update_bytes += message->total_bytes();
+        m_stats.direct_updates += message->direct() ? 1 : 0;
+        link.damage = Rect {};
+        m_channel->send_message(std::move(message));
+    }
+}
+
+void QemuDisplay::cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only)
+{
+    GpuCursorPos pos { scanout, cursor.x, cursor.y };
+    if (!cursor.image) {
+        m_channel->send(GpuRequest::CursorPosHide, bytes_of(pos));
+        ++m_stats.cursor_moves;
+        return;
+    }
+    if (moved_only) {
+        m_channel->send(GpuRequest::CursorPos, bytes_of(pos));
+        ++m_stats.cursor_moves;
+        return;
+    }
+    GpuCursorUpdate update {};
+    update.pos = pos;
+    update.hot_x = cursor.image->hot_x;
+    update.hot_y = cursor.image->hot_y;
+    std::memcpy(update.data, cursor.image->argb.data(), sizeof(update.data));
+    m_channel->send(GpuRequest::CursorUpdate, bytes_of(update));
+    ++m_stats.cursor_updates;
 }
 
 } // namespace vgpu::display::qemu

@@ -1,34 +1,100 @@
-// QEMU's display as a sink: takes the socket from GPU_SET_SOCKET and negotiates the
-// vhost-user-gpu protocol features. Scanouts, updates and the cursor come with the 2D device.
+// QEMU's display as a sink, over the socket from GPU_SET_SOCKET (vhost-user-gpu.rst): protocol
+// features, SCANOUT when an output's mode changes, UPDATE with only the damaged rectangle, the
+// cursor, and GET_DISPLAY_INFO / GET_EDID forwarded for the guest.
+//
+// Pacing: QEMU's console shows no more frames than its UI refreshes, and QEMU's own backend
+// spends its time sending a full frame for every flip. We coalesce damage per output and send at
+// most one batch of UPDATEs at a time, no sooner than `min_interval` after the previous batch.
+// The newest frame always goes out: damage that arrives while a batch is in flight is sent when
+// it drains. The guest never waits for QEMU: its fences complete when our copy is done.
 #pragma once
 
+#include <array>
+#include <chrono>
+#include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 
 #include "base/event_loop.h"
+#include "display/output.h"
 #include "display/qemu/display_channel.h"
-#include "virtio_gpu/device.h"
+#include "display/sink.h"
+#include "virtio_gpu/wire.h"
 
 namespace vgpu::display::qemu {
 
-class QemuDisplay final : public virtio_gpu::DisplayHost {
-public:
-    explicit QemuDisplay(EventLoop& loop)
-        : m_loop(loop)
-    {
-    }
-    Result<void> attach_qemu_display(Fd socket) override;
-    void detach_qemu_display() override;
+struct PacingOptions {
+    std::chrono::milliseconds min_interval { 16 };
+    std::chrono::milliseconds reply_timeout { 1000 };
+};
 
-    bool attached() const { return m_channel && m_channel->open(); }
-    // The protocol features both sides support, once QEMU answered.
+struct QemuDisplayStats {
+    uint64_t scanouts = 0;
+    uint64_t updates = 0;
+    uint64_t update_bytes = 0;
+    uint64_t direct_updates = 0; // sent straight from the resource
+    uint64_t cursor_updates = 0;
+    uint64_t cursor_moves = 0;
+    uint64_t queries = 0;
+    uint64_t query_timeouts = 0;
+};
+
+class QemuDisplay final : public DisplaySink {
+public:
+    static Result<std::unique_ptr<QemuDisplay>> create(EventLoop& loop, Fd socket, PacingOptions pacing);
+    ~QemuDisplay() override;
+
+    bool open() const { return m_channel && m_channel->open(); }
     std::optional<uint64_t> protocol_features() const { return m_protocol_features; }
-    static constexpr uint64_t supported_protocol_features = 0;
+    const QemuDisplayStats& stats() const { return m_stats; }
+    // The features we can use: EDID (GET_EDID). DMABUF2 needs dma-bufs we do not export yet.
+    static constexpr uint64_t supported_protocol_features = uint64_t(1) << GPU_PF_EDID;
+
+    void query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done);
+    void query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done);
+
+    void output_changed(const Output& output) override;
+    void output_damaged(const Output& output, Rect damage) override;
+    void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) override;
 
 private:
+    QemuDisplay(EventLoop& loop, PacingOptions pacing)
+        : m_loop(loop)
+        , m_pacing(pacing)
+    {
+    }
+    struct Link {
+        std::optional<virtio_gpu::ScanoutSource> source;
+        uint32_t announced_width = 0;
+        uint32_t announced_height = 0;
+        Rect damage {};
+    };
+    struct Query {
+        std::function<void(std::span<const std::byte>)> on_reply; // nullopt-style: empty span
+        std::optional<EventLoop::WatchId> timer;
+        bool done = false;
+    };
+    using QueryList = std::list<std::shared_ptr<Query>>;
+
+    void handshake();
+    void after_handshake(std::function<void()> action);
+    void send_query(GpuRequest request, std::vector<std::byte> payload, std::function<void(std::span<const std::byte>)> on_reply);
+    void finish_query(const std::shared_ptr<Query>& query, std::span<const std::byte> payload);
+    void schedule();
+    void send_updates();
+    void on_closed();
+
     EventLoop& m_loop;
+    PacingOptions m_pacing;
     std::unique_ptr<DisplayChannel> m_channel;
     std::optional<uint64_t> m_protocol_features;
+    std::vector<std::function<void()>> m_waiting_for_handshake;
+    std::array<Link, virtio_gpu::MAX_SCANOUTS> m_links {};
+    QueryList m_queries;
+    std::optional<EventLoop::WatchId> m_pace_timer;
+    std::chrono::steady_clock::time_point m_last_batch {};
+    QemuDisplayStats m_stats;
 };
 
 } // namespace vgpu::display::qemu

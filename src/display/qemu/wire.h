@@ -35,4 +35,44 @@ constexpr unsigned GPU_PF_DMABUF2 = 1;
 // A reply larger than this is a broken peer (the largest, GET_EDID's, is 1056 + 12 bytes).
 constexpr uint32_t GPU_MAX_REPLY = 4096;
 
+// VhostUserGpuCursorPos: CURSOR_POS, CURSOR_POS_HIDE.
+struct GpuCursorPos {
+    uint32_t scanout_id;
+    uint32_t x;
+    uint32_t y;
+};
+static_assert(sizeof(GpuCursorPos) == 12);
+
+// VhostUserGpuCursorUpdate: CURSOR_UPDATE.
+struct GpuCursorUpdate {
+    GpuCursorPos pos;
+    uint32_t hot_x;
+    uint32_t hot_y;
+    uint32_t data[64 * 64];
+};
+static_assert(sizeof(GpuCursorUpdate) == 12 + 8 + 16384);
+
+// VhostUserGpuScanout: SCANOUT (0x0 disables).
+struct GpuScanout {
+    uint32_t scanout_id;
+    uint32_t width;
+    uint32_t height;
+};
+static_assert(sizeof(GpuScanout) == 12);
+
+// VhostUserGpuUpdate: UPDATE, followed by width * height x8r8g8b8 pixels, stride width * 4.
+struct GpuUpdate {
+    uint32_t scanout_id;
+    uint32_t x;
+    uint32_t y;
+    uint32_t width;
+    uint32_t height;
+};
+static_assert(sizeof(GpuUpdate) == 20);
+
+// VhostUserGpuEdidRequest: GET_EDID.
+struct GpuEdidRequest {
+    uint32_t scanout_id;
+};
+
 } // namespace vgpu::display::qemu

@@ -1,0 +1,101 @@
+#include "display/display.h"
+
+#include "base/log.h"
+
+namespace vgpu::display {
+
+Display::Display(EventLoop& loop, qemu::PacingOptions pacing)
+    : m_loop(loop)
+    , m_pacing(pacing)
+{
+    for (uint32_t i = 0; i < m_outputs.size(); ++i)
+        m_outputs[i].index = i;
+}
+
+Display::~Display() = default;
+
+template <typename F>
+void Display::for_each_sink(F&& f)
+{
+    for (auto* sink : m_sinks)
+        f(*sink);
+    if (m_qemu)
+        f(*m_qemu);
+}
+
+Result<void> Display::attach_qemu_display(Fd socket)
+{
+    // QEMU sends a new socket at every DRIVER_OK; the old one is finished.
+    m_qemu.reset();
+    m_qemu = TRY(qemu::QemuDisplay::create(m_loop, std::move(socket), m_pacing));
+    // Whatever is already on screen goes to the new socket.
+    for (const auto& output : m_outputs)
+        if (output.enabled())
+            m_qemu->output_changed(output);
+    return {};
+}
+
+void Display::detach_qemu_display() { m_qemu.reset(); }
+
+bool Display::has_qemu_display() const { return m_qemu && m_qemu->open(); }
+
+void Display::query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
+{
+    if (!has_qemu_display()) {
+        m_loop.post([done = std::move(done)] { done(std::nullopt); });
+        return;
+    }
+    m_qemu->query_display_info(std::move(done));
+}
+
+void Display::query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
+{
+    if (!has_qemu_display()) {
+        m_loop.post([done = std::move(done)] { done(std::nullopt); });
+        return;
+    }
+    m_qemu->query_edid(scanout, std::move(done));
+}
+
+void Display::scanout_set(uint32_t scanout, std::optional<virtio_gpu::ScanoutSource> source)
+{
+    auto& output = m_outputs[scanout];
+    output.source = std::move(source);
+    ++output.generation;
+    ++output.flips;
+    ++m_stats.flips;
+    for_each_sink([&](DisplaySink& sink) { sink.output_changed(output); });
+}
+
+void Display::scanout_damaged(uint32_t scanout, Rect damage)
+{
+    auto& output = m_outputs[scanout];
+    if (!output.enabled())
+        return;
+    ++output.generation;
+    ++output.damage_events;
+    ++m_stats.damage_events;
+    for_each_sink([&](DisplaySink& sink) { sink.output_damaged(output, damage); });
+}
+
+void Display::cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y)
+{
+    auto& cursor = m_cursors[scanout];
+    cursor.image = std::move(image);
+    cursor.x = x;
+    cursor.y = y;
+    ++m_stats.cursor_updates;
+    VGPU_LOG_DEBUG("cursor {} on scanout {} at {},{}", cursor.image ? "image" : "hidden", scanout, x, y);
+    for_each_sink([&](DisplaySink& sink) { sink.cursor_changed(scanout, cursor, false); });
+}
+
+void Display::cursor_move(uint32_t scanout, uint32_t x, uint32_t y)
+{
+    auto& cursor = m_cursors[scanout];
+    cursor.x = x;
+    cursor.y = y;
+    ++m_stats.cursor_moves;
+    for_each_sink([&](DisplaySink& sink) { sink.cursor_changed(scanout, cursor, true); });
+}
+
+} // namespace vgpu::display

@@ -1,0 +1,20 @@
+// A consumer of the display: QEMU's display socket now; CRC capture, screenshots, VNC and plane
+// export later. Sinks run on the device loop and must never block it.
+#pragma once
+
+#include "display/output.h"
+
+namespace vgpu::display {
+
+class DisplaySink {
+public:
+    virtual ~DisplaySink() = default;
+    // The output's source changed: enabled, disabled, flipped to another resource, resized.
+    virtual void output_changed(const Output& output) = 0;
+    // Pixels in `damage` (output coordinates) changed.
+    virtual void output_damaged(const Output& output, Rect damage) = 0;
+    // A new cursor image or visibility (`moved_only`: just a new position).
+    virtual void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) = 0;
+};
+
+} // namespace vgpu::display

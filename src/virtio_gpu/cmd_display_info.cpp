@@ -1,0 +1,111 @@
+// GET_DISPLAY_INFO, GET_EDID, GET_CAPSET_INFO, GET_CAPSET and the commands we do not implement.
+// With QEMU's display socket, display info and EDID are QEMU's (its UI owns the monitors): the
+// request is forwarded and the control queue waits for the answer. Without it, or when QEMU does
+// not answer in time, our own outputs answer.
+#include <cstring>
+
+#include "base/log.h"
+#include "virtio_gpu/device.h"
+#include "virtio_gpu/edid.h"
+
+namespace vgpu::virtio_gpu {
+
+RespDisplayInfo Device::own_display_info() const
+{
+    RespDisplayInfo info {};
+    info.hdr.type = uint32_t(CtrlType::OkDisplayInfo);
+    for (size_t i = 0; i < m_options.outputs.size(); ++i) {
+        info.pmodes[i].r = Rect { 0, 0, m_options.outputs[i].width, m_options.outputs[i].height };
+        info.pmodes[i].enabled = 1;
+    }
+    return info;
+}
+
+GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
+{
+    if (scanout >= m_options.outputs.size())
+        return GpuError::InvalidParameter;
+    const auto& mode = m_options.outputs[scanout];
+    auto edid = build_edid(EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout });
+    if (!edid) {
+        VGPU_LOG_GUEST(Warn, "GET_EDID {}: {}", scanout, edid.error().message);
+        return GpuError::Unspec;
+    }
+    RespEdid response {};
+    response.hdr.type = uint32_t(CtrlType::OkEdid);
+    response.size = uint32_t(edid->size());
+    std::memcpy(response.edid, edid->data(), std::min(edid->size(), sizeof(response.edid)));
+    return response;
+}
+
+Device::HandlerResult Device::handle(const cmd::GetDisplayInfo&)
+{
+    if (!m_display || !m_display->has_qemu_display())
+        return with_payload(own_display_info());
+    ++m_stats.forwarded_queries;
+    m_display->query_display_info([this, epoch = m_epoch](std::optional<RespDisplayInfo> answer) {
+        if (epoch != m_epoch)
+            return; // the device was reset meanwhile
+        if (!answer) {
+            ++m_stats.forwarded_timeouts;
+            answer = own_display_info();
+        }
+        answer->hdr.type = uint32_t(CtrlType::OkDisplayInfo);
+        complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
+    });
+    return Response(Deferred {});
+}
+
+Device::HandlerResult Device::handle(const cmd::GetEdid& c)
+{
+    if (c.scanout >= scanout_limit())
+        return GpuError::InvalidParameter;
+    if (!m_display || !m_display->has_qemu_display()) {
+        auto edid = own_edid(c.scanout);
+        if (!edid)
+            return edid.release_error();
+        return with_payload(*edid);
+    }
+    ++m_stats.forwarded_queries;
+    m_display->query_edid(c.scanout, [this, epoch = m_epoch, scanout = c.scanout](std::optional<RespEdid> answer) {
+        if (epoch != m_epoch)
+            return;
+        if (!answer) {
+            ++m_stats.forwarded_timeouts;
+            auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
+            if (own)
+                answer = *own;
+        }
+        if (!answer) {
+            RespEdid error {};
+            error.hdr.type = uint32_t(CtrlType::ErrUnspec);
+            auto bytes = std::as_bytes(std::span(&error.hdr, 1));
+            complete_deferred(std::vector<std::byte>(bytes.begin(), bytes.end()));
+            return;
+        }
+        answer->hdr.type = uint32_t(CtrlType::OkEdid);
+        complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
+    });
+    return Response(Deferred {});
+}
+
+Device::HandlerResult Device::handle(const cmd::GetCapsetInfo& c)
+{
+    // num_capsets is 0: no index is valid.
+    VGPU_LOG_GUEST(Debug, "GET_CAPSET_INFO {}: there are no capsets", c.capset_index);
+    return GpuError::InvalidParameter;
+}
+
+Device::HandlerResult Device::handle(const cmd::GetCapset& c)
+{
+    VGPU_LOG_GUEST(Debug, "GET_CAPSET {} v{}: there are no capsets", c.capset_id, c.capset_version);
+    return GpuError::InvalidParameter;
+}
+
+Device::HandlerResult Device::handle(const cmd::Unsupported& c)
+{
+    VGPU_LOG_GUEST(Debug, "{} ({:#x}): not supported", command_name(c.type), c.type);
+    return GpuError::Unspec;
+}
+
+} // namespace vgpu::virtio_gpu

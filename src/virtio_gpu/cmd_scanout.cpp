@@ -1,0 +1,45 @@
+// SET_SCANOUT (virtio 1.3 §5.7.6.8): bind a rectangle of a resource to a scanout, or disable it.
+#include "base/log.h"
+#include "virtio_gpu/device.h"
+#include "virtio_gpu/rect.h"
+
+namespace vgpu::virtio_gpu {
+
+Device::HandlerResult Device::handle(const cmd::SetScanout& c)
+{
+    if (c.scanout_id >= scanout_limit()) {
+        VGPU_LOG_GUEST(Debug, "SET_SCANOUT: scanout {} out of range ({})", c.scanout_id, scanout_limit());
+        return GpuError::InvalidScanoutId;
+    }
+    if (c.resource_id == 0) {
+        // The spec's way to disable a scanout.
+        if (m_scanouts[c.scanout_id].enabled)
+            ++m_stats.scanout_changes;
+        disable_scanout(c.scanout_id);
+        return nodata();
+    }
+    auto* resource = find_resource(c.resource_id, "SET_SCANOUT");
+    if (!resource)
+        return GpuError::InvalidResourceId;
+    // QEMU's check: inside the resource, and at least 16x16.
+    if (!rect_within(c.r, resource->width, resource->height) || c.r.width < 16 || c.r.height < 16) {
+        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: rect {}x{}+{}+{} not inside {}x{} (or below 16x16)", c.scanout_id, c.r.width,
+            c.r.height, c.r.x, c.r.y, resource->width, resource->height);
+        return GpuError::InvalidParameter;
+    }
+    auto& s = m_scanouts[c.scanout_id];
+    if (auto* previous = m_resources.find(s.resource))
+        previous->scanout_mask &= ~(1u << c.scanout_id);
+    s.resource = resource->id;
+    s.rect = c.r;
+    s.enabled = true;
+    resource->scanout_mask |= 1u << c.scanout_id;
+    ++m_stats.scanout_changes;
+    if (m_display) {
+        ScanoutSource source { resource->id, resource->format, resource->width, resource->height, resource->stride, c.r, resource->pixels };
+        m_display->scanout_set(c.scanout_id, std::move(source));
+    }
+    return nodata();
+}
+
+} // namespace vgpu::virtio_gpu

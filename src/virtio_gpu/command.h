@@ -1,0 +1,54 @@
+// Decoding a control- or cursor-queue command: the header, then the command's struct (and for
+// ATTACH_BACKING its memory entries), copied out of guest memory by the Reader. Decoding happens
+// once; handlers get the decoded value and never touch guest memory for the command itself.
+#pragma once
+
+#include <variant>
+#include <vector>
+
+#include "virtio/reader_writer.h"
+#include "virtio_gpu/resource_table.h"
+#include "virtio_gpu/wire.h"
+
+namespace vgpu::virtio_gpu {
+
+// QEMU's vhost-user-gpu caps nr_entries at 16384 (vg_create_mapping_iov); so do we.
+constexpr uint32_t MAX_BACKING_ENTRIES = 16384;
+
+namespace cmd {
+struct GetDisplayInfo { };
+struct ResourceCreate2d { uint32_t resource_id, format, width, height; };
+struct ResourceUnref { uint32_t resource_id; };
+struct SetScanout { Rect r; uint32_t scanout_id, resource_id; };
+struct ResourceFlush { Rect r; uint32_t resource_id; };
+struct TransferToHost2d { Rect r; uint64_t offset; uint32_t resource_id; };
+struct ResourceAttachBacking { uint32_t resource_id; std::vector<MemEntry> entries; };
+struct ResourceDetachBacking { uint32_t resource_id; };
+struct GetCapsetInfo { uint32_t capset_index; };
+struct GetCapset { uint32_t capset_id, capset_version; };
+struct GetEdid { uint32_t scanout; };
+struct UpdateCursor { CursorPos pos; uint32_t resource_id, hot_x, hot_y; };
+struct MoveCursor { CursorPos pos; };
+// A command we know but do not implement (3D, blob, UUID): ERR_UNSPEC.
+struct Unsupported { uint32_t type; };
+} // namespace cmd
+
+using GpuCommand = std::variant<cmd::GetDisplayInfo, cmd::ResourceCreate2d, cmd::ResourceUnref, cmd::SetScanout,
+    cmd::ResourceFlush, cmd::TransferToHost2d, cmd::ResourceAttachBacking, cmd::ResourceDetachBacking, cmd::GetCapsetInfo,
+    cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor, cmd::MoveCursor, cmd::Unsupported>;
+
+struct DecodedCommand {
+    CtrlHdr header;
+    GpuCommand command;
+};
+
+const char* command_name(uint32_t type);
+
+// Decodes the command whose header was already read into `header`. ERR_UNSPEC for an unknown
+// type, a buffer shorter than the command, or more than MAX_BACKING_ENTRIES entries (QEMU's
+// answers to each).
+GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader);
+// Header and body.
+GpuResult<DecodedCommand> decode(virtio::Reader& reader);
+
+} // namespace vgpu::virtio_gpu

@@ -1,0 +1,95 @@
+#include "virtio_gpu/resource_table.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "base/checked.h"
+
+namespace vgpu::virtio_gpu {
+
+const char* error_name(GpuError error)
+{
+    switch (error) {
+    case GpuError::Unspec:
+        return "ERR_UNSPEC";
+    case GpuError::OutOfMemory:
+        return "ERR_OUT_OF_MEMORY";
+    case GpuError::InvalidScanoutId:
+        return "ERR_INVALID_SCANOUT_ID";
+    case GpuError::InvalidResourceId:
+        return "ERR_INVALID_RESOURCE_ID";
+    case GpuError::InvalidContextId:
+        return "ERR_INVALID_CONTEXT_ID";
+    case GpuError::InvalidParameter:
+        return "ERR_INVALID_PARAMETER";
+    }
+    return "ERR_?";
+}
+
+void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
+
+std::shared_ptr<PixelStorage> PixelStorage::allocate(size_t size)
+{
+    // 64-byte alignment for vectorised copies and pixman; size rounded up as aligned_alloc needs.
+    size_t rounded = (size + 63) / 64 * 64;
+    auto* p = static_cast<std::byte*>(std::aligned_alloc(64, rounded ? rounded : 64));
+    if (!p)
+        return nullptr;
+    std::memset(p, 0, rounded);
+    auto storage = std::make_shared<PixelStorage>();
+    storage->m_data.reset(p);
+    storage->m_size = size;
+    return storage;
+}
+
+GpuResult<Resource*> ResourceTable::create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height)
+{
+    if (id.value() == 0 || m_resources.contains(id))
+        return GpuError::InvalidResourceId;
+    auto info = format_info(format);
+    if (!info || width == 0 || height == 0)
+        return GpuError::InvalidParameter;
+    // Anything that overflows cannot fit in host memory either.
+    auto stride = checked_mul<uint64_t>(width, BYTES_PER_PIXEL);
+    auto bytes = stride ? checked_mul<uint64_t>(*stride, height) : std::nullopt;
+    if (!bytes || *stride > uint64_t(INT32_MAX) || *bytes > m_max_host_bytes - m_host_bytes)
+        return GpuError::OutOfMemory;
+    auto pixels = PixelStorage::allocate(size_t(*bytes));
+    if (!pixels)
+        return GpuError::OutOfMemory;
+    auto resource = std::make_unique<Resource>();
+    resource->id = id;
+    resource->format = *info;
+    resource->width = width;
+    resource->height = height;
+    resource->stride = uint32_t(*stride);
+    resource->pixels = std::move(pixels);
+    m_host_bytes += *bytes;
+    auto* raw = resource.get();
+    m_resources.emplace(id, std::move(resource));
+    return raw;
+}
+
+Resource* ResourceTable::find(ResourceId id)
+{
+    auto it = m_resources.find(id);
+    return it == m_resources.end() ? nullptr : it->second.get();
+}
+
+void ResourceTable::remove(ResourceId id)
+{
+    auto it = m_resources.find(id);
+    if (it == m_resources.end())
+        return;
+    m_host_bytes -= it->second->pixels->size();
+    m_resources.erase(it);
+}
+
+void ResourceTable::clear()
+{
+    m_resources.clear();
+    m_host_bytes = 0;
+}
+
+} // namespace vgpu::virtio_gpu

@@ -1,0 +1,88 @@
+// Host-side 2D resources: pixels we own (filled by TRANSFER_TO_HOST_2D from the guest's backing
+// pages), the backing entries, and which scanouts show them. Host memory is accounted against
+// a limit (--max-hostmem); past it the guest gets ERR_OUT_OF_MEMORY.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "base/result.h"
+#include "base/strong_id.h"
+#include "virtio_gpu/formats.h"
+#include "virtio_gpu/wire.h"
+
+namespace vgpu::virtio_gpu {
+
+struct ResourceIdTag;
+using ResourceId = StrongId<ResourceIdTag>;
+
+enum class GpuError : uint32_t {
+    Unspec = uint32_t(CtrlType::ErrUnspec),
+    OutOfMemory = uint32_t(CtrlType::ErrOutOfMemory),
+    InvalidScanoutId = uint32_t(CtrlType::ErrInvalidScanoutId),
+    InvalidResourceId = uint32_t(CtrlType::ErrInvalidResourceId),
+    InvalidContextId = uint32_t(CtrlType::ErrInvalidContextId),
+    InvalidParameter = uint32_t(CtrlType::ErrInvalidParameter),
+};
+const char* error_name(GpuError error);
+
+template <typename T>
+using GpuResult = Result<T, GpuError>;
+
+// Pixel memory. Shared between the resource and any sink still sending from it (an UPDATE in
+// flight to QEMU keeps it alive after an unref).
+class PixelStorage {
+public:
+    static std::shared_ptr<PixelStorage> allocate(size_t size);
+    std::byte* data() const { return m_data.get(); }
+    size_t size() const { return m_size; }
+
+private:
+    struct Free {
+        void operator()(std::byte* p) const;
+    };
+    std::unique_ptr<std::byte, Free> m_data;
+    size_t m_size = 0;
+};
+
+struct Resource {
+    ResourceId id;
+    FormatInfo format;
+    uint32_t width = 0;
+    uint32_t height = 0;
+    uint32_t stride = 0; // bytes per row, width * 4
+    std::shared_ptr<PixelStorage> pixels;
+    std::vector<MemEntry> backing; // guest ranges, validated at attach time
+    uint64_t backing_bytes = 0;
+    bool has_backing = false;
+    uint32_t scanout_mask = 0; // bit n: scanout n shows this resource
+
+    std::byte* row(uint32_t y) const { return pixels->data() + size_t(y) * stride; }
+};
+
+class ResourceTable {
+public:
+    explicit ResourceTable(uint64_t max_host_bytes)
+        : m_max_host_bytes(max_host_bytes)
+    {
+    }
+    GpuResult<Resource*> create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height);
+    Resource* find(ResourceId id);
+    // Removes the resource; its pixels live on while a sink holds them.
+    void remove(ResourceId id);
+    void clear();
+
+    size_t count() const { return m_resources.size(); }
+    uint64_t host_bytes() const { return m_host_bytes; }
+    uint64_t max_host_bytes() const { return m_max_host_bytes; }
+
+private:
+    uint64_t m_max_host_bytes;
+    uint64_t m_host_bytes = 0;
+    std::unordered_map<ResourceId, std::unique_ptr<Resource>> m_resources;
+};
+
+} // namespace vgpu::virtio_gpu
