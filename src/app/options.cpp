@@ -1,5 +1,7 @@
 #include "app/options.h"
 
+#include "virtio_gpu/edid.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -68,6 +70,10 @@ Result<virtio_gpu::OutputMode> parse_mode(std::string_view text)
     // 16: the smallest scanout QEMU accepts; 4095: the largest an EDID detailed timing can say.
     if (width < 16 || height < 16 || width > 4095 || height > 4095)
         return Error::format("{}x{} is outside 16x16..4095x4095", width, height);
+    // The guest asks for the output's EDID: a mode our EDID cannot describe (a pixel clock under
+    // 10 MHz at 60 Hz) is refused here rather than failing GET_EDID later.
+    if (auto edid = virtio_gpu::build_edid({ .width = width, .height = height }); !edid)
+        return Error::format("{}x{}: {}", width, height, edid.error().message);
     return virtio_gpu::OutputMode { width, height };
 }
 

@@ -26,7 +26,7 @@ GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
     if (scanout >= m_options.outputs.size())
         return GpuError::InvalidParameter;
     const auto& mode = m_options.outputs[scanout];
-    auto edid = build_edid(EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout });
+    auto edid = build_edid(EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout + 1 });
     if (!edid) {
         VGPU_LOG_GUEST(Warn, "GET_EDID {}: {}", scanout, edid.error().message);
         return GpuError::Unspec;

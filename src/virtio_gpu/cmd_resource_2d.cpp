@@ -1,6 +1,7 @@
 // RESOURCE_CREATE_2D, RESOURCE_UNREF, RESOURCE_ATTACH_BACKING, RESOURCE_DETACH_BACKING,
 // TRANSFER_TO_HOST_2D and RESOURCE_FLUSH (virtio 1.3 §5.7.6.8). Where the spec names no error,
 // we answer as QEMU's built-in virtio-gpu does (docs/hostile-guest.md lists every case).
+#include <algorithm>
 #include <cstring>
 
 #include "base/checked.h"
@@ -45,7 +46,10 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
         return GpuError::Unspec;
     }
     uint64_t total = 0;
+    std::vector<uint64_t> starts;
+    starts.reserve(c.entries.size());
     for (const auto& e : c.entries) {
+        starts.push_back(total);
         // Every entry must lie in guest RAM now; it is translated again on each transfer, since
         // the memory table may change.
         if (auto r = m_memory->translate_gpa(e.addr, e.length); !r) {
@@ -55,6 +59,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
         total += e.length;
     }
     resource->backing = c.entries;
+    resource->backing_starts = std::move(starts);
     resource->backing_bytes = total;
     resource->has_backing = true;
     return nodata();
@@ -68,6 +73,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
     if (!resource->has_backing)
         return GpuError::Unspec;
     resource->backing.clear();
+    resource->backing_starts.clear();
     resource->backing_bytes = 0;
     resource->has_backing = false;
     return nodata();
@@ -75,10 +81,14 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
 
 GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, std::byte* out, size_t length)
 {
-    // Find the entry holding `offset`, then copy entry by entry. Backing lists are short or made
-    // of pages; a linear scan from the start costs little next to the copy itself.
-    size_t index = 0;
-    uint64_t entry_start = 0;
+    // The entry holding `offset` (the last one starting at or before it; binary search, since a
+    // backing is often thousands of pages and a transfer copies row by row), then entry by entry.
+    auto it = std::upper_bound(resource.backing_starts.begin(), resource.backing_starts.end(), offset);
+    if (it == resource.backing_starts.begin())
+        return GpuError::InvalidParameter;
+    size_t index = size_t(it - resource.backing_starts.begin()) - 1;
+    uint64_t entry_start = resource.backing_starts[index];
+    // Skip zero-length entries that start at the same offset.
     while (index < resource.backing.size() && offset >= entry_start + resource.backing[index].length) {
         entry_start += resource.backing[index].length;
         ++index;

@@ -56,6 +56,7 @@ struct Resource {
     uint32_t stride = 0; // bytes per row, width * 4
     std::shared_ptr<PixelStorage> pixels;
     std::vector<MemEntry> backing; // guest ranges, validated at attach time
+    std::vector<uint64_t> backing_starts; // linear offset of each entry, for binary search
     uint64_t backing_bytes = 0;
     bool has_backing = false;
     uint32_t scanout_mask = 0; // bit n: scanout n shows this resource

@@ -53,11 +53,17 @@ void check_accepted(const EdidInfo& info, const std::vector<uint8_t>& edid)
     FUZZ_CHECK((timing[5] | uint32_t(timing[7] >> 4) << 8) == info.height);
     // Screen size in centimetres is never 0 (which would mean "unknown" or an aspect ratio).
     FUZZ_CHECK(edid[21] != 0 && edid[22] != 0);
-    // The name descriptor (second, byte 72) starts with the name, cut to 13 characters.
-    const size_t name_length = std::min(info.name.size(), EDID_MAX_NAME_LENGTH);
+    // The name descriptor (second, byte 72) holds the name cut to 13 characters without trailing
+    // spaces, then a line feed if there is room, then spaces.
+    std::string_view name = info.name.substr(0, std::min(info.name.size(), EDID_MAX_NAME_LENGTH));
+    while (!name.empty() && name.back() == ' ')
+        name.remove_suffix(1);
+    FUZZ_CHECK(!name.empty());
     FUZZ_CHECK(edid[72 + 3] == 0xFC);
-    FUZZ_CHECK(std::equal(info.name.begin(), info.name.begin() + static_cast<ptrdiff_t>(name_length),
-        edid.begin() + 72 + 5));
+    const auto text = edid.begin() + 72 + 5;
+    FUZZ_CHECK(std::equal(name.begin(), name.end(), text));
+    for (size_t i = name.size(); i < EDID_MAX_NAME_LENGTH; ++i)
+        FUZZ_CHECK(text[static_cast<ptrdiff_t>(i)] == (i == name.size() ? 0x0A : 0x20));
 }
 
 } // namespace
