@@ -26,7 +26,7 @@ ROOT=$(dirname "$HERE")
 
 die() { echo "guest/boot.sh: $*" >&2; exit 2; }
 
-TEST= ARGS= HOLD= END= TIMEOUT=180 QMP= SERIAL= APPEND= MEMORY=512M BUILD=1
+TEST='' ARGS='' HOLD='' END='' TIMEOUT=180 QMP='' SERIAL='' APPEND='' MEMORY=512M BUILD=1
 CACHE=${VGPU_GUEST_CACHE:-$ROOT/build/guest}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,6 +64,7 @@ CMDLINE="console=ttyS0 quiet panic=-1 vgpu.test=$TEST"
 [ -z "$END" ] || CMDLINE+=" vgpu.end=$END"
 [ -z "$APPEND" ] || CMDLINE+=" $APPEND"
 
+# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
 QEMU=(qemu-system-x86_64 -accel tcg -machine pc,memory-backend=mem -m "$MEMORY" -smp 1
     -object "memory-backend-memfd,id=mem,size=$MEMORY,share=on"
     -display none -nodefaults -no-user-config

@@ -25,6 +25,7 @@ CFLAGS=(-static -O2 -std=gnu11 -Wall -Wextra -Werror)
 MODULES=(virtio_pci virtio_gpu)
 
 die() { echo "guest/build.sh: $*" >&2; exit 1; }
+trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 log() { [ -n "${VGPU_GUEST_QUIET:-}" ] || echo "guest: $*" >&2; }
 
 mkdir -p "$CACHE" || die "cannot create cache directory $CACHE"
@@ -106,9 +107,13 @@ fetch_kernel() {
     rm -rf "$tmp" && mkdir -p "$tmp"
     log "downloading $KPKG=$KPKG_VERSION"
     if ! (cd "$tmp" && "${APT[@]}" download "$KPKG=$KPKG_VERSION" >/dev/null 2>&1); then
+        # Stale package lists name a version the mirror no longer has: update, resolve again.
+        rm -rf "$tmp"
+        [ -z "${APT_UPDATED:-}" ] || die "apt-get download $KPKG=$KPKG_VERSION failed"
         apt_update_once
-        (cd "$tmp" && "${APT[@]}" download "$KPKG=$KPKG_VERSION" >/dev/null 2>&1) ||
-            die "apt-get download $KPKG=$KPKG_VERSION failed"
+        resolve_kernel
+        fetch_kernel
+        return 0
     fi
     log "unpacking $KPKG"
     dpkg-deb -x "$tmp"/"${KPKG}"_*.deb "$tmp/root" || die "dpkg-deb -x of $KPKG failed"
@@ -144,7 +149,7 @@ fetch_drm_headers() {
     fi
     # The UAPI headers are stable: any unpacked copy will do, so apt is asked only the first time.
     local cached
-    cached=$(find "$CACHE/drm-headers" -mindepth 2 -maxdepth 2 -name .complete 2>/dev/null | head -n 1)
+    cached=$(find "$CACHE/drm-headers" -mindepth 2 -maxdepth 2 -name .complete 2>/dev/null | head -n 1 || true)
     if [ -n "$cached" ]; then
         cached=$(dirname "$cached")
         DRM_INCLUDE=$cached/usr/include/libdrm
@@ -163,7 +168,8 @@ fetch_drm_headers() {
     log "downloading libdrm-dev=$DRM_HEADERS_VERSION (headers only)"
     (cd "$dir" && "${APT[@]}" download "libdrm-dev=$DRM_HEADERS_VERSION" >/dev/null 2>&1) ||
         die "apt-get download libdrm-dev=$DRM_HEADERS_VERSION failed"
-    dpkg-deb -x "$dir"/libdrm-dev_*.deb "$dir" && rm -f "$dir"/*.deb || die "dpkg-deb -x of libdrm-dev failed"
+    dpkg-deb -x "$dir"/libdrm-dev_*.deb "$dir" || die "dpkg-deb -x of libdrm-dev failed"
+    rm -f "$dir"/*.deb
     touch "$dir/.complete"
 }
 
@@ -185,6 +191,10 @@ build_initrd() {
         die "compiling guest/programs/drmtest.c failed"
     cp "$staging/bin/drmtest" "$IDIR/drmtest"
 
+    # A dynamically linked busybox would leave the guest without a working /init.
+    if LC_ALL=C readelf -l /bin/busybox 2>/dev/null | grep -q 'program interpreter'; then
+        die "/bin/busybox is dynamically linked: install busybox-static"
+    fi
     cp /bin/busybox "$staging/bin/busybox"
     local applet
     for applet in $(/bin/busybox --list-full); do
@@ -212,7 +222,8 @@ build_initrd() {
 
     python3 "$HERE/mkcpio.py" "$staging" "$IDIR/initrd.cpio" --node dev/console:c:5:1 --node dev/null:c:1:3 ||
         die "writing the initramfs cpio failed"
-    gzip -n -6 <"$IDIR/initrd.cpio" >"$IDIR/initrd.img" && rm -f "$IDIR/initrd.cpio" || die "gzip failed"
+    gzip -n -6 <"$IDIR/initrd.cpio" >"$IDIR/initrd.img" || die "gzip failed"
+    rm -f "$IDIR/initrd.cpio"
     rm -rf "$staging"
     touch "$IDIR/.complete"
     find "$CACHE/initrd" -mindepth 1 -maxdepth 1 ! -path "$IDIR" -exec rm -rf {} +

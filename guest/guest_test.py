@@ -24,6 +24,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import pattern  # noqa: E402
 from qmp import Qmp, QmpError  # noqa: E402
@@ -91,11 +92,14 @@ def main():
             if not ready:
                 continue
             if not args.no_verify:
-                if qmp is None:
-                    qmp = Qmp(qmp_path)
                 frame = frames_ok + frames_bad
                 path = os.path.join(workdir, f"frame-{frame:03d}-{ready.group(1)}.ppm")
-                ok, message = check_frame(qmp, path, int(ready.group(2)), int(ready.group(3)), int(ready.group(4)))
+                try:
+                    qmp = qmp or Qmp(qmp_path)
+                    ok, message = check_frame(qmp, path, int(ready.group(2)), int(ready.group(3)),
+                                              int(ready.group(4)))
+                except (QmpError, OSError) as error:
+                    ok, message = False, f"no QMP connection: {error}"
                 frames_ok += ok
                 frames_bad += not ok
                 print(f"HOST-CHECK frame={frame} {ready.group(1)} {'OK' if ok else 'MISMATCH'} {message}", flush=True)
@@ -104,11 +108,11 @@ def main():
                 proc.stdin.flush()
             except BrokenPipeError:
                 pass
-    except KeyboardInterrupt:
-        proc.terminate()
     finally:
         if qmp is not None:
             qmp.close()
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.terminate()  # boot.sh runs QEMU under timeout(1), which passes SIGTERM on
     qemu_rc = proc.wait()
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)

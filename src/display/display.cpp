@@ -95,6 +95,7 @@ void Display::cursor_move(uint32_t scanout, uint32_t x, uint32_t y)
     cursor.x = x;
     cursor.y = y;
     ++m_stats.cursor_moves;
+    VGPU_LOG_DEBUG("cursor move on scanout {} to {},{}", scanout, x, y);
     for_each_sink([&](DisplaySink& sink) { sink.cursor_changed(scanout, cursor, true); });
 }
 
