@@ -72,6 +72,63 @@ def run_guest(steps, device_args, timeout=240, extra=()):
     return SUMMARY.search(output), output, proc.returncode
 
 
+sys.path.insert(0, GUEST)
+import pattern  # noqa: E402
+from qmp import Qmp  # noqa: E402
+
+
+def check_console(path, blocks, text):
+    """Checks a screendump of the framebuffer console after the guest's `console` step: line 0
+    holds full blocks (X) and spaces (_) as `blocks` says, line 1 holds `text` (every non-space
+    cell has lit pixels, every space is dark), and the rest of the screen is dark. Returns a list
+    of problems (empty when the console shows exactly that)."""
+    width, height, data = pattern.read_ppm(path)
+
+    def pixel(x, y):
+        i = (y * width + x) * 3
+        return (data[i] << 16) | (data[i + 1] << 8) | data[i + 2]
+
+    # The cell size is the first block's extent: the font is the kernel's choice.
+    cw = 0
+    while cw < width and pixel(cw, 0):
+        cw += 1
+    ch = 0
+    while ch < height and pixel(0, ch):
+        ch += 1
+    if not (4 <= cw <= 32 and 8 <= ch <= 64):
+        return [f"no text cell at the top left (lit run {cw}x{ch})"]
+    fg = pixel(0, 0)
+
+    def cell(col, row):
+        return [pixel(x, y) for y in range(row * ch, row * ch + ch) for x in range(col * cw, col * cw + cw)]
+
+    problems = []
+    for col, kind in enumerate(blocks):
+        values = set(cell(col, 0))
+        if kind == "X" and values != {fg}:
+            problems.append(f"block cell {col} is not solid {fg:#08x}: {sorted(values)[:4]}")
+        if kind == "_" and values != {0}:
+            problems.append(f"space cell {col} in the block line is not dark")
+    for col, char in enumerate(text):
+        lit = any(cell(col, 1))
+        if char == " " and lit:
+            problems.append(f"text cell {col} (space) has lit pixels")
+        if char != " " and not lit:
+            problems.append(f"text cell {col} ({char!r}) is dark")
+    # Everything right of the two lines, and below them, is dark.
+    for y in range(0, 2 * ch):
+        start = (len(blocks) if y < ch else len(text)) * cw
+        if any(pixel(x, y) for x in range(start, width)):
+            problems.append(f"row {y} has lit pixels right of the text")
+            break
+    for y in range(2 * ch, height):
+        row = data[y * width * 3:(y + 1) * width * 3]
+        if row.count(0) != len(row):
+            problems.append(f"row {y} below the text is not dark")
+            break
+    return problems
+
+
 class E2E(unittest.TestCase):
     def setUp(self):
         if not os.path.exists(os.path.join(CACHE, "guest.env")):
@@ -137,6 +194,46 @@ class E2E(unittest.TestCase):
     def test_vhost_user_vga_primary_display(self):
         """libvirt's choice for a primary display."""
         self.boot("pattern,flip", device="vhost-user-vga", expect_frames=2)
+
+    def test_console_shows_the_text_the_guest_printed(self):
+        """The guest writes to its framebuffer console; QEMU's screendump shows exactly that."""
+        workdir = tempfile.mkdtemp(prefix="vgpu-console-")
+        qmp_path = os.path.join(workdir, "qmp.sock")
+        command = [os.path.join(GUEST, "boot.sh"), "--test", "console", "--hold", "60", "--timeout", "120",
+                   "--qmp", qmp_path, "--cache", CACHE, "--", *self.backend.device_args()]
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ready = None
+        lines = []
+        problems = ["never checked"]
+        try:
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace")
+                lines.append(line)
+                ready = re.search(r"VGPU-CONSOLE-READY size=\S+ blocks=(\S+) text=(\S+)", line)
+                if ready:
+                    break
+            self.assertIsNotNone(ready, "".join(lines)[-4000:])
+            blocks, text = ready.group(1), ready.group(2).replace("_", " ")
+            qmp = Qmp(qmp_path)
+            deadline = time.monotonic() + 5
+            shot = os.path.join(workdir, "console.ppm")
+            while problems and time.monotonic() < deadline:
+                qmp.screendump(shot)
+                problems = check_console(shot, blocks, text)
+                if problems:
+                    time.sleep(0.2)
+            qmp.close()
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+            rest = proc.stdout.read().decode(errors="replace")
+        finally:
+            if proc.poll() is None:
+                proc.wait(60)
+            proc.stdin.close()
+            proc.stdout.close()
+        self.assertEqual(problems, [], "the console screendump does not show the guest's text")
+        self.assertIn("VGPU-TEST-END console rc=0", rest)
+        self.assertEqual(proc.returncode, 0)
 
     def test_qemu_killed_mid_run_then_next_qemu_is_served(self):
         command = [sys.executable, os.path.join(GUEST, "guest_test.py"), "--test", "animate:60", "--no-verify",
