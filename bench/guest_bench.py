@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Guest benchmark: page flips/s and DIRTYFB/s of the test guest on three virtio-gpu devices.
+
+    bench/guest_bench.py [--repeats R] [--seconds S] [--timeout S] [--out-dir DIR] [--cache DIR]
+                         [--backend PATH] [--backend-log-level LEVEL] [--keep-logs]
+
+Boots the test guest (guest/boot.sh --no-build, QEMU 10, TCG, one vCPU) with the `bench:S` step,
+which prints
+    VGPU-BENCH flips_per_s=F dirtyfb_per_s=D mode=WxH flips=N dirtyfbs=M seconds=S
+on each of three devices, all with the same QEMU and the same guest:
+    ours          build/bin/vgpu-display --socket-path S   + vhost-user-gpu-pci
+    qemu_backend  /usr/lib/qemu/vhost-user-gpu --socket-path=S + vhost-user-gpu-pci
+    builtin       QEMU's own -device virtio-gpu-pci
+A backend process is started for each boot and stopped after it. The devices are booted R times
+(default 3) interleaved, ours, qemu_backend, builtin, ours, ..., so that machine noise hits all of
+them alike. Writes OUT_DIR/guest_flips.json (default bench/results) with the runs, the medians and
+the ratios ours/builtin and ours/qemu_backend, and OUT_DIR/guest_flips.svg (a grouped bar chart),
+then prints a table.
+
+Every boot must produce a VGPU-BENCH line, pass its bench step, reach VGPU-ALL-DONE and end with
+QEMU's exit code 0, and our backend must still be running when its guest has powered off. If any
+boot fails, the reasons are printed, the logs are kept (their directory is printed), nothing is
+written and the exit code is 1. The guest must be built first (guest/build.sh build/guest).
+Standard library only.
+"""
+import argparse
+import datetime
+import hashlib
+import html
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BOOT_SH = os.path.join(ROOT, "guest", "boot.sh")
+QEMU_BACKEND = "/usr/lib/qemu/vhost-user-gpu"
+
+BENCH = re.compile(r"VGPU-BENCH flips_per_s=([0-9.]+) dirtyfb_per_s=([0-9.]+) mode=(\d+x\d+) "
+                   r"flips=(\d+) dirtyfbs=(\d+) seconds=([0-9.]+)")
+TEST_END = re.compile(r"VGPU-TEST-END bench rc=(\d+)")
+
+DEVICES = [
+    # key, label for the table and the chart, bar colour
+    ("ours", "vgpu-display (ours)", "#4472c4"),
+    ("qemu_backend", "QEMU vhost-user-gpu", "#ed7d31"),
+    ("builtin", "QEMU virtio-gpu-pci", "#70ad47"),
+]
+
+
+class BenchError(Exception):
+    pass
+
+
+def die(message):
+    print(f"guest_bench: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_env(path):
+    """Reads guest.env's NAME=value lines (plain shell assignments, no quoting in practice)."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if "=" in line and not line.startswith("#"):
+                name, value = line.split("=", 1)
+                env[name] = value.strip("'\"")
+    return env
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def qemu_version():
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        die(f"qemu-system-x86_64 --version failed: {error}")
+    return out.splitlines()[0].strip()
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_commit():
+    """HEAD of the source tree, read-only (no git command that could touch the index)."""
+    try:
+        out = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def tail(path, lines=25):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+class Backend:
+    """A vhost-user backend process on a fresh socket, one per boot."""
+
+    def __init__(self, command, socket_path, log_path, must_outlive_guest):
+        self.socket_path = socket_path
+        self.log_path = log_path
+        self.must_outlive_guest = must_outlive_guest
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(socket_path):
+            if self.proc.poll() is not None:
+                raise BenchError(f"backend exited with {self.proc.returncode} before creating its socket")
+            if time.monotonic() > deadline:
+                raise BenchError("backend created no socket within 10 s")
+            time.sleep(0.02)
+        time.sleep(0.1)  # the socket exists after bind(); give listen() a moment
+
+    def stop(self):
+        """Stops the backend; returns its exit code, or None if it was still running until now."""
+        early = self.proc.poll()
+        if early is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return early
+
+
+def run_boot(device, index, args, workdir, guest_cache):
+    """Boots the guest once on `device`; returns the run's numbers or raises BenchError."""
+    run_dir = os.path.join(workdir, f"{index:02d}-{device}")
+    os.makedirs(run_dir)
+    socket_path = os.path.join(run_dir, "vgpu.sock")
+    backend_log = os.path.join(run_dir, "backend.log")
+    console_log = os.path.join(run_dir, "console.log")
+    backend = None
+    if device == "builtin":
+        qemu_args = ["-device", "virtio-gpu-pci"]
+    else:
+        qemu_args = ["-chardev", f"socket,id=vgpu,path={socket_path}", "-device", "vhost-user-gpu-pci,chardev=vgpu"]
+    command = [BOOT_SH, "--no-build", "--cache", guest_cache, "--test", f"bench:{args.seconds}", "--hold", "0",
+               "--timeout", str(args.timeout), "--"] + qemu_args
+
+    start = time.monotonic()
+    try:
+        if device == "ours":
+            backend = Backend([args.backend, "--socket-path", socket_path, "--log-level", args.backend_log_level],
+                              socket_path, backend_log, must_outlive_guest=True)
+        elif device == "qemu_backend":
+            # QEMU's backend serves one frontend and exits when it goes away.
+            backend = Backend([QEMU_BACKEND, f"--socket-path={socket_path}"], socket_path, backend_log,
+                              must_outlive_guest=False)
+        with open(console_log, "wb") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                qemu_rc = proc.wait(timeout=args.timeout + 30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # boot.sh's own group: timeout(1) and QEMU
+                proc.wait()
+                qemu_rc = "killed"
+            except BaseException:  # Ctrl-C: the boot runs in its own session and would not see it
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
+    finally:
+        backend_rc = backend.stop() if backend else None
+    seconds = time.monotonic() - start
+
+    with open(console_log, errors="replace") as f:
+        console = f.read()
+    problems = []
+    bench = BENCH.search(console)
+    if not bench:
+        problems.append("no VGPU-BENCH line")
+    end = TEST_END.search(console)
+    if not end:
+        problems.append("the bench step did not end")
+    elif end.group(1) != "0":
+        problems.append(f"the bench step failed (rc={end.group(1)})")
+    if "VGPU-ALL-DONE" not in console:
+        problems.append("no VGPU-ALL-DONE")
+    if qemu_rc != 0:
+        problems.append("QEMU timed out (boot.sh exit 124)" if qemu_rc == 124 else f"QEMU exit code {qemu_rc}")
+    if backend is not None and backend.must_outlive_guest and backend_rc is not None:
+        problems.append(f"our backend exited with {backend_rc} during the boot")
+    errors = [line.strip() for line in console.splitlines() if "VGPU-ERROR" in line]
+    if problems:
+        raise BenchError("; ".join(problems + errors[:5]))
+    return {
+        "flips_per_s": float(bench.group(1)),
+        "dirtyfb_per_s": float(bench.group(2)),
+        "mode": bench.group(3),
+        "flips": int(bench.group(4)),
+        "dirtyfbs": int(bench.group(5)),
+        "seconds": float(bench.group(6)),
+        "boot_seconds": round(seconds, 1),
+    }
+
+
+def svg_chart(result, path):
+    """A grouped bar chart: flips/s and DIRTYFB/s, one bar per device, median labels, min-max whiskers."""
+    groups = [("flips_per_s", "page flips/s"), ("dirtyfb_per_s", "full-frame DIRTYFB/s")]
+    devices = result["devices"]
+    top = max(max(r[k] for r in devices[d]["runs"]) for d, _, _ in DEVICES for k, _ in groups) or 1.0
+    # A round axis maximum at or above the top, so that the five grid steps are round too.
+    magnitude = 10 ** (len(str(int(top))) - 1)
+    axis_max = next(m * magnitude for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * magnitude >= top)
+    left, right, plot_top, plot_h = 70, 20, 95, 300
+    bar_w, bar_gap, group_gap = 70, 14, 70
+    group_w = len(DEVICES) * bar_w + (len(DEVICES) - 1) * bar_gap
+    plot_w = len(groups) * group_w + (len(groups) + 1) * group_gap
+    width, height = left + plot_w + right, plot_top + plot_h + 90
+    bottom = plot_top + plot_h
+
+    def y_of(value):
+        return bottom - plot_h * value / axis_max
+
+    title = (f"Guest page flips and DIRTYFB per second at {result['mode']}, median of {result['repeats']} "
+             f"(higher is better)")
+    subtitle = [f"{result['qemu']}, TCG, 1 vCPU; guest {result['guest_kernel_package']}",
+                f"{result['seconds_per_phase']:g} s per phase, {result['repeats']} boots per device interleaved; "
+                f"{result['host']['cpu']}, {result['host']['nproc']} cores; {result['date']}"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="13">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="22" font-size="15">{html.escape(title)}</text>',
+           f'<text x="10" y="42" font-size="11" fill="#555">{html.escape(subtitle[0])}</text>',
+           f'<text x="10" y="58" font-size="11" fill="#555">{html.escape(subtitle[1])}</text>']
+    for i in range(6):
+        value = axis_max * i / 5
+        y = y_of(value)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{value:,.0f}</text>')
+    out.append(f'<line x1="{left}" y1="{bottom}" x2="{left + plot_w}" y2="{bottom}" stroke="#333"/>')
+    for g, (key, name) in enumerate(groups):
+        gx = left + group_gap + g * (group_w + group_gap)
+        out.append(f'<text x="{gx + group_w / 2:.1f}" y="{bottom + 22}" text-anchor="middle" '
+                   f'font-size="14">{name}</text>')
+        for b, (device, _, colour) in enumerate(DEVICES):
+            runs = [r[key] for r in devices[device]["runs"]]
+            median = devices[device][f"median_{key}"]
+            x = gx + b * (bar_w + bar_gap)
+            y = y_of(median)
+            out.append(f'<rect x="{x}" y="{y:.1f}" width="{bar_w}" height="{bottom - y:.1f}" fill="{colour}">'
+                       f'<title>{html.escape(devices[device]["label"])}: runs '
+                       f'{", ".join(f"{v:,.0f}" for v in runs)}</title></rect>')
+            cx = x + bar_w / 2
+            lo, hi = y_of(min(runs)), y_of(max(runs))
+            out.append(f'<line x1="{cx}" y1="{hi:.1f}" x2="{cx}" y2="{lo:.1f}" stroke="#222"/>')
+            for yy in (lo, hi):
+                out.append(f'<line x1="{cx - 6}" y1="{yy:.1f}" x2="{cx + 6}" y2="{yy:.1f}" stroke="#222"/>')
+            out.append(f'<text x="{cx}" y="{min(y, hi) - 6:.1f}" text-anchor="middle">{median:,.0f}</text>')
+    ly = bottom + 50
+    lx = left
+    for device, label, colour in DEVICES:
+        out.append(f'<rect x="{lx}" y="{ly - 11}" width="14" height="14" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 20}" y="{ly + 1}">{html.escape(label)}</text>')
+        lx += 40 + 8 * len(label)
+    out.append(f'<text x="{left}" y="{ly + 26}" font-size="11" fill="#555">bars: median; whiskers: '
+               f'min and max of the runs</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="boots per device (default 3)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per phase (flips, DIRTYFB; default 5)")
+    parser.add_argument("--timeout", type=int, help="seconds per boot before QEMU is killed (default 90 + 4 x S)")
+    parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--cache", default=os.environ.get("VGPU_GUEST_CACHE", os.path.join(ROOT, "build", "guest")),
+                        help="the guest cache guest/build.sh built (default build/guest)")
+    parser.add_argument("--backend", default=os.path.join(ROOT, "build", "bin", "vgpu-display"))
+    parser.add_argument("--backend-log-level", default="info", help="--log-level for our backend (default info)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the console and backend logs")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        die("--repeats must be at least 1")
+    if not 0 < args.seconds <= 600:
+        die("--seconds must be in (0, 600]")
+    args.seconds = f"{args.seconds:g}"
+    if args.timeout is None:
+        args.timeout = int(90 + 4 * float(args.seconds))
+
+    env_path = os.path.join(args.cache, "guest.env")
+    if not os.path.isfile(env_path):
+        die(f"no {env_path}: build the guest first (guest/build.sh {args.cache})")
+    guest_env = read_env(env_path)
+    for name in ("GUEST_KERNEL", "GUEST_INITRD"):
+        if not os.path.isfile(guest_env.get(name, "")):
+            die(f"{env_path}: {name} does not exist: rebuild the guest (guest/build.sh {args.cache})")
+    if not os.access(args.backend, os.X_OK):
+        die(f"{args.backend} is missing: ./run build")
+    if not os.access(QEMU_BACKEND, os.X_OK):
+        die(f"{QEMU_BACKEND} is missing (Debian's qemu-system-gui from bookworm-backports)")
+    qemu = qemu_version()
+    match = re.search(r"version (\d+)\.", qemu)
+    if not match or int(match.group(1)) < 10:
+        die(f"QEMU >= 10 is needed (vhost-user-gpu under TCG), found: {qemu}")
+
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": {
+            "cpu": cpu_model(),
+            "nproc": os.cpu_count(),
+            "kernel": platform.release(),
+            "loadavg_at_start": list(os.getloadavg()),
+        },
+        "qemu": qemu,
+        "accel": "tcg",
+        "guest_kernel_package": guest_env.get("GUEST_KERNEL_PACKAGE"),
+        "guest_kernel": guest_env.get("GUEST_KVER"),
+        "mode": None,
+        "seconds_per_phase": float(args.seconds),
+        "repeats": args.repeats,
+        "order": "interleaved: " + ", ".join(d for d, _, _ in DEVICES) + ", repeated",
+        "backend": {"path": os.path.relpath(args.backend, ROOT), "sha256": sha256(args.backend),
+                    "source_commit": source_commit(), "log_level": args.backend_log_level},
+        "devices": {},
+        "ratios": {},
+    }
+    qemu_args = {
+        "ours": f"{os.path.relpath(args.backend, ROOT)} --socket-path=S; "
+                "-chardev socket,id=vgpu,path=S -device vhost-user-gpu-pci,chardev=vgpu",
+        "qemu_backend": f"{QEMU_BACKEND} --socket-path=S; "
+                        "-chardev socket,id=vgpu,path=S -device vhost-user-gpu-pci,chardev=vgpu",
+        "builtin": "-device virtio-gpu-pci",
+    }
+    for device, label, _ in DEVICES:
+        result["devices"][device] = {"label": label, "setup": qemu_args[device], "runs": []}
+
+    workdir = tempfile.mkdtemp(prefix="vgpu-guest-bench-")
+    failures = []
+    total = args.repeats * len(DEVICES)
+    print(f"guest_bench: {total} boots ({args.repeats} per device, interleaved), {args.seconds} s per phase; "
+          f"logs in {workdir}", flush=True)
+    index = 0
+    for repeat in range(args.repeats):
+        for device, label, _ in DEVICES:
+            index += 1
+            try:
+                run = run_boot(device, index, args, workdir, args.cache)
+            except BenchError as error:
+                failures.append(f"run {index} ({device}, repeat {repeat + 1}): {error}")
+                print(f"[{index}/{total}] {label:22} FAILED: {error}", flush=True)
+                continue
+            result["devices"][device]["runs"].append(run)
+            print(f"[{index}/{total}] {label:22} flips/s {run['flips_per_s']:9.1f}  dirtyfb/s "
+                  f"{run['dirtyfb_per_s']:9.1f}  {run['mode']}  ({run['boot_seconds']} s)", flush=True)
+
+    modes = sorted({r["mode"] for d in result["devices"].values() for r in d["runs"]})
+    if len(modes) > 1:
+        failures.append(f"the guest's mode differs between runs ({', '.join(modes)}): not comparable")
+    if failures:
+        print("\nguest_bench: FAILED, nothing written:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        for name in sorted(os.listdir(workdir)):
+            run_dir = os.path.join(workdir, name)
+            if any(f"run {int(name[:2])} (" in failure for failure in failures):
+                for log in ("console.log", "backend.log"):
+                    lines = tail(os.path.join(run_dir, log), 15)
+                    if lines:
+                        print(f"  --- {name}/{log} (last {len(lines)} lines)", file=sys.stderr)
+                        for line in lines:
+                            print(f"    {line}", file=sys.stderr)
+        print(f"guest_bench: logs kept in {workdir}", file=sys.stderr)
+        return 1
+
+    result["mode"] = modes[0]
+    for device in result["devices"].values():
+        for key in ("flips_per_s", "dirtyfb_per_s"):
+            device[f"median_{key}"] = round(statistics.median(r[key] for r in device["runs"]), 1)
+    ours = result["devices"]["ours"]
+    for other in ("builtin", "qemu_backend"):
+        result["ratios"][f"ours_over_{other}"] = {
+            key: round(ours[f"median_{key}"] / result["devices"][other][f"median_{key}"], 3)
+            if result["devices"][other][f"median_{key}"] else None
+            for key in ("flips_per_s", "dirtyfb_per_s")
+        }
+    result["host"]["loadavg_at_end"] = list(os.getloadavg())
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    json_path = os.path.join(args.out_dir, "guest_flips.json")
+    svg_path = os.path.join(args.out_dir, "guest_flips.svg")
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.replace(json_path + ".tmp", json_path)
+    svg_chart(result, svg_path + ".tmp")
+    os.replace(svg_path + ".tmp", svg_path)
+    if args.keep_logs:
+        print(f"guest_bench: logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\nmode {result['mode']}, {args.seconds} s per phase, median of {args.repeats} "
+          f"({result['qemu'].split(' (')[0]}, TCG)")
+    print(f"{'device':28} {'flips/s':>10} {'dirtyfb/s':>10}")
+    for device, label, _ in DEVICES:
+        d = result["devices"][device]
+        print(f"{label:28} {d['median_flips_per_s']:10.1f} {d['median_dirtyfb_per_s']:10.1f}")
+    for other, name in (("builtin", "ours / virtio-gpu-pci"), ("qemu_backend", "ours / QEMU vhost-user-gpu")):
+        r = result["ratios"][f"ours_over_{other}"]
+        print(f"{name:28} {r['flips_per_s']:10.3f} {r['dirtyfb_per_s']:10.3f}")
+    print(f"results: {os.path.relpath(json_path, ROOT)}, {os.path.relpath(svg_path, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
