@@ -89,22 +89,27 @@ Device::HandlerResult Device::handle(const cmd::GetEdid& c)
     return Response(Deferred {});
 }
 
+// num_capsets is 0: no index is valid. The spec names no error; QEMU's 2D device does not
+// know the capset commands without virgl and answers ERR_UNSPEC, and so do we.
 Device::HandlerResult Device::handle(const cmd::GetCapsetInfo& c)
 {
-    // num_capsets is 0: no index is valid.
     VGPU_LOG_GUEST(Debug, "GET_CAPSET_INFO {}: there are no capsets", c.capset_index);
-    return GpuError::InvalidParameter;
+    return GpuError::Unspec;
 }
 
 Device::HandlerResult Device::handle(const cmd::GetCapset& c)
 {
     VGPU_LOG_GUEST(Debug, "GET_CAPSET {} v{}: there are no capsets", c.capset_id, c.capset_version);
-    return GpuError::InvalidParameter;
+    return GpuError::Unspec;
 }
 
 Device::HandlerResult Device::handle(const cmd::Unsupported& c)
 {
     VGPU_LOG_GUEST(Debug, "{} ({:#x}): not supported", command_name(c.type), c.type);
+    // QEMU answers the blob commands with ERR_INVALID_PARAMETER when blobs are not enabled,
+    // everything else it does not know with ERR_UNSPEC.
+    if (c.type == uint32_t(CtrlType::ResourceCreateBlob) || c.type == uint32_t(CtrlType::SetScanoutBlob))
+        return GpuError::InvalidParameter;
     return GpuError::Unspec;
 }
 

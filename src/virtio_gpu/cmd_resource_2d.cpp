@@ -45,13 +45,19 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
         VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: already has backing", c.resource_id);
         return GpuError::Unspec;
     }
+    if (!c.entries_valid)
+        return GpuError::Unspec;
     uint64_t total = 0;
     std::vector<uint64_t> starts;
     starts.reserve(c.entries.size());
     for (const auto& e : c.entries) {
         starts.push_back(total);
         // Every entry must lie in guest RAM now; it is translated again on each transfer, since
-        // the memory table may change.
+        // the memory table may change. QEMU cannot map an empty entry either (ERR_UNSPEC).
+        if (e.length == 0) {
+            VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: empty entry at {:#x}", c.resource_id, e.addr);
+            return GpuError::Unspec;
+        }
         if (auto r = m_memory->translate_gpa(e.addr, e.length); !r) {
             VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: {}", c.resource_id, r.error().message);
             return GpuError::Unspec;
@@ -61,7 +67,8 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
     resource->backing = c.entries;
     resource->backing_starts = std::move(starts);
     resource->backing_bytes = total;
-    resource->has_backing = true;
+    // Zero entries succeed but leave the resource without backing, as in QEMU.
+    resource->has_backing = !c.entries.empty();
     return nodata();
 }
 
@@ -85,7 +92,7 @@ GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t off
     // backing is often thousands of pages and a transfer copies row by row), then entry by entry.
     auto it = std::upper_bound(resource.backing_starts.begin(), resource.backing_starts.end(), offset);
     if (it == resource.backing_starts.begin())
-        return GpuError::InvalidParameter;
+        return {}; // no backing: nothing to copy
     size_t index = size_t(it - resource.backing_starts.begin()) - 1;
     uint64_t entry_start = resource.backing_starts[index];
     // Skip zero-length entries that start at the same offset.
@@ -94,9 +101,9 @@ GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t off
         ++index;
     }
     size_t done = 0;
-    while (done < length) {
-        if (index >= resource.backing.size())
-            return GpuError::InvalidParameter;
+    // What lies past the end of the backing is not copied and the rest of `out` keeps its old
+    // pixels: QEMU's iov_to_buf does the same, and the spec names no error.
+    while (done < length && index < resource.backing.size()) {
         const auto& e = resource.backing[index];
         uint64_t within = offset + done - entry_start;
         size_t piece = size_t(std::min<uint64_t>(length - done, e.length - within));
@@ -126,14 +133,13 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     if (rect_empty(c.r))
         return nodata();
     // The backing is the resource laid out linearly with its stride; row h of the rectangle
-    // starts at offset + h * stride (as the Linux driver and QEMU compute it).
+    // starts at offset + h * stride (as the Linux driver and QEMU compute it). Rows that lie
+    // (partly) beyond the backing are copied as far as the backing goes, as QEMU does.
     uint64_t row_bytes = uint64_t(c.r.width) * BYTES_PER_PIXEL;
     auto last = checked_add<uint64_t>(c.offset, uint64_t(c.r.height - 1) * resource->stride);
-    if (!last || !range_within<uint64_t>(*last, row_bytes, resource->backing_bytes)) {
-        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} beyond the {}-byte backing", c.resource_id, c.offset,
+    if (!last || !range_within<uint64_t>(*last, row_bytes, resource->backing_bytes))
+        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing", c.resource_id, c.offset,
             resource->backing_bytes);
-        return GpuError::InvalidParameter;
-    }
     std::byte* dst = resource->row(c.r.y) + size_t(c.r.x) * BYTES_PER_PIXEL;
     if (c.r.x == 0 && c.r.width == resource->width) {
         // Whole rows: one contiguous copy.
@@ -141,7 +147,10 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
             return r.release_error();
     } else {
         for (uint32_t h = 0; h < c.r.height; ++h) {
-            if (auto r = copy_from_backing(*resource, c.offset + uint64_t(h) * resource->stride, dst + size_t(h) * resource->stride, size_t(row_bytes)); !r)
+            auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
+            if (!offset)
+                break; // past any backing
+            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes)); !r)
                 return r.release_error();
         }
     }

@@ -21,6 +21,12 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     auto* resource = find_resource(c.resource_id, "SET_SCANOUT");
     if (!resource)
         return GpuError::InvalidResourceId;
+    // The spec names no error; QEMU (virtio_gpu_find_check_resource with require_backing)
+    // answers ERR_UNSPEC for a resource without backing, before it looks at the rectangle.
+    if (!resource->has_backing) {
+        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: resource {} has no backing", c.scanout_id, c.resource_id);
+        return GpuError::Unspec;
+    }
     // QEMU's check: inside the resource, and at least 16x16.
     if (!rect_within(c.r, resource->width, resource->height) || c.r.width < 16 || c.r.height < 16) {
         VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: rect {}x{}+{}+{} not inside {}x{} (or below 16x16)", c.scanout_id, c.r.width,

@@ -70,18 +70,20 @@ GpuResult<T> read_rest(const CtrlHdr& header, virtio::Reader& reader)
 GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reader& reader)
 {
     auto c = READ(ResourceAttachBacking);
+    // Bad entries are the handler's ERR_UNSPEC, after its resource checks (QEMU looks the
+    // resource up before it reads the entries).
     if (c.nr_entries > MAX_BACKING_ENTRIES) {
         VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries exceed {}", c.nr_entries, MAX_BACKING_ENTRIES);
-        return GpuError::Unspec;
+        return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     }
     // Checked against what the buffer holds before allocating anything.
     if (uint64_t(c.nr_entries) * sizeof(MemEntry) > reader.remaining()) {
         VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries but {} bytes left", c.nr_entries, reader.remaining());
-        return GpuError::Unspec;
+        return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     }
     std::vector<MemEntry> entries(c.nr_entries);
     if (!reader.read(std::as_writable_bytes(std::span(entries))))
-        return GpuError::Unspec;
+        return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     return cmd::ResourceAttachBacking { c.resource_id, std::move(entries) };
 }
 

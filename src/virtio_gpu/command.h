@@ -22,7 +22,9 @@ struct ResourceUnref { uint32_t resource_id; };
 struct SetScanout { Rect r; uint32_t scanout_id, resource_id; };
 struct ResourceFlush { Rect r; uint32_t resource_id; };
 struct TransferToHost2d { Rect r; uint64_t offset; uint32_t resource_id; };
-struct ResourceAttachBacking { uint32_t resource_id; std::vector<MemEntry> entries; };
+// entries_valid is false when nr_entries was over MAX_BACKING_ENTRIES or more than the buffer
+// holds: the handler answers ERR_UNSPEC, after checking the resource as QEMU does.
+struct ResourceAttachBacking { uint32_t resource_id; std::vector<MemEntry> entries; bool entries_valid = true; };
 struct ResourceDetachBacking { uint32_t resource_id; };
 struct GetCapsetInfo { uint32_t capset_index; };
 struct GetCapset { uint32_t capset_id, capset_version; };
@@ -45,8 +47,8 @@ struct DecodedCommand {
 const char* command_name(uint32_t type);
 
 // Decodes the command whose header was already read into `header`. ERR_UNSPEC for an unknown
-// type, a buffer shorter than the command, or more than MAX_BACKING_ENTRIES entries (QEMU's
-// answers to each).
+// type or a buffer shorter than the command (QEMU's answers to each); bad ATTACH_BACKING
+// entries are left to the handler (see cmd::ResourceAttachBacking).
 GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader);
 // Header and body.
 GpuResult<DecodedCommand> decode(virtio::Reader& reader);

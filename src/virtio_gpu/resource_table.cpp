@@ -48,12 +48,17 @@ GpuResult<Resource*> ResourceTable::create_2d(ResourceId id, uint32_t format, ui
     if (id.value() == 0 || m_resources.contains(id))
         return GpuError::InvalidResourceId;
     auto info = format_info(format);
-    if (!info || width == 0 || height == 0)
+    if (!info)
         return GpuError::InvalidParameter;
-    // Anything that overflows cannot fit in host memory either.
+    // The spec names no error for an empty resource; QEMU 10 answers ERR_OUT_OF_MEMORY (it
+    // cannot map the empty memfd its 2D resources live in).
+    if (width == 0 || height == 0)
+        return GpuError::OutOfMemory;
+    // Anything that overflows cannot fit in host memory either. The limit is exclusive, as in
+    // QEMU (`res->hostmem + g->hostmem < max_hostmem`).
     auto stride = checked_mul<uint64_t>(width, BYTES_PER_PIXEL);
     auto bytes = stride ? checked_mul<uint64_t>(*stride, height) : std::nullopt;
-    if (!bytes || *stride > uint64_t(INT32_MAX) || *bytes > m_max_host_bytes - m_host_bytes)
+    if (!bytes || *stride > uint64_t(INT32_MAX) || *bytes >= m_max_host_bytes - m_host_bytes)
         return GpuError::OutOfMemory;
     auto pixels = PixelStorage::allocate(size_t(*bytes));
     if (!pixels)

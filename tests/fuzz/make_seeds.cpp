@@ -1,10 +1,12 @@
 // Writes the seed corpora of the fuzz targets: make_fuzz_seeds <corpus dir> writes
-// <corpus dir>/fuzz_vhost_message/seed-* and <corpus dir>/fuzz_virtqueue/seed-*. The seeds are
-// checked in (tests/fuzz/corpus); run this again after changing an input format or adding seeds.
+// <corpus dir>/fuzz_vhost_message/seed-*, <corpus dir>/fuzz_virtqueue/seed-* and
+// <corpus dir>/fuzz_gpu_command/seed-*. The seeds are checked in (tests/fuzz/corpus); run this
+// again after changing an input format or adding seeds.
 //
 // vhost messages: every request QEMU 10 sends to a vhost-user-gpu backend, valid, plus malformed
 // variants of the checks decode_request makes. Virtqueues: well-formed rings (simple, indirect,
 // wrapping, EVENT_IDX) and hostile ones (loops, buffers outside memory, bad indirect tables).
+// GPU commands: one valid command of each type, plus bad entry counts and truncated buffers.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include "fuzz_virtqueue_input.h"
 #include "vhost/wire.h"
 #include "virtio/descriptor_chain.h"
+#include "virtio_gpu/command.h"
 #include "virtio_gpu/wire.h"
 
 namespace {
@@ -453,6 +456,82 @@ std::vector<Seed> virtqueue_seeds()
     return seeds;
 }
 
+// ---- virtio-gpu commands: the bytes of one command buffer ----
+
+namespace gpu {
+
+using namespace virtio_gpu;
+
+CtrlHdr header(CtrlType type, uint32_t flags = 0, uint64_t fence = 0)
+{
+    CtrlHdr h {};
+    h.type = uint32_t(type);
+    h.flags = flags;
+    h.fence_id = fence;
+    return h;
+}
+
+Bytes attach_backing(uint32_t nr_entries, uint32_t entries_present)
+{
+    Bytes out = payload_of(ResourceAttachBacking { header(CtrlType::ResourceAttachBacking), 1, nr_entries });
+    for (uint32_t i = 0; i < entries_present; ++i)
+        append(out, MemEntry { 0x100000 + 0x1000 * uint64_t(i), 0x1000, 0 });
+    return out;
+}
+
+// A command that only has a header, padded to `size` bytes of zeros.
+Bytes bare(CtrlType type, size_t size)
+{
+    Bytes out = payload_of(header(type));
+    out.resize(size);
+    return out;
+}
+
+} // namespace gpu
+
+std::vector<Seed> gpu_command_seeds()
+{
+    using namespace virtio_gpu;
+    using gpu::header;
+    const Rect screen { 0, 0, 1280, 800 };
+    const CursorPos pos { 0, 100, 200, 0 };
+    Bytes truncated_create = payload_of(ResourceCreate2d { header(CtrlType::ResourceCreate2d), 1, 2, 1280, 800 });
+    truncated_create.resize(sizeof(ResourceCreate2d) - 1);
+    Bytes short_header = payload_of(header(CtrlType::GetDisplayInfo));
+    short_header.resize(10);
+
+    return {
+        // One valid command of each type, as the Linux driver sends them.
+        { "get-display-info", payload_of(header(CtrlType::GetDisplayInfo)) },
+        { "get-display-info-fenced-ring", payload_of(CtrlHdr { uint32_t(CtrlType::GetDisplayInfo), FLAG_FENCE | FLAG_INFO_RING_IDX, 42, 3, 1, {} }) },
+        { "resource-create-2d", payload_of(ResourceCreate2d { header(CtrlType::ResourceCreate2d, FLAG_FENCE, 1), 1, 2, 1280, 800 }) },
+        { "resource-unref", payload_of(ResourceUnref { header(CtrlType::ResourceUnref), 1, 0 }) },
+        { "set-scanout", payload_of(SetScanout { header(CtrlType::SetScanout), screen, 0, 1 }) },
+        { "resource-flush", payload_of(ResourceFlush { header(CtrlType::ResourceFlush, FLAG_FENCE, 2), screen, 1, 0 }) },
+        { "transfer-to-host-2d", payload_of(TransferToHost2d { header(CtrlType::TransferToHost2d), { 16, 8, 64, 32 }, 8 * 5120 + 16 * 4, 1, 0 }) },
+        { "resource-attach-backing", gpu::attach_backing(3, 3) },
+        { "resource-detach-backing", payload_of(ResourceDetachBacking { header(CtrlType::ResourceDetachBacking), 1, 0 }) },
+        { "get-capset-info", payload_of(GetCapsetInfo { header(CtrlType::GetCapsetInfo), 0, 0 }) },
+        { "get-capset", payload_of(GetCapset { header(CtrlType::GetCapset), 1, 1 }) },
+        { "get-edid", payload_of(GetEdid { header(CtrlType::GetEdid), 0, 0 }) },
+        { "resource-assign-uuid", payload_of(ResourceAssignUuid { header(CtrlType::ResourceAssignUuid), 1, 0 }) },
+        { "resource-create-blob", gpu::bare(CtrlType::ResourceCreateBlob, 48) },
+        { "set-scanout-blob", gpu::bare(CtrlType::SetScanoutBlob, 96) },
+        { "ctx-create", gpu::bare(CtrlType::CtxCreate, 96) },
+        { "submit-3d", gpu::bare(CtrlType::Submit3d, 32) },
+        { "resource-map-blob", gpu::bare(CtrlType::ResourceMapBlob, 40) },
+        { "update-cursor", payload_of(UpdateCursor { header(CtrlType::UpdateCursor), pos, 5, 2, 3, 0 }) },
+        { "move-cursor", payload_of(UpdateCursor { header(CtrlType::MoveCursor), pos, 0, 0, 0, 0 }) },
+        // Hostile ones.
+        { "attach-backing-too-many", gpu::attach_backing(MAX_BACKING_ENTRIES + 1, 1) },
+        { "attach-backing-short", gpu::attach_backing(4, 2) },
+        { "attach-backing-zero", gpu::attach_backing(0, 0) },
+        { "unknown-type", gpu::bare(static_cast<CtrlType>(0x0999), 64) },
+        { "create-2d-truncated", truncated_create },
+        { "header-truncated", short_header },
+    };
+}
+
 bool write_corpus(const fs::path& dir, const std::vector<Seed>& seeds)
 {
     std::error_code error;
@@ -474,11 +553,12 @@ bool write_corpus(const fs::path& dir, const std::vector<Seed>& seeds)
 int main(int argc, char** argv)
 {
     if (argc != 2) {
-        std::fprintf(stderr, "usage: %s <corpus dir>  (writes <dir>/fuzz_vhost_message and <dir>/fuzz_virtqueue)\n", argv[0]);
+        std::fprintf(stderr, "usage: %s <corpus dir>  (writes <dir>/fuzz_vhost_message, fuzz_virtqueue and fuzz_gpu_command)\n", argv[0]);
         return 2;
     }
     fs::path root = argv[1];
-    if (!write_corpus(root / "fuzz_vhost_message", vhost_seeds()) || !write_corpus(root / "fuzz_virtqueue", virtqueue_seeds()))
+    if (!write_corpus(root / "fuzz_vhost_message", vhost_seeds()) || !write_corpus(root / "fuzz_virtqueue", virtqueue_seeds())
+        || !write_corpus(root / "fuzz_gpu_command", gpu_command_seeds()))
         return 1;
     return 0;
 }

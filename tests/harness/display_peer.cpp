@@ -169,6 +169,62 @@ std::optional<DisplayMessage> DisplayPeer::wait_for(uint32_t request, std::chron
     return found;
 }
 
+std::optional<DisplayMessage> DisplayPeer::wait_for_matching(uint32_t request, const std::function<bool(const DisplayMessage&)>& match,
+    std::chrono::milliseconds timeout) const
+{
+    std::unique_lock lock(m_mutex);
+    std::optional<DisplayMessage> found;
+    m_changed.wait_for(lock, timeout, [&] {
+        for (const auto& m : m_messages)
+            if (m.request == request && match(m)) {
+                found = m;
+                return true;
+            }
+        return m_closed;
+    });
+    return found;
+}
+
+std::optional<DisplayMessage> DisplayPeer::wait_for_nth(uint32_t request, size_t index, std::chrono::milliseconds timeout) const
+{
+    std::unique_lock lock(m_mutex);
+    std::optional<DisplayMessage> found;
+    m_changed.wait_for(lock, timeout, [&] {
+        size_t seen = 0;
+        for (const auto& m : m_messages)
+            if (m.request == request && seen++ == index) {
+                found = m;
+                return true;
+            }
+        return m_closed;
+    });
+    return found;
+}
+
+size_t DisplayPeer::count(uint32_t request) const
+{
+    std::lock_guard lock(m_mutex);
+    size_t n = 0;
+    for (const auto& m : m_messages)
+        n += m.request == request;
+    return n;
+}
+
+bool DisplayPeer::wait_quiet(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) const
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+        size_t before = m_messages.size();
+        if (!m_changed.wait_for(lock, quiet, [&] { return m_messages.size() != before || m_closed; }))
+            return true; // nothing for `quiet`
+        if (m_closed)
+            return true;
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+    }
+}
+
 bool DisplayPeer::closed() const
 {
     std::lock_guard lock(m_mutex);
