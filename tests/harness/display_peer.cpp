@@ -41,6 +41,17 @@ bool DisplayPeer::read_exact(std::byte* out, size_t size)
 {
     size_t done = 0;
     while (done < size) {
+        {
+            // Paused: do not touch the socket; wake up now and then to see whether we may go on.
+            std::unique_lock lock(m_mutex);
+            while (m_paused) {
+                lock.unlock();
+                pollfd stop { m_stop.get(), POLLIN, 0 };
+                if (::poll(&stop, 1, 10) > 0)
+                    return false;
+                lock.lock();
+            }
+        }
         pollfd p[2] = { { m_ours.get(), POLLIN, 0 }, { m_stop.get(), POLLIN, 0 } };
         if (::poll(p, 2, -1) < 0)
             return false;
@@ -86,6 +97,12 @@ void DisplayPeer::set_outputs(std::vector<std::pair<uint32_t, uint32_t>> outputs
 {
     std::lock_guard lock(m_mutex);
     m_outputs = std::move(outputs);
+}
+
+void DisplayPeer::set_reading_paused(bool paused)
+{
+    std::lock_guard lock(m_mutex);
+    m_paused = paused;
 }
 
 void DisplayPeer::set_silent(bool silent)

@@ -34,6 +34,8 @@ public:
     void set_outputs(std::vector<std::pair<uint32_t, uint32_t>> outputs);
     // Stop answering queries (a hung QEMU).
     void set_silent(bool silent);
+    // Stop reading the socket at all (a QEMU whose main loop is busy); resume with false.
+    void set_reading_paused(bool paused);
     // A 128-byte EDID blob GET_EDID answers with (its first bytes mark the scanout).
     static std::vector<uint8_t> fake_edid(uint32_t scanout);
     ~DisplayPeer();
@@ -70,6 +72,7 @@ private:
     bool m_closed = false; // GUARDED_BY(m_mutex)
     std::vector<std::pair<uint32_t, uint32_t>> m_outputs { { 1280, 800 } }; // GUARDED_BY(m_mutex)
     bool m_silent = false; // GUARDED_BY(m_mutex)
+    bool m_paused = false; // GUARDED_BY(m_mutex)
 };
 
 } // namespace vgpu::harness
