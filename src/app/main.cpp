@@ -11,6 +11,8 @@
 #include "app/options.h"
 #include "base/event_loop.h"
 #include "base/log.h"
+#include "control/control_server.h"
+#include "display/capture/crc_capture.h"
 #include "display/display.h"
 #include "vhost/backend_server.h"
 #include "virtio_gpu/device.h"
@@ -49,6 +51,15 @@ Result<int> run(const app::Options& options)
     display::Display display(*loop);
     virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem });
     device.set_display_host(&display);
+    // CRC capture watches every output; while it is on anywhere, rows are checksummed as they
+    // are copied.
+    display::capture::CrcCapture crc([&device](bool any) { device.set_eager_row_crcs(any); });
+    display.add_sink(&crc);
+    std::unique_ptr<control::ControlServer> control;
+    if (options.control_path) {
+        control = TRY(control::ControlServer::create(*loop, *options.control_path, device, display, crc));
+        display.add_sink(control.get());
+    }
     auto server = TRY(vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
 
     if (options.socket_path) {

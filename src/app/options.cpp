@@ -17,6 +17,7 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     bool no_mem_slots = false;
     std::vector<std::string> outputs;
     std::string max_hostmem = "256M";
+    unsigned max_outputs = 0;
     CLI::App cli { "vgpu-display: a virtio-gpu device as a vhost-user backend", "vgpu-display" };
     auto* socket = cli.add_option("--socket-path", options.socket_path, "listen on this unix socket for the frontend (QEMU)");
     auto* fd = cli.add_option("--fd", options.fd, "serve an already connected socket (libvirt); exit when it closes")
@@ -29,6 +30,9 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_option("--output", outputs,
         "an output WIDTHxHEIGHT the backend owns when QEMU gives no display socket (repeatable, up to 16; default 1280x800)");
     cli.add_option("--max-hostmem", max_hostmem, "host memory for guest resources, e.g. 256M or 1G (default 256M)");
+    cli.add_option("--max-outputs", max_outputs,
+        "output slots (num_scanouts, up to 16); slots beyond the --outputs start unplugged (hotplug them with vgpu-ctl)");
+    cli.add_option("--control", options.control_path, "open the JSON control socket (QMP-style) at this path");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -51,6 +55,10 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     }
     if (options.outputs.empty())
         options.outputs.push_back(virtio_gpu::OutputMode {});
+    if (max_outputs > virtio_gpu::MAX_SCANOUTS || (max_outputs && max_outputs < options.outputs.size()))
+        return ExitNow { 2, fmt::format("vgpu-display: --max-outputs {} must be within {}..{}", max_outputs, options.outputs.size(), virtio_gpu::MAX_SCANOUTS) };
+    while (options.outputs.size() < max_outputs)
+        options.outputs.push_back(virtio_gpu::OutputMode { 1280, 800, false });
     auto hostmem = parse_size(max_hostmem);
     if (!hostmem)
         return ExitNow { 2, fmt::format("vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };

@@ -21,6 +21,7 @@ struct Options {
     // Our own outputs (used without QEMU's display socket); one 1280x800 by default.
     std::vector<virtio_gpu::OutputMode> outputs;
     uint64_t max_hostmem = 256ull << 20;
+    std::optional<std::string> control_path;
     log::Level log_level = log::Level::Info;
 };
 

@@ -61,7 +61,6 @@ void Display::scanout_set(uint32_t scanout, std::optional<virtio_gpu::ScanoutSou
 {
     auto& output = m_outputs[scanout];
     output.source = std::move(source);
-    ++output.generation;
     ++output.flips;
     ++m_stats.flips;
     for_each_sink([&](DisplaySink& sink) { sink.output_changed(output); });
@@ -73,7 +72,6 @@ void Display::scanout_damaged(uint32_t scanout, Rect damage)
     if (!output.enabled())
         return;
     ++output.generation;
-    ++output.damage_events;
     ++m_stats.damage_events;
     for_each_sink([&](DisplaySink& sink) { sink.output_damaged(output, damage); });
 }

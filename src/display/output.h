@@ -1,5 +1,7 @@
 // One Output per scanout: what it shows now (a rectangle of a resource), and a generation counter
-// of visible changes (flips and damaging flushes) that sinks and tests can follow.
+// of visible changes that sinks and tests can follow. A visible change is a flush that reaches
+// the output: a page flip (TRANSFER, SET_SCANOUT, RESOURCE_FLUSH) and a DIRTYFB (TRANSFER,
+// RESOURCE_FLUSH) count once each; SET_SCANOUT alone shows nothing new until its flush.
 #pragma once
 
 #include <cstdint>
@@ -14,9 +16,8 @@ using virtio_gpu::Rect;
 struct Output {
     uint32_t index = 0;
     std::optional<virtio_gpu::ScanoutSource> source;
-    uint64_t generation = 0; // bumped by every change of what is visible
+    uint64_t generation = 0; // visible changes: flushes that reached this output
     uint64_t flips = 0; // the source changed (SET_SCANOUT to another resource or rectangle)
-    uint64_t damage_events = 0;
 
     bool enabled() const { return source.has_value(); }
     uint32_t width() const { return source ? source->rect.width : 0; }

@@ -15,6 +15,8 @@ RespDisplayInfo Device::own_display_info() const
     RespDisplayInfo info {};
     info.hdr.type = uint32_t(CtrlType::OkDisplayInfo);
     for (size_t i = 0; i < m_options.outputs.size(); ++i) {
+        if (!m_options.outputs[i].enabled)
+            continue;
         info.pmodes[i].r = Rect { 0, 0, m_options.outputs[i].width, m_options.outputs[i].height };
         info.pmodes[i].enabled = 1;
     }
@@ -25,6 +27,9 @@ GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
 {
     if (scanout >= m_options.outputs.size())
         return GpuError::InvalidParameter;
+    // An unplugged output has no monitor to describe.
+    if (!m_options.outputs[scanout].enabled)
+        return GpuError::Unspec;
     const auto& mode = m_options.outputs[scanout];
     auto edid = build_edid(EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout + 1 });
     if (!edid) {

@@ -1,5 +1,6 @@
 #include "virtio_gpu/device.h"
 
+#include <chrono>
 #include <cstring>
 
 #include "base/checked.h"
@@ -46,6 +47,54 @@ void Device::raise_display_event()
 {
     m_config.events_read |= EVENT_DISPLAY;
     config_changed();
+}
+
+namespace {
+Result<void> check_mode(uint32_t width, uint32_t height)
+{
+    if (width < 16 || height < 16 || width > 4095 || height > 4095)
+        return Error::format("{}x{} is outside 16x16..4095x4095", width, height);
+    return {};
+}
+} // namespace
+
+Result<uint32_t> Device::add_output(uint32_t width, uint32_t height)
+{
+    if (m_display && m_display->has_qemu_display())
+        return Error::format("QEMU's display owns the outputs");
+    TRY(check_mode(width, height));
+    for (uint32_t i = 0; i < m_options.outputs.size(); ++i) {
+        if (!m_options.outputs[i].enabled) {
+            m_options.outputs[i] = OutputMode { width, height, true };
+            raise_display_event();
+            return i;
+        }
+    }
+    return Error::format("all {} output slots are in use", m_options.outputs.size());
+}
+
+Result<void> Device::remove_output(uint32_t index)
+{
+    if (m_display && m_display->has_qemu_display())
+        return Error::format("QEMU's display owns the outputs");
+    if (index >= m_options.outputs.size() || !m_options.outputs[index].enabled)
+        return Error::format("output {} is not plugged in", index);
+    m_options.outputs[index].enabled = false;
+    raise_display_event();
+    return {};
+}
+
+Result<void> Device::resize_output(uint32_t index, uint32_t width, uint32_t height)
+{
+    if (m_display && m_display->has_qemu_display())
+        return Error::format("QEMU's display owns the outputs");
+    if (index >= m_options.outputs.size() || !m_options.outputs[index].enabled)
+        return Error::format("output {} is not plugged in", index);
+    TRY(check_mode(width, height));
+    m_options.outputs[index].width = width;
+    m_options.outputs[index].height = height;
+    raise_display_event();
+    return {};
 }
 
 void Device::reset()
@@ -140,9 +189,20 @@ void Device::drain_cursor(virtio::SplitQueue& queue)
     } while (queue.arm_and_check());
 }
 
+void LatencyHistogram::record(uint64_t us)
+{
+    size_t bucket = 0;
+    while (bucket + 1 < buckets && (uint64_t(1) << bucket) < us)
+        ++bucket;
+    ++count[bucket];
+    ++total;
+    sum_us += us;
+}
+
 bool Device::handle_control(virtio::DescriptorChain& chain)
 {
     ++m_stats.control_commands;
+    auto started = std::chrono::steady_clock::now();
     virtio::Reader reader(*m_memory, chain.readable);
     auto header = reader.read_obj<CtrlHdr>();
     if (!header) {
@@ -168,6 +228,10 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
         }
     }
     complete(chain, *header, result);
+    if (header->type == uint32_t(CtrlType::ResourceFlush)) {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+        m_stats.flush_latency.record(uint64_t(us.count()));
+    }
     return true;
 }
 

@@ -25,12 +25,23 @@ namespace vgpu::virtio_gpu {
 struct OutputMode {
     uint32_t width = 1280;
     uint32_t height = 800;
+    bool enabled = true; // a disabled slot is an unplugged monitor
 };
 
 struct DeviceOptions {
     // Our own outputs, used when no QEMU display socket answers display info (1..16).
     std::vector<OutputMode> outputs { OutputMode {} };
     uint64_t max_hostmem = 256ull << 20;
+};
+
+// Time from taking a RESOURCE_FLUSH off the queue to its (fenced) response: log2 buckets of
+// microseconds, bucket i counting latencies up to 2^i us (the last one: everything above).
+struct LatencyHistogram {
+    static constexpr size_t buckets = 18;
+    std::array<uint64_t, buckets> count {};
+    uint64_t total = 0;
+    uint64_t sum_us = 0;
+    void record(uint64_t us);
 };
 
 struct DeviceStats {
@@ -46,6 +57,7 @@ struct DeviceStats {
     uint64_t cursor_moves = 0;
     uint64_t forwarded_queries = 0;
     uint64_t forwarded_timeouts = 0;
+    LatencyHistogram flush_latency;
 };
 
 class Device final : public virtio::Device {
@@ -68,10 +80,17 @@ public:
     Result<void> set_display_socket(Fd socket) override;
 
     const DeviceStats& stats() const { return m_stats; }
+    // CRC capture is on somewhere: checksum rows right after each transfer copies them.
+    void set_eager_row_crcs(bool on) { m_eager_row_crcs = on; }
     const ResourceTable& resources() const { return m_resources; }
     const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
     // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
     void raise_display_event();
+    // Hotplug, unplug and resize of our own outputs (no QEMU display socket: QEMU's UI owns the
+    // monitors otherwise). The number of slots is fixed: it is num_scanouts.
+    Result<uint32_t> add_output(uint32_t width, uint32_t height);
+    Result<void> remove_output(uint32_t index);
+    Result<void> resize_output(uint32_t index, uint32_t width, uint32_t height);
 
 private:
     // What a handler answers: a response (header and payload, header filled in by respond()),
@@ -134,6 +153,7 @@ private:
     ResourceTable m_resources;
     std::array<Scanout, MAX_SCANOUTS> m_scanouts {};
     DeviceStats m_stats;
+    bool m_eager_row_crcs = false;
 
     // The control queue and memory, remembered for deferred completions.
     virtio::SplitQueue* m_control = nullptr;

@@ -1,6 +1,9 @@
 #include "virtio_gpu/resource_table.h"
 
+#include <algorithm>
 #include <cstdlib>
+
+#include "base/crc32c.h"
 #include <cstring>
 #include <new>
 
@@ -29,8 +32,9 @@ const char* error_name(GpuError error)
 
 void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
 
-std::shared_ptr<PixelStorage> PixelStorage::allocate(size_t size)
+std::shared_ptr<PixelStorage> PixelStorage::allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
 {
+    size_t size = size_t(stride) * height;
     // 64-byte alignment for vectorised copies and pixman; size rounded up as aligned_alloc needs.
     size_t rounded = (size + 63) / 64 * 64;
     auto* p = static_cast<std::byte*>(std::aligned_alloc(64, rounded ? rounded : 64));
@@ -40,7 +44,51 @@ std::shared_ptr<PixelStorage> PixelStorage::allocate(size_t size)
     auto storage = std::make_shared<PixelStorage>();
     storage->m_data.reset(p);
     storage->m_size = size;
+    storage->m_width = width;
+    storage->m_height = height;
+    storage->m_stride = stride;
+    storage->m_format = format;
+    // A new resource is all zeros: every row's CRC is the CRC of a black row.
+    storage->m_row_crcs.assign(height, 0);
+    storage->m_row_crc_valid.assign(height, 0);
     return storage;
+}
+
+void PixelStorage::rows_changed(uint32_t y0, uint32_t y1, bool eager) const
+{
+    y1 = std::min(y1, m_height);
+    for (uint32_t y = y0; y < y1; ++y) {
+        if (eager) {
+            m_row_crcs[y] = canonical_row_crc(0, data() + size_t(y) * m_stride, m_width, m_format);
+            m_row_crc_valid[y] = 1;
+        } else {
+            m_row_crc_valid[y] = 0;
+        }
+    }
+}
+
+uint32_t PixelStorage::row_crc(uint32_t y) const
+{
+    if (!m_row_crc_valid[y]) {
+        m_row_crcs[y] = canonical_row_crc(0, data() + size_t(y) * m_stride, m_width, m_format);
+        m_row_crc_valid[y] = 1;
+    }
+    return m_row_crcs[y];
+}
+
+uint32_t PixelStorage::rect_crc(const Rect& rect) const
+{
+    uint64_t row_bytes = uint64_t(rect.width) * BYTES_PER_PIXEL;
+    crc::Appender appender(row_bytes);
+    uint32_t crc = 0;
+    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
+        // Whole rows come from the cache; a narrower rectangle is checksummed where it lies.
+        uint32_t row = rect.x == 0 && rect.width == m_width
+            ? row_crc(y)
+            : canonical_row_crc(0, data() + size_t(y) * m_stride + size_t(rect.x) * BYTES_PER_PIXEL, rect.width, m_format);
+        crc = y == rect.y ? row : appender.append(crc, row);
+    }
+    return crc;
 }
 
 GpuResult<Resource*> ResourceTable::create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height)
@@ -60,7 +108,7 @@ GpuResult<Resource*> ResourceTable::create_2d(ResourceId id, uint32_t format, ui
     auto bytes = stride ? checked_mul<uint64_t>(*stride, height) : std::nullopt;
     if (!bytes || *stride > uint64_t(INT32_MAX) || *bytes >= m_max_host_bytes - m_host_bytes)
         return GpuError::OutOfMemory;
-    auto pixels = PixelStorage::allocate(size_t(*bytes));
+    auto pixels = PixelStorage::allocate(width, height, uint32_t(*stride), *info);
     if (!pixels)
         return GpuError::OutOfMemory;
     auto resource = std::make_unique<Resource>();

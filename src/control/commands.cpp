@@ -1,0 +1,240 @@
+// One handler per control command (docs/control.md).
+#include <cctype>
+#include <string_view>
+
+#include "app_version.h"
+#include "base/log.h"
+#include "control/base64.h"
+#include "control/control_server.h"
+#include "display/capture/frame.h"
+#include "display/capture/image.h"
+
+namespace vgpu::control {
+
+namespace {
+
+CommandError invalid(std::string desc) { return CommandError { "InvalidParameter", std::move(desc) }; }
+CommandError inactive(std::string desc) { return CommandError { "DeviceNotActive", std::move(desc) }; }
+CommandError generic(std::string desc) { return CommandError { "GenericError", std::move(desc) }; }
+
+Result<uint32_t, CommandError> uint_argument(const json& arguments, const char* name, uint32_t max)
+{
+    if (!arguments.contains(name))
+        return invalid(fmt::format("missing argument '{}'", name));
+    const auto& value = arguments[name];
+    if (!value.is_number_unsigned() || value.get<uint64_t>() > max)
+        return invalid(fmt::format("'{}' must be an integer in 0..{}", name, max));
+    return uint32_t(value.get<uint64_t>());
+}
+
+Result<std::string, CommandError> string_argument(const json& arguments, const char* name)
+{
+    if (!arguments.contains(name))
+        return invalid(fmt::format("missing argument '{}'", name));
+    if (!arguments[name].is_string())
+        return invalid(fmt::format("'{}' must be a string", name));
+    return arguments[name].get<std::string>();
+}
+
+#define TRY_CMD(expression) TRY(expression)
+
+} // namespace
+
+Result<uint32_t, CommandError> ControlServer::output_argument(const json& arguments) const
+{
+    return uint_argument(arguments, "output", uint32_t(m_device.outputs().size() - 1));
+}
+
+CommandResult ControlServer::cmd_qmp_capabilities(const json&, Client&) { return json::object(); }
+
+CommandResult ControlServer::cmd_query_version(const json&, Client&)
+{
+    return json { { "major", VGPU_VERSION_MAJOR }, { "minor", VGPU_VERSION_MINOR }, { "micro", VGPU_VERSION_PATCH },
+        { "package", "vgpu-display " VGPU_VERSION } };
+}
+
+CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
+{
+    json commands = json::array();
+    for (const auto& [name, handler] : handler_table())
+        commands.push_back(name);
+    return json { { "type", "gpu" }, { "features", json::array() }, { "commands", commands },
+        { "events", json::array({ "FLIP", "MODE_CHANGE", "CRC" }) },
+        { "crc", { { "algorithm", "crc32c" }, { "layout", "0x00RRGGBB little-endian" }, { "ring", display::capture::CrcCapture::ring_size } } },
+        { "screendump-formats", json::array({ "png", "ppm" }) }, { "outputs", m_device.outputs().size() } };
+}
+
+CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
+{
+    json list = json::array();
+    for (uint32_t i = 0; i < m_device.outputs().size(); ++i) {
+        const auto& output = m_display.output(i);
+        json entry = { { "output", i }, { "enabled", output.enabled() }, { "width", output.width() }, { "height", output.height() },
+            { "frames", output.generation }, { "flips", output.flips }, { "crc-capture", m_crc.active(i) },
+            { "plugged", m_device.outputs()[i].enabled } };
+        if (output.source) {
+            entry["resource"] = output.source->resource.value();
+            entry["format"] = output.source->format.name;
+            entry["x"] = output.source->rect.x;
+            entry["y"] = output.source->rect.y;
+        } else {
+            entry["resource"] = nullptr;
+            entry["format"] = nullptr;
+        }
+        list.push_back(entry);
+    }
+    return list;
+}
+
+CommandResult ControlServer::cmd_query_resources(const json&, Client&)
+{
+    const auto& resources = m_device.resources();
+    return json { { "count", resources.count() }, { "bytes", resources.host_bytes() }, { "max-bytes", resources.max_host_bytes() } };
+}
+
+CommandResult ControlServer::cmd_query_stats(const json&, Client&)
+{
+    const auto& s = m_device.stats();
+    json buckets = json::array();
+    for (size_t i = 0; i < s.flush_latency.buckets; ++i) {
+        json le = i + 1 == s.flush_latency.buckets ? json("inf") : json(uint64_t(1) << i);
+        buckets.push_back({ { "le", le }, { "count", s.flush_latency.count[i] } });
+    }
+    json display_stats = { { "flips", m_display.stats().flips }, { "visible-changes", m_display.stats().damage_events },
+        { "cursor-updates", m_display.stats().cursor_updates }, { "cursor-moves", m_display.stats().cursor_moves } };
+    if (auto* qemu = const_cast<display::Display&>(m_display).qemu()) {
+        const auto& q = qemu->stats();
+        display_stats["qemu"] = { { "scanouts", q.scanouts }, { "updates", q.updates }, { "update-bytes", q.update_bytes },
+            { "direct-updates", q.direct_updates }, { "cursor-updates", q.cursor_updates }, { "cursor-moves", q.cursor_moves },
+            { "queries", q.queries }, { "query-timeouts", q.query_timeouts } };
+    }
+    return json {
+        { "commands", s.control_commands }, { "cursor-commands", s.cursor_commands }, { "errors", s.error_responses },
+        { "cursor-errors", s.cursor_errors }, { "flips", s.scanout_changes }, { "flushes", s.flushes }, { "transfers", s.transfers },
+        { "bytes-copied", s.bytes_transferred }, { "cursor-updates", s.cursor_updates }, { "cursor-moves", s.cursor_moves },
+        { "crc-entries", m_crc.entries_total() }, { "display", display_stats },
+        { "flip-latency-us", { { "buckets", buckets }, { "count", s.flush_latency.total }, { "sum", s.flush_latency.sum_us } } },
+        { "control", { { "clients", m_clients.size() }, { "requests", m_stats.requests }, { "errors", m_stats.errors },
+                         { "events-sent", m_stats.events_sent }, { "events-dropped", m_stats.events_dropped } } },
+    };
+}
+
+CommandResult ControlServer::cmd_screendump(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    std::optional<std::string> filename;
+    if (arguments.contains("filename"))
+        filename = TRY_CMD(string_argument(arguments, "filename"));
+    std::string format;
+    if (arguments.contains("format")) {
+        format = TRY_CMD(string_argument(arguments, "format"));
+    } else if (filename) {
+        auto dot = filename->rfind('.');
+        format = dot == std::string::npos ? "png" : filename->substr(dot + 1);
+        for (auto& c : format)
+            c = char(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+        format = "png";
+    }
+    if (format != "png" && format != "ppm")
+        return invalid(fmt::format("format '{}' is not png or ppm", format));
+    auto image = display::capture::grab(m_display.output(output));
+    if (!image)
+        return inactive(image.error().message);
+    auto encoded = format == "png" ? display::capture::encode_png(*image) : display::capture::encode_ppm(*image);
+    if (!encoded)
+        return generic(encoded.error().message);
+    json reply = { { "width", image->width }, { "height", image->height }, { "format", format } };
+    if (filename) {
+        if (auto r = display::capture::write_file(*filename, *encoded); !r)
+            return generic(r.error().message);
+        reply["filename"] = *filename;
+    } else {
+        reply["data"] = base64_encode(*encoded);
+    }
+    return reply;
+}
+
+json ControlServer::crc_entries_json(uint32_t output)
+{
+    auto drained = m_crc.read(output);
+    json entries = json::array();
+    std::string lines;
+    if (drained.overflow)
+        lines += fmt::format("overflow {}\n", drained.overflow);
+    for (const auto& e : drained.entries) {
+        auto line = display::capture::drm_crc_line(e.frame, e.crc);
+        entries.push_back({ { "frame", e.frame }, { "crc", e.crc }, { "line", line } });
+        lines += line + "\n";
+    }
+    return json { { "entries", entries }, { "lines", lines }, { "overflow", drained.overflow } };
+}
+
+CommandResult ControlServer::cmd_crc_start(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    m_crc.start(output);
+    return json::object();
+}
+
+CommandResult ControlServer::cmd_crc_read(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    if (!m_crc.active(output))
+        return inactive(fmt::format("CRC capture is not on for output {}", output));
+    return crc_entries_json(output);
+}
+
+CommandResult ControlServer::cmd_crc_stop(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    if (!m_crc.active(output))
+        return inactive(fmt::format("CRC capture is not on for output {}", output));
+    auto entries = crc_entries_json(output);
+    m_crc.stop(output);
+    return entries;
+}
+
+CommandResult ControlServer::cmd_subscribe(const json& arguments, Client& client)
+{
+    if (!arguments.contains("events") || !arguments["events"].is_array())
+        return invalid("'events' must be a list of event names");
+    std::set<std::string> wanted;
+    for (const auto& e : arguments["events"]) {
+        if (!e.is_string() || (e != "FLIP" && e != "MODE_CHANGE" && e != "CRC"))
+            return invalid(fmt::format("unknown event {}", e.dump()));
+        wanted.insert(e.get<std::string>());
+    }
+    client.events = std::move(wanted);
+    return json { { "events", client.events } };
+}
+
+CommandResult ControlServer::cmd_output_add(const json& arguments, Client&)
+{
+    uint32_t width = TRY_CMD(uint_argument(arguments, "width", 4095));
+    uint32_t height = TRY_CMD(uint_argument(arguments, "height", 4095));
+    auto index = m_device.add_output(width, height);
+    if (!index)
+        return inactive(index.error().message);
+    return json { { "output", *index } };
+}
+
+CommandResult ControlServer::cmd_output_remove(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    if (auto r = m_device.remove_output(output); !r)
+        return inactive(r.error().message);
+    return json::object();
+}
+
+CommandResult ControlServer::cmd_output_resize(const json& arguments, Client&)
+{
+    uint32_t output = TRY_CMD(output_argument(arguments));
+    uint32_t width = TRY_CMD(uint_argument(arguments, "width", 4095));
+    uint32_t height = TRY_CMD(uint_argument(arguments, "height", 4095));
+    if (auto r = m_device.resize_output(output, width, height); !r)
+        return inactive(r.error().message);
+    return json::object();
+}
+
+} // namespace vgpu::control

@@ -1,0 +1,129 @@
+// The JSON control socket (docs/control.md): QMP-style requests, replies and events over a unix
+// socket, several clients at once. Every socket is non-blocking on the device loop: a slow or
+// hostile client gets errors, dropped events or a disconnect, never the device's time.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <array>
+#include <map>
+#include <tuple>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/event_loop.h"
+#include "base/fd.h"
+#include "base/result.h"
+#include "display/capture/crc_capture.h"
+#include "display/display.h"
+#include "display/sink.h"
+#include "virtio_gpu/device.h"
+
+namespace vgpu::control {
+
+using json = nlohmann::json;
+
+struct CommandError {
+    std::string error_class;
+    std::string desc;
+};
+using CommandResult = Result<json, CommandError>;
+
+struct ControlLimits {
+    size_t max_message = 1 << 20; // a request line
+    size_t max_queued = 8 << 20; // bytes waiting to be written to one client
+    unsigned max_bad_in_a_row = 16;
+};
+
+struct ControlStats {
+    uint64_t clients = 0;
+    uint64_t requests = 0;
+    uint64_t errors = 0;
+    uint64_t events_sent = 0;
+    uint64_t events_dropped = 0;
+    uint64_t clients_dropped = 0;
+};
+
+class ControlServer final : public display::DisplaySink {
+public:
+    static Result<std::unique_ptr<ControlServer>> create(EventLoop& loop, const std::string& path, virtio_gpu::Device& device,
+        display::Display& display, display::capture::CrcCapture& crc, ControlLimits limits = {});
+    ~ControlServer() override;
+
+    size_t client_count() const { return m_clients.size(); }
+    const ControlStats& stats() const { return m_stats; }
+
+    // DisplaySink: FLIP and MODE_CHANGE events.
+    void output_changed(const display::Output& output) override;
+    void output_damaged(const display::Output& output, display::Rect damage) override;
+    void cursor_changed(uint32_t, const display::CursorState&, bool) override { }
+    // From CrcCapture: CRC events.
+    void crc_entry(uint32_t output, const display::capture::CrcEntry& entry);
+
+private:
+    struct Client {
+        Fd socket;
+        EventLoop::WatchId watch = 0;
+        std::string in;
+        bool discarding = false; // inside an oversized message, until its newline
+        std::string out;
+        size_t out_sent = 0;
+        bool want_write = false;
+        unsigned bad_in_a_row = 0;
+        std::set<std::string> events;
+        uint64_t dropped = 0;
+    };
+    using Handler = CommandResult (ControlServer::*)(const json& arguments, Client& client);
+
+    ControlServer(EventLoop& loop, virtio_gpu::Device& device, display::Display& display, display::capture::CrcCapture& crc,
+        ControlLimits limits);
+    void on_accept();
+    void on_client(uint64_t id, uint32_t events);
+    void handle_line(uint64_t id, std::string_view line);
+    void send(uint64_t id, const json& message);
+    void flush(uint64_t id);
+    void drop_client(uint64_t id, std::string_view why);
+    void broadcast(const std::string& event, json data);
+    void bad_message(uint64_t id, std::string_view desc, const json& request_id);
+
+    CommandResult cmd_qmp_capabilities(const json&, Client&);
+    CommandResult cmd_query_version(const json&, Client&);
+    CommandResult cmd_query_capabilities(const json&, Client&);
+    CommandResult cmd_query_outputs(const json&, Client&);
+    CommandResult cmd_query_resources(const json&, Client&);
+    CommandResult cmd_query_stats(const json&, Client&);
+    CommandResult cmd_screendump(const json&, Client&);
+    CommandResult cmd_crc_start(const json&, Client&);
+    CommandResult cmd_crc_read(const json&, Client&);
+    CommandResult cmd_crc_stop(const json&, Client&);
+    CommandResult cmd_subscribe(const json&, Client&);
+    CommandResult cmd_output_add(const json&, Client&);
+    CommandResult cmd_output_remove(const json&, Client&);
+    CommandResult cmd_output_resize(const json&, Client&);
+
+    Result<uint32_t, CommandError> output_argument(const json& arguments) const;
+    static const std::map<std::string, Handler, std::less<>>& handler_table();
+    json crc_entries_json(uint32_t output);
+
+    EventLoop& m_loop;
+    virtio_gpu::Device& m_device;
+    display::Display& m_display;
+    display::capture::CrcCapture& m_crc;
+    ControlLimits m_limits;
+    Fd m_listen;
+    std::string m_path;
+    EventLoop::WatchId m_listen_watch = 0;
+    uint64_t m_next_client = 1;
+    std::map<uint64_t, Client> m_clients;
+    const std::map<std::string, Handler, std::less<>>& m_handlers;
+    // Last announced mode per output, for MODE_CHANGE.
+    std::array<std::tuple<bool, uint32_t, uint32_t>, virtio_gpu::MAX_SCANOUTS> m_modes {};
+    ControlStats m_stats;
+};
+
+} // namespace vgpu::control

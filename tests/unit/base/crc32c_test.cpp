@@ -1,0 +1,106 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#include "base/crc32c.h"
+
+namespace vgpu::crc {
+namespace {
+
+std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+
+// A bit-by-bit reference, independent of the implementation's tables and instructions.
+uint32_t reference(std::span<const std::byte> data)
+{
+    uint32_t crc = 0xFFFFFFFF;
+    for (auto b : data) {
+        crc ^= uint8_t(b);
+        for (int k = 0; k < 8; ++k)
+            crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78 : crc >> 1;
+    }
+    return ~crc;
+}
+
+std::vector<std::byte> random_bytes(size_t n, uint32_t seed)
+{
+    std::mt19937 rng(seed);
+    std::vector<std::byte> out(n);
+    for (auto& b : out)
+        b = std::byte(rng() & 0xff);
+    return out;
+}
+
+TEST(Crc32c, CheckValue_MatchesTheStandard)
+{
+    EXPECT_EQ(crc32c(0, bytes("123456789")), 0xE3069283u);
+    EXPECT_EQ(crc32c(0, {}), 0u);
+}
+
+TEST(Crc32c, AllLengthsAndAlignments_MatchTheBitwiseReference)
+{
+    auto data = random_bytes(5000, 1);
+    for (size_t offset : { 0u, 1u, 3u, 7u })
+        for (size_t length : { 0u, 1u, 7u, 8u, 9u, 63u, 767u, 768u, 769u, 2048u, 4093u })
+            EXPECT_EQ(crc32c(0, std::span(data).subspan(offset, length)), reference(std::span(data).subspan(offset, length)))
+                << "offset " << offset << " length " << length;
+}
+
+TEST(Crc32c, Incremental_EqualsOneShot)
+{
+    auto data = random_bytes(10000, 2);
+    uint32_t crc = crc32c(0, std::span(data).first(3333));
+    crc = crc32c(crc, std::span(data).subspan(3333));
+    EXPECT_EQ(crc, crc32c(0, data));
+}
+
+TEST(Crc32c, Combine_EqualsTheCrcOfTheConcatenation)
+{
+    auto data = random_bytes(9000, 3);
+    for (size_t split : { 0u, 1u, 100u, 4096u, 8999u, 9000u }) {
+        uint32_t a = crc32c(0, std::span(data).first(split));
+        uint32_t b = crc32c(0, std::span(data).subspan(split));
+        EXPECT_EQ(crc32c_combine(a, b, data.size() - split), crc32c(0, data)) << "split " << split;
+    }
+}
+
+TEST(Crc32c, Appender_JoinsRowsLikeOneBuffer)
+{
+    constexpr size_t row = 7680, rows = 20;
+    auto data = random_bytes(row * rows, 4);
+    Appender appender(row);
+    uint32_t crc = 0;
+    for (size_t r = 0; r < rows; ++r)
+        crc = appender.append(crc, crc32c(0, std::span(data).subspan(r * row, row)));
+    EXPECT_EQ(crc, crc32c(0, data));
+}
+
+TEST(Crc32cXrgb, TopByteIsIgnored_XrgbAndArgbGiveOneValue)
+{
+    std::vector<uint32_t> xrgb(1920), argb(1920);
+    for (size_t i = 0; i < xrgb.size(); ++i) {
+        uint32_t rgb = uint32_t(i * 2654435761u) & 0x00FFFFFF;
+        xrgb[i] = rgb | 0x5A000000;
+        argb[i] = rgb | (uint32_t(i) << 24);
+    }
+    EXPECT_EQ(crc32c_xrgb(0, xrgb.data(), xrgb.size()), crc32c_xrgb(0, argb.data(), argb.size()));
+}
+
+TEST(Crc32cXrgb, EqualsTheCrcOfCanonicalBytes)
+{
+    for (size_t count : { 1u, 2u, 3u, 191u, 1920u }) {
+        std::vector<uint32_t> pixels(count);
+        std::vector<std::byte> canonical(count * 4);
+        for (size_t i = 0; i < count; ++i) {
+            pixels[i] = uint32_t(i * 0x9E3779B9u);
+            uint32_t c = pixels[i] & 0x00FFFFFF;
+            std::memcpy(canonical.data() + 4 * i, &c, 4);
+        }
+        EXPECT_EQ(crc32c_xrgb(0, pixels.data(), count), reference(canonical)) << count;
+    }
+}
+
+} // namespace
+} // namespace vgpu::crc
