@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
 
 namespace vgpu::crc {
 
@@ -107,16 +108,13 @@ __attribute__((target("sse4.2"))) uint32_t raw_hardware(uint32_t crc, const unsi
             c1 = __builtin_ia32_crc32di(c1, load64(p1 + 8 * i) & mask);
             c2 = __builtin_ia32_crc32di(c2, load64(p2 + 8 * i) & mask);
         }
-        // Cache the operator for the last stream length: rows of one frame all have it.
-        static thread_local uint64_t cached_bytes = 0;
-        static thread_local uint32_t cached_operator = 0;
+        // The join for the last stream length, kept: rows of one frame all have it.
+        static thread_local std::unique_ptr<Appender> join;
         uint64_t bytes = third * 8;
-        if (bytes != cached_bytes) {
-            cached_operator = shift_operator(bytes);
-            cached_bytes = bytes;
-        }
-        uint32_t joined = multiply(cached_operator, uint32_t(c0)) ^ uint32_t(c1);
-        joined = multiply(cached_operator, joined) ^ uint32_t(c2);
+        if (!join || join->block_length() != bytes)
+            join = std::make_unique<Appender>(bytes);
+        uint32_t joined = join->append(uint32_t(c0), uint32_t(c1));
+        joined = join->append(joined, uint32_t(c2));
         crc = joined;
         p += 3 * third * 8;
         n -= 3 * third * 8;
@@ -176,11 +174,14 @@ uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b)
 }
 
 Appender::Appender(uint64_t block_length)
-    : m_operator(shift_operator(block_length))
+    : m_block_length(block_length)
 {
+    // multiply(op, x) is linear in x: tabulate it per byte of x.
+    uint32_t op = shift_operator(block_length);
+    for (unsigned byte = 0; byte < 4; ++byte)
+        for (uint32_t v = 0; v < 256; ++v)
+            m_table[byte][v] = multiply(op, v << (8 * byte));
 }
-
-uint32_t Appender::append(uint32_t crc_a, uint32_t crc_b) const { return multiply(m_operator, crc_a) ^ crc_b; }
 
 bool hardware_accelerated() { return g_hardware; }
 

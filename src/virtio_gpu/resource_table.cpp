@@ -79,7 +79,12 @@ uint32_t PixelStorage::row_crc(uint32_t y) const
 uint32_t PixelStorage::rect_crc(const Rect& rect) const
 {
     uint64_t row_bytes = uint64_t(rect.width) * BYTES_PER_PIXEL;
-    crc::Appender appender(row_bytes);
+    std::unique_ptr<crc::Appender> narrow;
+    if (!m_row_appender)
+        m_row_appender = std::make_unique<crc::Appender>(uint64_t(m_width) * BYTES_PER_PIXEL);
+    if (row_bytes != m_row_appender->block_length())
+        narrow = std::make_unique<crc::Appender>(row_bytes);
+    const crc::Appender& appender = narrow ? *narrow : *m_row_appender;
     uint32_t crc = 0;
     for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
         // Whole rows come from the cache; a narrower rectangle is checksummed where it lies.

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/crc32c.h"
 #include "base/result.h"
 #include "base/strong_id.h"
 #include "virtio_gpu/formats.h"
@@ -62,6 +63,7 @@ private:
     size_t m_size = 0;
     uint32_t m_width = 0, m_height = 0, m_stride = 0;
     FormatInfo m_format {};
+    mutable std::unique_ptr<crc::Appender> m_row_appender; // joins whole rows
     mutable std::vector<uint32_t> m_row_crcs;
     mutable std::vector<uint8_t> m_row_crc_valid;
 };
