@@ -34,6 +34,7 @@ def main():
     out = args.out or work
     os.makedirs(out, exist_ok=True)
     socket_path = os.path.join(work, "vgpu.sock")
+    control_path = os.path.join(work, "control.sock")
     qmp_path = os.path.join(work, "qmp.sock")
     latest = os.path.join(out, "screen.png")
 
@@ -47,7 +48,7 @@ def main():
     signal.signal(signal.SIGTERM, stop)
 
     backend_log = open(os.path.join(work, "backend.log"), "wb")
-    backend = subprocess.Popen([args.backend, "--socket-path", socket_path], stderr=backend_log,
+    backend = subprocess.Popen([args.backend, "--socket-path", socket_path, "--control", control_path], stderr=backend_log,
                                start_new_session=True)
     while not os.path.exists(socket_path):
         if backend.poll() is not None:
@@ -62,6 +63,11 @@ def main():
     print(f"demo: guest booting on vgpu-display ({socket_path})")
     print(f"demo: a screenshot every {args.every:g} s goes to {latest} (numbered copies beside it)")
     print(f"demo: guest console in {console_path}, backend log in {backend_log.name}; Ctrl-C stops")
+    ctl = os.path.join(os.path.dirname(args.backend), "vgpu-ctl")
+    print(f"demo: control socket {control_path}; try, from another shell:")
+    print(f"        {ctl} --control {control_path} stats")
+    print(f"        {ctl} --control {control_path} screendump 0 /tmp/vgpu-screen.png")
+    print(f"        {ctl} --control {control_path} crc 0 --follow")
     sys.stdout.flush()
 
     qmp = None

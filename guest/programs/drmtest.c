@@ -16,6 +16,8 @@
  *   multi [N]           N buffers shown one after another with SETCRTC (default 4)
  *   bench [SECONDS]     page flips/s and full-frame DIRTYFB/s, SECONDS each (default 5)
  *   animate [SECONDS]   a moving bar with page flips, forever when SECONDS is 0 (default 0)
+ *   frames [N]          frame 0 by a modeset, then N page flips, frame i showing variant (i+1) % 8,
+ *                       for the host's CRC capture (default 8; see the markers below)
  *   bootcount [get|set N]  a counter in CMOS RAM, which survives a guest reset (for reboot tests)
  *
  * Markers (one line each):
@@ -24,6 +26,12 @@
  *       the host should retry its screendump for a moment), and the program now holds it for
  *       --hold seconds (default 2, or $VGPU_HOLD) or until a line arrives on stdin, whichever
  *       comes first. A host harness writes "\n" to the serial port once it has its screendump.
+ *   VGPU-FRAMES-READY <W>x<H> n=<N>
+ *       frames: frame 0 (variant 0) is on screen by a modeset; the program holds (as for
+ *       VGPU-READY) until the host has started its CRC capture, then draws the N frames.
+ *   VGPU-FRAMES-DONE n=<N> variants=<V1>,<V2>,...
+ *       frames: the N page flips are done (each flip event received), frame i showed Vi; held
+ *       again, so that the host can read its CRCs before the program exits.
  *   VGPU-BENCH flips_per_s=F dirtyfb_per_s=D mode=WxH flips=N dirtyfbs=M seconds=S
  *   VGPU-ERROR <what>: <errno text>        a failed step (the exit code is then non-zero)
  *   VGPU-DONE <subcommand> rc=<N>
@@ -38,7 +46,8 @@
  *
  * Which variant each subcommand leaves on screen: pattern 0; flip N: N % 2; dirtyfb: 2;
  * atomic: 4 after the modeset, then 5 and 4 alternately, so N % 2 ? 5 : 4 at the end;
- * multi: step i shows i % 8; cursor and bench: 0 under the cursor / 0 or 1 (not checked).
+ * multi: step i shows i % 8; cursor and bench: 0 under the cursor / 0 or 1 (not checked);
+ * frames N: (N % 8) at the end.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -184,6 +193,21 @@ static void ready(uint32_t w, uint32_t h, uint32_t variant, const char *extra_fm
         vprintf(extra_fmt, ap);
         va_end(ap);
     }
+    putchar('\n');
+    fflush(stdout);
+    hold();
+}
+
+/* A marker line other than VGPU-READY, then the same hold: stale console input is dropped first,
+ * so that only a line the host sends after the marker releases it. */
+static void marker_and_hold(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void marker_and_hold(const char *fmt, ...)
+{
+    tcflush(0, TCIFLUSH);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
     putchar('\n');
     fflush(stdout);
     hold();
@@ -1087,6 +1111,43 @@ static int cmd_animate(int argc, char **argv)
     return 0;
 }
 
+#define FRAMES_MAX 1000
+
+/* Frame 0 (variant 0) by a modeset, then N page flips with events, frame i showing variant
+ * (i+1) % 8, alternating two buffers. With the 6.1 driver each flip is TRANSFER_TO_HOST_2D +
+ * SET_SCANOUT + RESOURCE_FLUSH, i.e. exactly one visible change for the host's CRC capture. The
+ * flip event does not wait for the host (non-blob resources), but a buffer is redrawn only two
+ * flips after it was shown, after a whole frame has been drawn into the other one. */
+static int cmd_frames(int argc, char **argv)
+{
+    uint32_t count = count_arg(argc, argv, 8);
+    if (count == 0 || count > FRAMES_MAX) {
+        errno = EINVAL;
+        return fail("frames wants 1..%u frames", FRAMES_MAX);
+    }
+    struct Display d;
+    struct Buffer b[2];
+    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0]) ||
+        buffer_create(d.fd, d.width, d.height, DRM_FORMAT_XRGB8888, &b[1]) || set_crtc(&d, b[0].fb_id))
+        return 1;
+    marker_and_hold("VGPU-FRAMES-READY %ux%u n=%u", d.width, d.height, count);
+    char *variants = xcalloc(count, 2); /* "V," per frame, the last ',' becomes the NUL */
+    size_t length = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t variant = (i + 1) % 8;
+        struct Buffer *back = &b[(i + 1) % 2];
+        draw_pattern(back, variant);
+        if (page_flip(&d, back->fb_id, i + 1) || wait_flip_event(d.fd, i + 1))
+            return 1;
+        length += (size_t)sprintf(variants + length, "%s%u", i ? "," : "", variant);
+    }
+    marker_and_hold("VGPU-FRAMES-DONE n=%u variants=%s", count, variants);
+    free(variants);
+    buffer_destroy(d.fd, &b[0]);
+    buffer_destroy(d.fd, &b[1]);
+    return 0;
+}
+
 /* A counter in CMOS RAM (index 0x7e, unused by QEMU's pc machine and SeaBIOS). QEMU keeps CMOS RAM
  * across a guest reset, so /init uses it to know which part of a test list already ran. */
 #define BOOTCOUNT_CMOS_INDEX 0x7e
@@ -1110,7 +1171,7 @@ static const struct {
 } COMMANDS[] = {
     {"info", cmd_info},     {"pattern", cmd_pattern}, {"flip", cmd_flip},   {"dirtyfb", cmd_dirtyfb},
     {"cursor", cmd_cursor}, {"atomic", cmd_atomic},   {"multi", cmd_multi}, {"bench", cmd_bench},
-    {"animate", cmd_animate}, {"bootcount", cmd_bootcount},
+    {"animate", cmd_animate}, {"frames", cmd_frames}, {"bootcount", cmd_bootcount},
 };
 
 static int usage(void)

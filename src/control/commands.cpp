@@ -8,6 +8,7 @@
 #include "control/control_server.h"
 #include "display/capture/frame.h"
 #include "display/capture/image.h"
+#include "virtio_gpu/edid.h"
 
 namespace vgpu::control {
 
@@ -17,13 +18,13 @@ CommandError invalid(std::string desc) { return CommandError { "InvalidParameter
 CommandError inactive(std::string desc) { return CommandError { "DeviceNotActive", std::move(desc) }; }
 CommandError generic(std::string desc) { return CommandError { "GenericError", std::move(desc) }; }
 
-Result<uint32_t, CommandError> uint_argument(const json& arguments, const char* name, uint32_t max)
+Result<uint32_t, CommandError> uint_argument(const json& arguments, const char* name, uint32_t max, uint32_t min = 0)
 {
     if (!arguments.contains(name))
         return invalid(fmt::format("missing argument '{}'", name));
     const auto& value = arguments[name];
-    if (!value.is_number_unsigned() || value.get<uint64_t>() > max)
-        return invalid(fmt::format("'{}' must be an integer in 0..{}", name, max));
+    if (!value.is_number_unsigned() || value.get<uint64_t>() < min || value.get<uint64_t>() > max)
+        return invalid(fmt::format("'{}' must be an integer in {}..{}", name, min, max));
     return uint32_t(value.get<uint64_t>());
 }
 
@@ -34,6 +35,27 @@ Result<std::string, CommandError> string_argument(const json& arguments, const c
     if (!arguments[name].is_string())
         return invalid(fmt::format("'{}' must be a string", name));
     return arguments[name].get<std::string>();
+}
+
+// Output modes the device accepts (Device::add_output): a size outside them is a bad argument
+// (InvalidParameter), not a device state.
+constexpr uint32_t min_mode = 16;
+constexpr uint32_t max_mode = 4095;
+
+struct Mode {
+    uint32_t width;
+    uint32_t height;
+};
+
+// `width` and `height` of a mode the guest can be told about: like --output, also one our EDID
+// can describe, or the guest's GET_EDID for the output would fail.
+Result<Mode, CommandError> mode_arguments(const json& arguments)
+{
+    uint32_t width = TRY(uint_argument(arguments, "width", max_mode, min_mode));
+    uint32_t height = TRY(uint_argument(arguments, "height", max_mode, min_mode));
+    if (auto edid = virtio_gpu::build_edid({ .width = width, .height = height }); !edid)
+        return invalid(fmt::format("{}x{}: {}", width, height, edid.error().message));
+    return Mode { width, height };
 }
 
 #define TRY_CMD(expression) TRY(expression)
@@ -211,9 +233,8 @@ CommandResult ControlServer::cmd_subscribe(const json& arguments, Client& client
 
 CommandResult ControlServer::cmd_output_add(const json& arguments, Client&)
 {
-    uint32_t width = TRY_CMD(uint_argument(arguments, "width", 4095));
-    uint32_t height = TRY_CMD(uint_argument(arguments, "height", 4095));
-    auto index = m_device.add_output(width, height);
+    Mode mode = TRY_CMD(mode_arguments(arguments));
+    auto index = m_device.add_output(mode.width, mode.height);
     if (!index)
         return inactive(index.error().message);
     return json { { "output", *index } };
@@ -230,9 +251,8 @@ CommandResult ControlServer::cmd_output_remove(const json& arguments, Client&)
 CommandResult ControlServer::cmd_output_resize(const json& arguments, Client&)
 {
     uint32_t output = TRY_CMD(output_argument(arguments));
-    uint32_t width = TRY_CMD(uint_argument(arguments, "width", 4095));
-    uint32_t height = TRY_CMD(uint_argument(arguments, "height", 4095));
-    if (auto r = m_device.resize_output(output, width, height); !r)
+    Mode mode = TRY_CMD(mode_arguments(arguments));
+    if (auto r = m_device.resize_output(output, mode.width, mode.height); !r)
         return inactive(r.error().message);
     return json::object();
 }

@@ -112,7 +112,10 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
         return;
     char buffer[65536];
-    for (;;) {
+    // At most 1 MiB per wakeup: a client that writes as fast as we read would otherwise keep the
+    // device loop here. The socket stays readable (level-triggered), so we come back to it.
+    constexpr int max_reads_per_wakeup = 16;
+    for (int reads = 0; reads < max_reads_per_wakeup; ++reads) {
         auto it = m_clients.find(id);
         if (it == m_clients.end())
             return;
@@ -123,6 +126,7 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
             drop_client(id, "closed");
             return;
         }
+        size_t scanned = it->second.in.size(); // the bytes before hold no newline
         it->second.in.append(buffer, size_t(n));
         // Complete lines are requests; an unterminated one may grow up to the message limit.
         for (;;) {
@@ -130,7 +134,7 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
             if (client == m_clients.end())
                 return;
             auto& in = client->second.in;
-            auto newline = in.find('\n');
+            auto newline = in.find('\n', scanned);
             if (newline == std::string::npos) {
                 if (in.size() > m_limits.max_message) {
                     if (!client->second.discarding)
@@ -144,6 +148,7 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
             }
             std::string line = in.substr(0, newline);
             in.erase(0, newline + 1);
+            scanned = 0;
             if (client->second.discarding) {
                 client->second.discarding = false; // the oversized message ends here
                 continue;

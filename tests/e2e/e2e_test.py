@@ -3,40 +3,116 @@
 backend as its virtio-gpu device. Each guest step puts a documented pattern on screen; the host
 checks QMP screendumps pixel for pixel (guest/guest_test.py). Standard library unittest.
 
-Environment: VGPU_BACKEND (the vgpu-display binary), VGPU_GUEST_CACHE (the built guest).
+The tests of CRC capture and screendump also talk to the backend's control socket
+(docs/control.md) and compute the expected CRCs on the host, independently of the backend: the
+expected image from guest/pattern.py, its CRC with `vgpu-ctl crc-file` and with CRC-32C in
+Python (crc32c() below).
+
+Environment: VGPU_BACKEND (the vgpu-display binary), VGPU_GUEST_CACHE (the built guest), VGPU_CTL
+(vgpu-ctl; default: next to the backend).
 Usage: e2e_test.py [unittest arguments, e.g. E2E.test_reboot]
 """
+import base64
+import concurrent.futures
+import glob
+import json
 import os
 import re
+import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST = os.path.join(ROOT, "guest")
 BACKEND = os.environ.get("VGPU_BACKEND", os.path.join(ROOT, "build", "bin", "vgpu-display"))
 CACHE = os.environ.get("VGPU_GUEST_CACHE", os.path.join(ROOT, "build", "guest"))
+CTL = os.environ.get("VGPU_CTL") or os.path.join(os.path.dirname(BACKEND), "vgpu-ctl")
 SUMMARY = re.compile(r"GUEST-TEST-SUMMARY ok=(\d) steps_passed=(\d+) steps_failed=(\d+) frames_ok=(\d+) frames_bad=(\d+)")
 
 
-class Backend:
-    """Our backend on a unix socket, its log in a file."""
+class ControlError(Exception):
+    pass
 
-    def __init__(self, *extra):
+
+class Control:
+    """A client of the backend's control socket (docs/control.md): one JSON object per line.
+    execute() sends {"execute", "arguments", "id"} and reads up to the reply with that id; the
+    events read on the way are kept in `events`."""
+
+    def __init__(self, path, timeout=30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+        self.greeting = self._read()
+        if "QMP" not in self.greeting:
+            raise ControlError(f"not a greeting: {self.greeting}")
+        self.events = []
+        self.next_id = 1
+
+    def _read(self):
+        line = self.file.readline()
+        if not line:
+            raise ControlError("the control socket was closed")
+        return json.loads(line)
+
+    def execute(self, command, arguments=None):
+        """Returns the reply's "return"; raises ControlError on an "error" reply."""
+        request_id = self.next_id
+        self.next_id += 1
+        request = {"execute": command, "id": request_id}
+        if arguments is not None:
+            request["arguments"] = arguments
+        self.file.write(json.dumps(request).encode() + b"\n")
+        self.file.flush()
+        while True:
+            message = self._read()
+            if "event" in message:
+                self.events.append(message)
+                continue
+            if message.get("id") != request_id:
+                raise ControlError(f"{command}: a reply for another request: {message}")
+            if "error" in message:
+                error = message["error"]
+                raise ControlError(f"{command}: {error.get('class')}: {error.get('desc')}")
+            return message["return"]
+
+    def close(self):
+        try:
+            self.file.close()
+        finally:
+            self.sock.close()
+
+
+class Backend:
+    """Our backend on a unix socket, its log in a file; with control=True also its control socket."""
+
+    def __init__(self, *extra, control=False):
         self.dir = tempfile.mkdtemp(prefix="vgpu-e2e-")
         self.socket = os.path.join(self.dir, "vgpu.sock")
+        self.control_path = os.path.join(self.dir, "control.sock") if control else None
         self.log_path = os.path.join(self.dir, "backend.log")
         self.log_file = open(self.log_path, "wb")
+        if control:
+            extra = (*extra, "--control", self.control_path)
         self.proc = subprocess.Popen([BACKEND, "--socket-path", self.socket, "--log-level", "debug", *extra],
                                      stdout=subprocess.DEVNULL, stderr=self.log_file)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
+        while not all(os.path.exists(p) for p in (self.socket, self.control_path) if p):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("backend did not start:\n" + self.log())
             time.sleep(0.02)
+
+    def control(self):
+        """A new client of the control socket."""
+        return Control(self.control_path)
 
     def device_args(self, device="vhost-user-gpu-pci"):
         return ["-chardev", f"socket,id=vgpu,path={self.socket}", "-device", f"{device},chardev=vgpu"]
@@ -129,13 +205,231 @@ def check_console(path, blocks, text):
     return problems
 
 
+# ---- CRC capture's checksum, computed on the host ------------------------------------------------
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data, crc=0):
+    """Standard CRC-32C (Castagnoli, reflected, initial and final XOR 0xFFFFFFFF), table-driven."""
+    return _crc32c_register(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+def _crc32c_register(data, crc=0):
+    """The bare CRC-32C register update (no initial or final XOR)."""
+    table = CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def xrgb_bytes(rgb):
+    """RGB bytes as 0x00RRGGBB little-endian pixels: B, G, R, 0."""
+    pixels = bytearray(len(rgb) // 3 * 4)
+    pixels[0::4] = rgb[2::3]
+    pixels[1::4] = rgb[1::3]
+    pixels[2::4] = rgb[0::3]
+    return bytes(pixels)
+
+
+def image_crc(rgb, width):
+    """CRC capture's value for an image given as RGB bytes: the CRC-32C of its pixels as 0x00RRGGBB
+    little-endian, row after row (docs/control.md), i.e. crc32c(xrgb_bytes(rgb)). Computed row by
+    row: the register update is linear, register(r, row) = register(r, zeros) ^ register(0, row),
+    so a row that occurs again (most of the pattern's rows) costs 32 XORs instead of a table pass."""
+    stride = width * 4
+    pixels = xrgb_bytes(rgb)
+    # The register after `stride` zero bytes, as the images of its 32 bits.
+    columns = [_crc32c_register(bytes(stride), 1 << bit) for bit in range(32)]
+    rows = {}
+    crc = 0xFFFFFFFF
+    for start in range(0, len(pixels), stride):
+        row = pixels[start:start + stride]
+        alone = rows.get(row)
+        if alone is None:
+            alone = rows[row] = _crc32c_register(row)
+        shifted, bit = 0, 0
+        while crc:
+            if crc & 1:
+                shifted ^= columns[bit]
+            crc >>= 1
+            bit += 1
+        crc = shifted ^ alone
+    return crc ^ 0xFFFFFFFF
+
+
+def vgpu_ctl_in_tree():
+    """True once a vgpu-ctl target is in the source tree: then its binary must have been built."""
+    files = [os.path.join(ROOT, "CMakeLists.txt")]
+    for top in ("src", "tools", "ctl"):
+        files += glob.glob(os.path.join(ROOT, top, "**", "CMakeLists.txt"), recursive=True)
+    for path in files:
+        with open(path, errors="replace") as f:
+            if re.search(r"add_executable\s*\(\s*vgpu-ctl\b", f.read()):
+                return True
+    return False
+
+
+def ctl_crc_file(path):
+    """`vgpu-ctl crc-file PATH`: the CRC it prints (0x%08x)."""
+    proc = subprocess.run([CTL, "crc-file", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    output = proc.stdout.decode(errors="replace")
+    match = re.search(r"\b0x([0-9a-fA-F]{8})\b", output)
+    if proc.returncode != 0 or not match:
+        raise AssertionError(f"vgpu-ctl crc-file {path} failed (exit {proc.returncode}): {output}")
+    return int(match.group(1), 16)
+
+
+# ---- PNG, decoded with zlib: 8-bit RGB or RGBA, non-interlaced, filter types 0-4 ----------------
+
+def _add_bytes(a, b):
+    """Bytewise (a + b) mod 256 of two equally long byte strings, all at once (SWAR on big ints)."""
+    n = len(a)
+    x, y = int.from_bytes(a, "little"), int.from_bytes(b, "little")
+    low, high = int.from_bytes(b"\x7f" * n, "little"), int.from_bytes(b"\x80" * n, "little")
+    return (((x & low) + (y & low)) ^ ((x ^ y) & high)).to_bytes(n, "little")
+
+
+def read_png(path):
+    """Returns (width, height, rgb_bytes) of an 8-bit RGB or RGBA PNG (alpha dropped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG")
+    pos, header, idat = 8, None, []
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        if zlib.crc32(kind + body) != crc:
+            raise ValueError(f"{path}: bad CRC in chunk {kind!r}")
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if header is None:
+        raise ValueError(f"{path}: no IHDR")
+    width, height, depth, colour, _, _, interlace = header
+    if depth != 8 or colour not in (2, 6) or interlace != 0:
+        raise ValueError(f"{path}: depth {depth} colour type {colour} interlace {interlace} is not supported")
+    bpp = 3 if colour == 2 else 4
+    stride = width * bpp
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) != height * (stride + 1):
+        raise ValueError(f"{path}: {len(raw)} bytes of image data, expected {height * (stride + 1)}")
+    rows, prior = [], bytes(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        if kind == 1:  # Sub
+            for x in range(bpp, stride):
+                line[x] = (line[x] + line[x - bpp]) & 0xFF
+        elif kind == 2:  # Up
+            line = bytearray(_add_bytes(line, prior))
+        elif kind == 3:  # Average
+            for x in range(stride):
+                left = line[x - bpp] if x >= bpp else 0
+                line[x] = (line[x] + ((left + prior[x]) >> 1)) & 0xFF
+        elif kind == 4:  # Paeth
+            for x in range(stride):
+                a = line[x - bpp] if x >= bpp else 0
+                b = prior[x]
+                c = prior[x - bpp] if x >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        elif kind != 0:
+            raise ValueError(f"{path}: filter type {kind} in row {y}")
+        prior = bytes(line)
+        rows.append(prior)
+    rgb = b"".join(rows)
+    if bpp == 4:
+        out = bytearray(width * height * 3)
+        out[0::3], out[1::3], out[2::3] = rgb[0::4], rgb[1::4], rgb[2::4]
+        rgb = bytes(out)
+    return width, height, rgb
+
+
+def first_difference(width, a, b):
+    """Where two RGB images of the same width first differ, as text."""
+    for i in range(0, min(len(a), len(b)), 3):
+        if a[i:i + 3] != b[i:i + 3]:
+            return f"first difference at ({i // 3 % width},{i // 3 // width}): #{a[i:i + 3].hex()} vs #{b[i:i + 3].hex()}"
+    return f"lengths {len(a)} and {len(b)}"
+
+
+class GuestConsole:
+    """guest/boot.sh with the serial console on pipes and a QMP socket: the test waits for marker
+    lines and releases each hold with a newline (guest/README.md, the hold protocol)."""
+
+    def __init__(self, steps, device_args, hold=60, timeout=120):
+        self.workdir = tempfile.mkdtemp(prefix="vgpu-e2e-guest-")
+        self.qmp_path = os.path.join(self.workdir, "qmp.sock")
+        command = [os.path.join(GUEST, "boot.sh"), "--test", steps, "--hold", str(hold), "--timeout", str(timeout),
+                   "--qmp", self.qmp_path, "--cache", CACHE, "--", *device_args]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines = []
+
+    def wait_for(self, pattern):
+        """Reads console lines up to one that matches; None at the end of the output."""
+        regex = re.compile(pattern)
+        while True:
+            raw = self.proc.stdout.readline()
+            if not raw:
+                return None
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            match = regex.search(line)
+            if match:
+                return match
+
+    def release(self):
+        self.proc.stdin.write(b"\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout=60):
+        """Reads the rest of the console and waits for QEMU; returns its exit code."""
+        self.lines.append(self.proc.stdout.read().decode(errors="replace"))
+        return self.proc.wait(timeout)
+
+    def output(self):
+        return "".join(self.lines)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+def with_control_socket(test):
+    """Marks a test whose backend opens its control socket."""
+    test.control_socket = True
+    return test
+
+
 class E2E(unittest.TestCase):
     def setUp(self):
         if not os.path.exists(os.path.join(CACHE, "guest.env")):
             self.fail(f"the test guest is not built in {CACHE}: run guest/build.sh (./run test does)")
         if not os.access(BACKEND, os.X_OK):
             self.fail(f"no backend binary at {BACKEND}")
-        self.backend = Backend()
+        control = getattr(getattr(self, self._testMethodName), "control_socket", False)
+        self.backend = Backend(control=control)
 
     def tearDown(self):
         alive = self.backend.alive()
@@ -259,6 +553,259 @@ class E2E(unittest.TestCase):
         self.boot("pattern", expect_frames=1)
         self.assertGreaterEqual(self.backend.log().count("frontend connected"), 2)
 
+
+    # ---- the control socket: CRC capture, screendump, stats --------------------------------------
+
+    def context(self, guest, *extra):
+        """Failure context: the console's tail, the backend's log (and where it is kept), extras."""
+        parts = [f"--- guest (files in {guest.workdir}) ---\n{guest.output()[-4000:]}",
+                 f"--- backend ({self.backend.log_path}) ---\n{self.backend.log()[-4000:]}", *extra]
+        return "\n" + "\n".join(parts)
+
+    def ctl_available(self):
+        """Whether vgpu-ctl can be used; a vgpu-ctl that is in the tree but not built fails the test."""
+        if os.access(CTL, os.X_OK):
+            return True
+        if vgpu_ctl_in_tree():
+            self.fail(f"vgpu-ctl is in the source tree but there is no binary at {CTL}: build it")
+        return False
+
+    def wait_until_shown(self, control, guest, width, height, variant, timeout=5.0):
+        """Waits until output 0 shows pattern `variant` at width x height (our screendump) and its
+        frame counter has stopped moving; returns the counter. Until then the modeset's flush may
+        still be on its way (the 6.1 driver does not wait for the host)."""
+        shot = os.path.join(guest.workdir, "shown.ppm")
+        deadline = time.monotonic() + timeout
+        state = "never queried"
+        while True:
+            output = control.execute("query-outputs")[0]
+            state = f"query-outputs: {output}"
+            if output["enabled"] and (output["width"], output["height"]) == (width, height):
+                control.execute("screendump", {"output": 0, "filename": shot})
+                ok, message = pattern.compare(shot, variant, (width, height))
+                state += f"; our screendump: {message}"
+                if ok:
+                    time.sleep(0.3)
+                    again = control.execute("query-outputs")[0]["frames"]
+                    if again == output["frames"]:
+                        return again
+            if time.monotonic() > deadline:
+                self.fail(f"output 0 does not show variant {variant} at {width}x{height}: {state}" + self.context(guest))
+            time.sleep(0.1)
+
+    def wait_for_frames(self, control, at_least, timeout=5.0):
+        """Polls query-outputs until output 0's frame counter reaches at_least; returns the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = control.execute("query-outputs")[0]["frames"]
+            if frames >= at_least or time.monotonic() > deadline:
+                return frames
+            time.sleep(0.05)
+
+    def expected_crcs(self, workdir, width, height, variants, have_ctl):
+        """The CRC of each pattern variant at width x height, computed on the host: the image from
+        guest/pattern.py, its CRC from `vgpu-ctl crc-file` when it is there, else in Python; with
+        vgpu-ctl, the Python value is compared with it on the first image."""
+        expected, python_checked = {}, False
+        for variant in variants:
+            if variant in expected:
+                continue
+            path = os.path.join(workdir, f"expected-{width}x{height}-{variant}.ppm")
+            pattern.write_ppm(path, width, height, variant)
+            python_value = None
+            if not have_ctl or not python_checked:
+                _, _, rgb = pattern.read_ppm(path)
+                python_value = image_crc(rgb, width)
+            if have_ctl:
+                expected[variant] = ctl_crc_file(path)
+                if python_value is not None:
+                    self.assertEqual(expected[variant], python_value,
+                                     f"vgpu-ctl crc-file {path} gives {expected[variant]:#010x}, "
+                                     f"the host's CRC-32C {python_value:#010x}")
+                    python_checked = True
+            else:
+                expected[variant] = python_value
+        return expected
+
+    @with_control_socket
+    def test_crc_log_matches_the_frames_the_guest_drew(self):
+        """drmtest frames: N page flips, each one visible change. CRC capture gets exactly N
+        entries with consecutive frame counters, and each CRC equals the CRC of the expected
+        image, computed on the host from guest/pattern.py by vgpu-ctl crc-file and in Python."""
+        count = 8
+        self.assertEqual(crc32c(b"123456789"), 0xE3069283, "the host's CRC-32C is wrong")
+        small = bytes(range(51)) * 3 + bytes(range(100, 151)) * 2 + bytes(range(51))  # 17x6, repeated rows
+        self.assertEqual(image_crc(small, 17), crc32c(xrgb_bytes(small)), "the row-by-row image CRC is wrong")
+        have_ctl = self.ctl_available()
+        control = self.backend.control()
+        control.execute("subscribe", {"events": ["CRC"]})
+        drawn = [(i + 1) % 8 for i in range(count)]
+        guest = GuestConsole(f"frames:{count}", self.backend.device_args())
+        # The expected CRCs take a few seconds: compute them while the guest boots, for the mode it
+        # is likely to pick (QEMU's default EDID prefers 1280x800); again later if it picks another.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        guessed = (1280, 800)
+        early = pool.submit(self.expected_crcs, guest.workdir, *guessed, drawn, have_ctl)
+        try:
+            ready = guest.wait_for(r"VGPU-FRAMES-READY (\d+)x(\d+) n=(\d+)")
+            self.assertIsNotNone(ready, "no VGPU-FRAMES-READY" + self.context(guest))
+            width, height, n = (int(g) for g in ready.groups())
+            self.assertEqual(n, count)
+            first = self.wait_until_shown(control, guest, width, height, 0)
+            self.assertEqual(control.execute("crc-start", {"output": 0}), {})
+            self.assertTrue(control.execute("query-outputs")[0]["crc-capture"])
+            guest.release()
+            expected = early.result()
+            if (width, height) != guessed:
+                expected = self.expected_crcs(guest.workdir, width, height, drawn, have_ctl)
+            done = guest.wait_for(r"VGPU-FRAMES-DONE n=(\d+) variants=([\d,]+)")
+            self.assertIsNotNone(done, "no VGPU-FRAMES-DONE" + self.context(guest))
+            variants = [int(v) for v in done.group(2).split(",")]
+            self.assertEqual(variants, drawn)
+            # The last flips' flushes may still be queued: the guest's flip events do not wait for them.
+            frames = self.wait_for_frames(control, first + count)
+            time.sleep(0.2)  # anything beyond N would show up now
+            stopped = control.execute("crc-stop", {"output": 0})
+            outputs = control.execute("query-outputs")
+            guest.release()
+            rc = guest.finish()
+        finally:
+            pool.shutdown()
+            guest.close()
+            control.close()
+
+        entries = stopped["entries"]
+        got = [(e["frame"], e["crc"]) for e in entries]
+        want = [(first + 1 + i, expected[v]) for i, v in enumerate(variants)]
+        evidence = (f"--- CRC entries (frame, crc) ---\n{[(f, f'{c:#010x}') for f, c in got]}\n"
+                    f"--- expected (counter {first} before the capture, {frames} after) ---\n"
+                    f"{[(f, f'{c:#010x}') for f, c in want]}\nvariants {variants}\nlines:\n{stopped['lines']}")
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest, evidence))
+        self.assertIn("VGPU-TEST-END frames rc=0", guest.output())
+        self.assertEqual(stopped["overflow"], 0, evidence)
+        self.assertEqual(len(entries), count,
+                         f"{len(entries)} CRC entries for {count} flips" + self.context(guest, evidence))
+        for previous, entry in zip(entries, entries[1:]):
+            self.assertEqual(entry["frame"], previous["frame"] + 1, "frame counters are not contiguous\n" + evidence)
+        self.assertEqual(got, want, "the CRCs are not those of the frames the guest drew" + self.context(guest, evidence))
+        # The DRM text form, in the entries and in "lines"; the CRC events carry the same entries.
+        for e in entries:
+            self.assertEqual(e["line"], f"0x{e['frame']:08x} 0x{e['crc']:08x}")
+        self.assertEqual(stopped["lines"], "".join(e["line"] + "\n" for e in entries))
+        events = [(m["data"]["frame"], m["data"]["crc"]) for m in control.events
+                  if m["event"] == "CRC" and m["data"]["output"] == 0]
+        self.assertEqual(events, got, "the CRC events differ from the entries")
+        self.assertFalse(outputs[0]["crc-capture"], "capture still on after crc-stop")
+        shutil.rmtree(guest.workdir, ignore_errors=True)  # kept when the test fails
+
+    @with_control_socket
+    def test_our_screendump_equals_qemus(self):
+        """Our screendump (PPM, PNG, and PPM returned inline as base64) of the guest's pattern frame
+        is pixel for pixel QEMU's QMP screendump of the same frame."""
+        have_ctl = self.ctl_available()
+        control = self.backend.control()
+        guest = GuestConsole("pattern", self.backend.device_args())
+        qmp = None
+        try:
+            ready = guest.wait_for(r"VGPU-READY pattern (\d+)x(\d+) variant=(\d+)")
+            self.assertIsNotNone(ready, "no VGPU-READY" + self.context(guest))
+            width, height, variant = (int(g) for g in ready.groups())
+            qmp = Qmp(guest.qmp_path)
+            qemu_ppm = os.path.join(guest.workdir, "qemu.ppm")
+            ours_ppm = os.path.join(guest.workdir, "ours.ppm")
+            ours_png = os.path.join(guest.workdir, "ours.png")
+            inline_ppm = os.path.join(guest.workdir, "inline.ppm")
+            deadline = time.monotonic() + 5
+            while True:
+                qmp.screendump(qemu_ppm)
+                ppm_reply = control.execute("screendump", {"output": 0, "filename": ours_ppm})
+                shown, message = pattern.compare(qemu_ppm, variant, (width, height))
+                if shown and pattern.read_ppm(ours_ppm) == pattern.read_ppm(qemu_ppm):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            png_reply = control.execute("screendump", {"output": 0, "filename": ours_png})
+            inline_reply = control.execute("screendump", {"output": 0, "format": "ppm"})
+            guest.release()
+            rc = guest.finish()
+        finally:
+            if qmp:
+                qmp.close()
+            guest.close()
+            control.close()
+        self.assertTrue(shown, f"QEMU's screendump does not show the pattern: {message}" + self.context(guest))
+        self.assertEqual(ppm_reply, {"filename": ours_ppm, "width": width, "height": height, "format": "ppm"})
+        self.assertEqual(png_reply, {"filename": ours_png, "width": width, "height": height, "format": "png"})
+        self.assertEqual((inline_reply["width"], inline_reply["height"], inline_reply["format"]), (width, height, "ppm"))
+        with open(inline_ppm, "wb") as f:
+            f.write(base64.b64decode(inline_reply["data"]))
+
+        qw, qh, qemu_rgb = pattern.read_ppm(qemu_ppm)
+        self.assertEqual((qw, qh), (width, height))
+        for name, (w, h, rgb) in (("PPM", pattern.read_ppm(ours_ppm)), ("PNG", read_png(ours_png)),
+                                   ("inline PPM", pattern.read_ppm(inline_ppm))):
+            self.assertEqual((w, h), (qw, qh), f"our {name} screendump is {w}x{h}, QEMU's {qw}x{qh}")
+            self.assertTrue(rgb == qemu_rgb, f"our {name} screendump differs from QEMU's: "
+                            + first_difference(width, rgb, qemu_rgb))
+        if have_ctl:
+            value = image_crc(qemu_rgb, width)
+            self.assertEqual(ctl_crc_file(qemu_ppm), value, "vgpu-ctl crc-file of QEMU's PPM")
+            self.assertEqual(ctl_crc_file(ours_png), value, "vgpu-ctl crc-file of our PNG")
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        self.assertIn("VGPU-TEST-END pattern rc=0", guest.output())
+        shutil.rmtree(guest.workdir, ignore_errors=True)  # kept when the test fails
+
+    @with_control_socket
+    def test_stats_and_outputs_after_page_flips(self):
+        """After drmtest flip: query-stats counts the flushes and their latencies, query-outputs
+        shows output 0 at the guest's mode with the frames and flips it saw."""
+        flips = 30
+        control = self.backend.control()
+        guest = GuestConsole(f"flip:{flips}", self.backend.device_args())
+        try:
+            ready = guest.wait_for(r"VGPU-READY flip (\d+)x(\d+) variant=(\d+) flips=(\d+)")
+            self.assertIsNotNone(ready, "no VGPU-READY" + self.context(guest))
+            width, height = int(ready.group(1)), int(ready.group(2))
+            # The modeset and every flip reach the output, the last ones maybe a moment later.
+            self.wait_for_frames(control, flips + 1)
+            time.sleep(0.2)
+            stats = control.execute("query-stats")
+            outputs = control.execute("query-outputs")
+            guest.release()
+            rc = guest.finish()
+        finally:
+            guest.close()
+            control.close()
+        evidence = f"query-stats: {json.dumps(stats)}\nquery-outputs: {json.dumps(outputs)}"
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest, evidence))
+        self.assertIn("VGPU-TEST-END flip rc=0", guest.output())
+
+        self.assertGreaterEqual(stats["flushes"], flips + 1, evidence)
+        self.assertGreaterEqual(stats["transfers"], flips + 1, evidence)
+        self.assertGreaterEqual(stats["flips"], flips, evidence)
+        self.assertGreater(stats["bytes-copied"], 0, evidence)
+        latency = stats["flip-latency-us"]
+        self.assertGreater(latency["count"], 0, evidence)
+        self.assertLessEqual(latency["count"], stats["flushes"], evidence)
+        self.assertEqual(sum(b["count"] for b in latency["buckets"]), latency["count"], evidence)
+        self.assertEqual(latency["buckets"][-1]["le"], "inf", evidence)
+        bounds = [b["le"] for b in latency["buckets"][:-1]]
+        self.assertEqual(bounds, sorted(bounds), evidence)
+        self.assertGreaterEqual(latency["sum"], 0, evidence)
+        self.assertEqual(stats["crc-entries"], 0, evidence)
+
+        self.assertEqual(len(outputs), 1, evidence)
+        out = outputs[0]
+        self.assertEqual(out["output"], 0, evidence)
+        self.assertTrue(out["enabled"], evidence)
+        self.assertEqual((out["width"], out["height"]), (width, height), evidence)
+        self.assertGreaterEqual(out["frames"], flips + 1, evidence)
+        self.assertGreaterEqual(out["flips"], flips, evidence)
+        self.assertIsInstance(out["resource"], int, evidence)
+        self.assertEqual(out["format"], "B8G8R8X8", evidence)
+        self.assertFalse(out["crc-capture"], evidence)
+        shutil.rmtree(guest.workdir, ignore_errors=True)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1,65 +1,112 @@
 #include "display/capture/image.h"
 
+#include <fcntl.h>
 #include <png.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "base/crc32c.h"
+#include "base/fd.h"
 
 namespace vgpu::display::capture {
 
 namespace {
 
+// Limits for images we read: far above any scanout (4095x4095), low enough that a hostile or
+// corrupt header cannot make us allocate gigabytes before the data runs out.
+constexpr uint64_t MAX_SIDE = 16384;
+constexpr uint64_t MAX_PIXELS = uint64_t(1) << 26;
+constexpr size_t MAX_FILE_BYTES = size_t(1) << 30;
+
+Result<void> check_size(const std::string& path, std::string_view kind, uint64_t width, uint64_t height)
+{
+    if (width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || width * height > MAX_PIXELS)
+        return Error::format("{}: {} size {}x{} is not supported (1x1 up to {}x{} and {} pixels)", path, kind, width,
+            height, MAX_SIDE, MAX_SIDE, MAX_PIXELS);
+    return {};
+}
+
 Result<std::vector<std::byte>> read_whole(const std::string& path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return Error::from_errno(fmt::format("open {}", path));
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::vector<std::byte> out(bytes.size());
-    if (!bytes.empty())
-        std::memcpy(out.data(), bytes.data(), bytes.size());
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return Error::from_errno(path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0)
+        return Error::from_errno(path);
+    if (S_ISDIR(st.st_mode))
+        return Error::format("{}: is a directory", path);
+    std::vector<std::byte> out;
+    if (S_ISREG(st.st_mode) && st.st_size > 0)
+        out.reserve(size_t(std::min<uint64_t>(uint64_t(st.st_size), MAX_FILE_BYTES + 1)));
+    // Read to the end rather than trusting st_size: pipes and files that grow while we read.
+    std::byte buffer[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return Error::from_errno(path);
+        if (n == 0)
+            break;
+        out.insert(out.end(), buffer, buffer + n);
+        if (out.size() > MAX_FILE_BYTES)
+            return Error::format("{}: larger than {} bytes", path, MAX_FILE_BYTES);
+    }
     return out;
 }
 
-// PPM header tokens, skipping whitespace and # comments.
-bool ppm_token(std::span<const std::byte> data, size_t& pos, uint64_t& value)
+bool is_space(std::byte b)
+{
+    char c = char(b);
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+bool is_digit(std::byte b) { return char(b) >= '0' && char(b) <= '9'; }
+
+// Netpbm header fields: decimal numbers separated by whitespace, where a '#' starts a comment
+// that runs to the end of the line.
+bool ppm_number(std::span<const std::byte> data, size_t& pos, uint64_t& value)
 {
     for (;;) {
-        while (pos < data.size() && std::isspace(int(data[pos])))
+        while (pos < data.size() && is_space(data[pos]))
             ++pos;
-        if (pos < data.size() && char(data[pos]) == '#') {
-            while (pos < data.size() && char(data[pos]) != '\n')
-                ++pos;
-            continue;
-        }
-        break;
+        if (pos >= data.size() || char(data[pos]) != '#')
+            break;
+        while (pos < data.size() && char(data[pos]) != '\n')
+            ++pos;
     }
     size_t start = pos;
     value = 0;
-    while (pos < data.size() && std::isdigit(int(data[pos])) && pos - start < 10)
-        value = value * 10 + uint64_t(int(data[pos++]) - '0');
+    while (pos < data.size() && is_digit(data[pos])) {
+        if (pos - start >= 9) // no field of ours needs more digits; this also bounds `value`
+            return false;
+        value = value * 10 + uint64_t(char(data[pos]) - '0');
+        ++pos;
+    }
     return pos > start;
 }
 
 Result<Image> decode_ppm(std::span<const std::byte> data, const std::string& path)
 {
-    size_t pos = 2;
-    uint64_t width, height, maxval;
-    if (!ppm_token(data, pos, width) || !ppm_token(data, pos, height) || !ppm_token(data, pos, maxval))
-        return Error::format("{}: malformed PPM header", path);
+    size_t pos = 2; // after "P6"
+    uint64_t width = 0, height = 0, maxval = 0;
+    if (pos >= data.size() || !is_space(data[pos]))
+        return Error::format("{}: malformed PPM header (no whitespace after P6)", path);
+    if (!ppm_number(data, pos, width) || !ppm_number(data, pos, height) || !ppm_number(data, pos, maxval))
+        return Error::format("{}: malformed or truncated PPM header", path);
     if (maxval != 255)
         return Error::format("{}: PPM maxval {} is not supported (only 255)", path, maxval);
-    if (width == 0 || height == 0 || width > 65535 || height > 65535)
-        return Error::format("{}: PPM size {}x{} out of range", path, width, height);
-    if (pos >= data.size() || !std::isspace(int(data[pos])))
-        return Error::format("{}: malformed PPM header", path);
-    ++pos; // the single whitespace byte before the raster
+    TRY(check_size(path, "PPM", width, height));
+    // Exactly one whitespace byte separates maxval from the raster.
+    if (pos >= data.size() || !is_space(data[pos]))
+        return Error::format("{}: malformed or truncated PPM header", path);
+    ++pos;
     uint64_t need = width * height * 3;
     if (data.size() - pos < need)
         return Error::format("{}: PPM raster truncated ({} of {} bytes)", path, data.size() - pos, need);
@@ -69,6 +116,11 @@ Result<Image> decode_ppm(std::span<const std::byte> data, const std::string& pat
         image.pixels[i] = (uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2];
     return image;
 }
+
+// ---- libpng ------------------------------------------------------------------------------------
+// libpng reports errors by longjmp. The functions that call setjmp (png_decode, png_encode) hold
+// only trivially destructible locals, and anything they change after setjmp and use after the
+// longjmp is volatile, so a longjmp neither skips a destructor nor reads a clobbered register.
 
 struct PngReadState {
     std::span<const std::byte> data;
@@ -85,24 +137,28 @@ void png_read_callback(png_structp png, png_bytep out, png_size_t length)
     state->pos += length;
 }
 
+template <typename State>
 void png_error_callback(png_structp png, png_const_charp message)
 {
-    auto* state = static_cast<PngReadState*>(png_get_error_ptr(png));
+    auto* state = static_cast<State*>(png_get_error_ptr(png));
     std::snprintf(state->message, sizeof(state->message), "%s", message);
     png_longjmp(png, 1);
 }
 
 void png_warning_callback(png_structp, png_const_charp) { }
 
-// All libpng work in one function without C++ objects across setjmp: the rows land in `rgb`,
-// sized by the caller after reading the header through `width`/`height`.
-bool png_decode(PngReadState& state, uint32_t& width, uint32_t& height, std::vector<uint8_t>* rgb)
+// Decodes to 8-bit RGB rows in the buffer that `allocate` provides once the header is known (it
+// returns nullptr to refuse the size).
+using RgbAllocator = uint8_t* (*)(void* context, PngReadState& state, uint32_t width, uint32_t height);
+
+bool png_decode(PngReadState& state, RgbAllocator allocate, void* context)
 {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_callback, png_warning_callback);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngReadState>,
+        png_warning_callback);
     if (!png)
         return false;
     png_infop info = png_create_info_struct(png);
-    png_bytep* rows = nullptr;
+    png_bytep* volatile rows = nullptr;
     if (!info || setjmp(png_jmpbuf(png))) {
         std::free(rows);
         png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
@@ -110,25 +166,26 @@ bool png_decode(PngReadState& state, uint32_t& width, uint32_t& height, std::vec
     }
     png_set_read_fn(png, &state, png_read_callback);
     png_read_info(png, info);
-    width = png_get_image_width(png, info);
-    height = png_get_image_height(png, info);
-    if (width == 0 || height == 0 || width > 65535 || height > 65535)
-        png_error(png, "image size out of range");
-    // Everything to 8-bit RGB: palettes expanded, grey to RGB, 16-bit stripped, alpha dropped.
+    // Everything to 8-bit RGB: palettes and low bit depths expanded, 16 bits stripped to 8, grey
+    // to RGB, alpha (and a tRNS chunk, which png_set_expand turns into alpha) dropped.
     png_set_expand(png);
     png_set_strip_16(png);
     png_set_gray_to_rgb(png);
     png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
+    uint32_t width = png_get_image_width(png, info);
+    uint32_t height = png_get_image_height(png, info);
     if (png_get_rowbytes(png, info) != size_t(width) * 3)
-        png_error(png, "unexpected row layout");
-    rgb->resize(size_t(width) * height * 3);
+        png_error(png, "unexpected row layout after the transforms");
+    uint8_t* rgb = allocate(context, state, width, height);
+    if (!rgb)
+        png_longjmp(png, 1);
     rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * height));
     if (!rows)
         png_error(png, "out of memory");
     for (uint32_t y = 0; y < height; ++y)
-        rows[y] = rgb->data() + size_t(y) * width * 3;
+        rows[y] = rgb + size_t(y) * width * 3;
     png_read_image(png, rows);
     std::free(rows);
     rows = nullptr;
@@ -136,16 +193,40 @@ bool png_decode(PngReadState& state, uint32_t& width, uint32_t& height, std::vec
     return true;
 }
 
+struct PngTarget {
+    const std::string* path;
+    Image image;
+    std::vector<uint8_t> rgb;
+    std::string refusal; // why allocate_rgb refused the size
+};
+
+uint8_t* allocate_rgb(void* context, PngReadState&, uint32_t width, uint32_t height)
+{
+    auto* target = static_cast<PngTarget*>(context);
+    if (auto ok = check_size(*target->path, "PNG", width, height); !ok) {
+        target->refusal = ok.error().message;
+        return nullptr;
+    }
+    target->image.width = width;
+    target->image.height = height;
+    target->rgb.resize(size_t(width) * height * 3);
+    return target->rgb.data();
+}
+
 Result<Image> decode_png(std::span<const std::byte> data, const std::string& path)
 {
     PngReadState state { data, 0, {} };
-    uint32_t width = 0, height = 0;
-    std::vector<uint8_t> rgb;
-    if (!png_decode(state, width, height, &rgb))
-        return Error::format("{}: not a readable PNG ({})", path, state.message[0] ? state.message : "libpng failed");
-    Image image { width, height, std::vector<uint32_t>(size_t(width) * height) };
-    for (size_t i = 0; i < image.pixels.size(); ++i)
-        image.pixels[i] = (uint32_t(rgb[3 * i]) << 16) | (uint32_t(rgb[3 * i + 1]) << 8) | rgb[3 * i + 2];
+    PngTarget target { &path, {}, {}, {} };
+    if (!png_decode(state, allocate_rgb, &target)) {
+        if (!target.refusal.empty())
+            return Error { target.refusal, 0 };
+        return Error::format("{}: unreadable PNG: {}", path, state.message[0] ? state.message : "libpng failed");
+    }
+    Image image = std::move(target.image);
+    image.pixels.resize(size_t(image.width) * image.height);
+    const uint8_t* p = target.rgb.data();
+    for (size_t i = 0; i < image.pixels.size(); ++i, p += 3)
+        image.pixels[i] = (uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2];
     return image;
 }
 
@@ -163,16 +244,10 @@ void png_write_callback(png_structp png, png_bytep data, png_size_t length)
 
 void png_flush_callback(png_structp) { }
 
-void png_write_error_callback(png_structp png, png_const_charp message)
+bool png_encode(PngWriteState& state, uint32_t width, uint32_t height, const uint8_t* rgb)
 {
-    auto* state = static_cast<PngWriteState*>(png_get_error_ptr(png));
-    std::snprintf(state->message, sizeof(state->message), "%s", message);
-    png_longjmp(png, 1);
-}
-
-bool png_encode(PngWriteState& state, const Image& image, const uint8_t* rgb)
-{
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, png_write_error_callback, png_warning_callback);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngWriteState>,
+        png_warning_callback);
     if (!png)
         return false;
     png_infop info = png_create_info_struct(png);
@@ -183,11 +258,11 @@ bool png_encode(PngWriteState& state, const Image& image, const uint8_t* rgb)
     png_set_write_fn(png, &state, png_write_callback, png_flush_callback);
     // Fast compression: screendumps are taken while the guest runs.
     png_set_compression_level(png, 1);
-    png_set_IHDR(png, info, image.width, image.height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
         PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (uint32_t y = 0; y < image.height; ++y)
-        png_write_row(png, const_cast<png_bytep>(rgb + size_t(y) * image.width * 3));
+    for (uint32_t y = 0; y < height; ++y)
+        png_write_row(png, rgb + size_t(y) * width * 3);
     png_write_end(png, nullptr);
     png_destroy_write_struct(&png, &info);
     return true;
@@ -211,6 +286,19 @@ Result<void> check(const Image& image)
     return {};
 }
 
+Result<void> write_all(int fd, std::span<const std::byte> bytes, const std::string& path)
+{
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return Error::from_errno(fmt::format("write {}", path));
+        bytes = bytes.subspan(size_t(n));
+    }
+    return {};
+}
+
 } // namespace
 
 Result<Image> read_image(const std::string& path)
@@ -221,6 +309,10 @@ Result<Image> read_image(const std::string& path)
         return decode_png(data, path);
     if (data.size() >= 2 && char(data[0]) == 'P' && char(data[1]) == '6')
         return decode_ppm(data, path);
+    if (data.empty())
+        return Error::format("{}: empty file", path);
+    if (data.size() >= 2 && char(data[0]) == 'P' && char(data[1]) >= '1' && char(data[1]) <= '7')
+        return Error::format("{}: netpbm P{} is not supported (only binary PPM, P6)", path, char(data[1]));
     return Error::format("{}: neither PNG nor binary PPM (P6)", path);
 }
 
@@ -230,8 +322,8 @@ Result<std::vector<std::byte>> encode_png(const Image& image)
     std::vector<std::byte> out;
     PngWriteState state { &out, {} };
     auto rgb = to_rgb(image);
-    if (!png_encode(state, image, rgb.data()))
-        return Error::format("PNG encoding failed: {}", state.message);
+    if (!png_encode(state, image.width, image.height, rgb.data()))
+        return Error::format("PNG encoding failed: {}", state.message[0] ? state.message : "libpng failed");
     return out;
 }
 
@@ -249,24 +341,40 @@ Result<std::vector<std::byte>> encode_ppm(const Image& image)
 Result<void> write_file(const std::string& path, std::span<const std::byte> bytes)
 {
     std::string temporary = path + ".tmp";
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        if (!out)
-            return Error::from_errno(fmt::format("open {}", temporary));
-        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-        if (!out)
-            return Error::from_errno(fmt::format("write {}", temporary));
+    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd)
+        return Error::from_errno(fmt::format("open {}", temporary));
+    auto written = write_all(fd.get(), bytes, temporary);
+    if (written && ::close(fd.release()) < 0)
+        written = Error::from_errno(fmt::format("close {}", temporary));
+    if (!written) {
+        ::unlink(temporary.c_str());
+        return written;
     }
     if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-        auto error = Error::from_errno(fmt::format("rename to {}", path));
+        auto error = Error::from_errno(fmt::format("rename {} to {}", temporary, path));
         ::unlink(temporary.c_str());
         return error;
     }
     return {};
 }
 
-uint32_t image_crc(const Image& image) { return crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size()); }
+uint32_t image_crc(const Image& image)
+{
+    // Row by row, as capture computes a frame; rows are contiguous here, so this is also the CRC
+    // of all pixels in one run.
+    uint32_t crc = 0;
+    if (image.pixels.size() < size_t(image.width) * image.height)
+        return crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size()); // malformed: never read past the end
+    for (uint32_t y = 0; y < image.height; ++y)
+        crc = crc::crc32c_xrgb(crc, image.pixels.data() + size_t(y) * image.width, image.width);
+    return crc;
+}
 
-std::string drm_crc_line(uint64_t frame, uint32_t crc) { return fmt::format("0x{:08x} 0x{:08x}", uint32_t(frame), crc); }
+std::string drm_crc_line(uint64_t frame, uint32_t crc)
+{
+    // drm_debugfs_crc.c prints the frame counter as a 32-bit value.
+    return fmt::format("0x{:08x} 0x{:08x}", uint32_t(frame), crc);
+}
 
 } // namespace vgpu::display::capture

@@ -20,7 +20,8 @@ struct Image {
 };
 
 // By content: PNG (any bit depth or colour type; alpha is dropped, i.e. ignored) or binary PPM
-// (P6, maxval 255, comments allowed in the header).
+// (P6, maxval 255, comments allowed in the header). Up to 16384 pixels a side and 2^26 pixels.
+// Errors are one line that starts with the path.
 Result<Image> read_image(const std::string& path);
 Result<std::vector<std::byte>> encode_png(const Image& image); // 8-bit RGB
 Result<std::vector<std::byte>> encode_ppm(const Image& image); // P6 255
