@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -77,6 +78,7 @@ BackendProcess BackendProcess::listen(const std::vector<std::string>& extra_args
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     BackendProcess p = spawn(args, -1);
     p.m_socket_path = socket;
+    p.m_socket_dir = dir;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     struct stat st {};
     while (::stat(socket.c_str(), &st) != 0) {
@@ -110,13 +112,17 @@ BackendProcess::Output BackendProcess::run_to_completion(const std::vector<std::
         command += " '" + a + "'";
     command += " >" + dir + "/out 2>" + dir + "/err";
     int status = std::system(command.c_str());
-    return { decode_status(status), slurp(dir + "/out"), slurp(dir + "/err") };
+    Output output { decode_status(status), slurp(dir + "/out"), slurp(dir + "/err") };
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return output;
 }
 
 BackendProcess::BackendProcess(BackendProcess&& other) noexcept
     : m_pid(std::exchange(other.m_pid, -1))
     , m_status(other.m_status)
     , m_dir(std::move(other.m_dir))
+    , m_socket_dir(std::move(other.m_socket_dir))
     , m_socket_path(std::move(other.m_socket_path))
     , m_log_path(std::move(other.m_log_path))
 {
@@ -129,6 +135,12 @@ BackendProcess::~BackendProcess()
         int status;
         ::waitpid(m_pid, &status, 0);
     }
+    // The log and socket directories are ours; a moved-from process has none.
+    std::error_code ignored;
+    if (!m_dir.empty())
+        std::filesystem::remove_all(m_dir, ignored);
+    if (!m_socket_dir.empty())
+        std::filesystem::remove_all(m_socket_dir, ignored);
 }
 
 bool BackendProcess::alive()

@@ -49,6 +49,7 @@ private:
     pid_t m_pid = -1;
     std::optional<int> m_status;
     std::string m_dir;
+    std::string m_socket_dir;
     std::string m_socket_path;
     std::string m_log_path;
 };

@@ -67,11 +67,6 @@ std::string with_binary_size(uint64_t bytes)
     return fmt::format("{} ({:.1f} {})", bytes, scaled, units[unit]);
 }
 
-bool ends_with(std::string_view text, std::string_view suffix)
-{
-    return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
-
 void flatten(const json& value, const std::string& key, Rows& rows)
 {
     if (value.is_object() && !value.empty()) {
@@ -85,7 +80,7 @@ void flatten(const json& value, const std::string& key, Rows& rows)
         return;
     }
     auto number = unsigned_value(value);
-    if (number && ends_with(key, "bytes"))
+    if (number && key.substr(key.rfind('.') + 1).find("bytes") != std::string::npos)
         rows.emplace_back(key, with_binary_size(*number));
     else
         rows.emplace_back(key, value.is_object() ? "-" : text(value));

@@ -38,7 +38,7 @@ std::string text(const json& value);
 // Each returns whole lines, each ended by '\n'.
 std::string format_version(const json& value);
 // Any value as aligned "key: value" lines: nested objects as dotted keys, lists of scalars
-// joined by commas, sizes in bytes also in KiB/MiB/GiB.
+// joined by commas, byte counts (keys that say "bytes") also in KiB/MiB/GiB.
 std::string format_key_values(const json& value);
 // query-outputs as a table.
 std::string format_outputs(const json& value);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -57,8 +58,11 @@ public:
         if (sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
             return failure(Exit::Failed, "sigprocmask: {}", std::strerror(errno));
         int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (fd < 0)
-            return failure(Exit::Failed, "signalfd: {}", std::strerror(errno));
+        if (fd < 0) {
+            int error = errno;
+            sigprocmask(SIG_UNBLOCK, &set, nullptr);
+            return failure(Exit::Failed, "signalfd: {}", std::strerror(error));
+        }
         return std::unique_ptr<SignalWatch>(new SignalWatch(Fd(fd), set));
     }
     ~SignalWatch() { release(); }
@@ -406,7 +410,7 @@ using Command = std::function<CtlResult<void>(Context&)>;
 CLI::App* output_subcommand(CLI::App& cli, Args& args, const char* name, const char* help)
 {
     auto* sub = cli.add_subcommand(name, help);
-    sub->add_option("OUTPUT", args.output, "the output (scanout) index")->required();
+    sub->add_option("OUTPUT", args.output, "the output (scanout) index")->required()->type_name("INDEX");
     return sub;
 }
 
@@ -436,12 +440,12 @@ std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& 
     }
     auto* crc = output_subcommand(cli, args, "crc", "capture CRCs and print each entry as it comes (with --follow), until Ctrl-C");
     crc->add_flag("--follow", args.follow, "print entries as they arrive (required)");
-    crc->add_option("--count", args.count, "stop after N entries");
+    crc->add_option("--count", args.count, "stop after N entries")->type_name("N");
     commands.emplace_back(crc, cmd_crc_follow);
 
     auto* events = cli.add_subcommand("events", "print events as JSON lines until Ctrl-C (default: all of FLIP, MODE_CHANGE, CRC)");
     events->add_option("NAME", args.events, "event names");
-    events->add_option("--count", args.count, "stop after N events");
+    events->add_option("--count", args.count, "stop after N events")->type_name("N");
     commands.emplace_back(events, cmd_events);
 
     auto* add = cli.add_subcommand("output-add", "hotplug an output (the first unplugged slot)");
@@ -462,6 +466,13 @@ std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& 
     return commands;
 }
 
+std::string with_newline(std::string text)
+{
+    if (!text.empty() && text.back() != '\n')
+        text += '\n';
+    return text;
+}
+
 std::string one_line(std::string text)
 {
     while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
@@ -479,8 +490,9 @@ CtlResult<void> run(int argc, char** argv)
     cli.add_option("--control", args.control, "the backend's control socket (vgpu-display --control PATH)")->envname("VGPU_CONTROL");
     cli.add_flag("--json", args.json, "print the reply's value as JSON");
     cli.add_option("--timeout", args.timeout_seconds, "seconds to wait for the greeting and each reply (default 30)")
-        ->check(CLI::PositiveNumber);
-    cli.require_subcommand(1);
+        ->check(CLI::Range(0.001, 86400.0));
+    // Extras are collected rather than refused, so that we can say which word was wrong.
+    cli.allow_extras();
     cli.fallthrough();
     cli.footer("Exit codes: 0 success; 1 the server answered an error, or a local step failed; 2 bad command line;\n"
                "3 cannot connect, connection lost, no reply in time or protocol error.");
@@ -488,19 +500,28 @@ CtlResult<void> run(int argc, char** argv)
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
-        print(cli.help());
+        print(with_newline(cli.help()));
         return {};
     } catch (const CLI::CallForAllHelp&) {
-        print(cli.help("", CLI::AppFormatMode::All));
+        print(with_newline(cli.help("", CLI::AppFormatMode::All)));
         return {};
     } catch (const CLI::Error& e) {
         return failure(Exit::Usage, "{}", one_line(e.what()));
     }
+    auto chosen = std::find_if(commands.begin(), commands.end(), [](const auto& c) { return c.first->parsed(); });
+    auto extras = cli.remaining();
+    if (!extras.empty()) {
+        const auto& extra = extras.front();
+        if (extra.starts_with("-"))
+            return failure(Exit::Usage, "unknown option '{}' (see --help)", extra);
+        if (chosen == commands.end())
+            return failure(Exit::Usage, "unknown command '{}' (see --help)", extra);
+        return failure(Exit::Usage, "{}: unexpected argument '{}'", chosen->first->get_name(), extra);
+    }
+    if (chosen == commands.end())
+        return failure(Exit::Usage, "a command is required (see --help)");
     Context context(args);
-    for (auto& [sub, command] : commands)
-        if (sub->parsed())
-            return command(context);
-    return failure(Exit::Usage, "a subcommand is required (see --help)");
+    return chosen->second(context);
 }
 
 } // namespace

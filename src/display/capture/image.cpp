@@ -187,6 +187,8 @@ bool png_decode(PngReadState& state, RgbAllocator allocate, void* context)
     for (uint32_t y = 0; y < height; ++y)
         rows[y] = rgb + size_t(y) * width * 3;
     png_read_image(png, rows);
+    // Up to IEND: a file cut anywhere, even after the last pixel, is reported as truncated.
+    png_read_end(png, nullptr);
     std::free(rows);
     rows = nullptr;
     png_destroy_read_struct(&png, &info, nullptr);
@@ -364,8 +366,8 @@ uint32_t image_crc(const Image& image)
     // Row by row, as capture computes a frame; rows are contiguous here, so this is also the CRC
     // of all pixels in one run.
     uint32_t crc = 0;
-    if (image.pixels.size() < size_t(image.width) * image.height)
-        return crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size()); // malformed: never read past the end
+    if (image.pixels.size() < size_t(image.width) * image.height) // malformed: never read past the end
+        return image.pixels.empty() ? 0 : crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size());
     for (uint32_t y = 0; y < image.height; ++y)
         crc = crc::crc32c_xrgb(crc, image.pixels.data() + size_t(y) * image.width, image.width);
     return crc;

@@ -353,6 +353,17 @@ TEST_F(ImageTest, ReadPng_Truncated_Fails)
     EXPECT_EQ(read.error().message.rfind(path("short.png") + ": unreadable PNG", 0), 0u) << read.error().message;
 }
 
+TEST_F(ImageTest, ReadPng_CutInsideIend_Fails)
+{
+    auto png = *encode_png(random_image(8, 8, 12));
+    png.resize(png.size() - 4); // the pixels are all there; IEND's CRC is not
+
+    auto read = read_image(write_bytes("no-iend.png", png));
+
+    ASSERT_FALSE(read);
+    EXPECT_NE(read.error().message.find("truncated"), std::string::npos) << read.error().message;
+}
+
 TEST_F(ImageTest, ReadPng_CorruptedData_Fails)
 {
     auto png = *encode_png(random_image(16, 16, 7));
