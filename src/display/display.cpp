@@ -31,7 +31,7 @@ Result<void> Display::attach_qemu_display(Fd socket)
     // Whatever is already on screen goes to the new socket.
     for (const auto& output : m_outputs)
         if (output.enabled())
-            m_qemu->output_changed(output);
+            m_qemu->resend(output);
     return {};
 }
 

@@ -166,7 +166,16 @@ void QemuDisplay::output_changed(const Output& output)
         link.announced_height = height;
         ++m_stats.scanouts;
     }
-    // A new source means new content everywhere on the output.
+    // A new source means new content everywhere on the output, from its next flush on.
+    link.damage = Rect {};
+    link.flipped = output.enabled();
+}
+
+void QemuDisplay::resend(const Output& output)
+{
+    output_changed(output);
+    auto& link = m_links[output.index];
+    link.flipped = false;
     link.damage = output.enabled() ? output.full() : Rect {};
     schedule();
 }
@@ -174,6 +183,10 @@ void QemuDisplay::output_changed(const Output& output)
 void QemuDisplay::output_damaged(const Output& output, Rect damage)
 {
     auto& link = m_links[output.index];
+    if (link.flipped) {
+        damage = output.full();
+        link.flipped = false;
+    }
     link.damage = virtio_gpu::rect_union(link.damage, virtio_gpu::rect_intersect(damage, output.full()));
     schedule();
 }

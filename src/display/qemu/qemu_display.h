@@ -54,7 +54,12 @@ public:
     void query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done);
     void query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done);
 
+    // A new source is announced (SCANOUT when the size changes) but shown with the output's next
+    // flush, as QEMU's own backend does: the guest flushes after every flip, and each UPDATE
+    // batch then answers at least one flush.
     void output_changed(const Output& output) override;
+    // Sends what the output shows now (a new display socket for a running guest).
+    void resend(const Output& output);
     void output_damaged(const Output& output, Rect damage) override;
     void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) override;
 
@@ -69,6 +74,7 @@ private:
         uint32_t announced_width = 0;
         uint32_t announced_height = 0;
         Rect damage {};
+        bool flipped = false; // the next flush shows the whole new source
     };
     struct Query {
         std::function<void(std::span<const std::byte>)> on_reply; // nullopt-style: empty span
