@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/unix_socket.h"
 
 namespace vgpu::control {
 
@@ -27,24 +28,7 @@ json now_timestamp()
 Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop, const std::string& path, virtio_gpu::Device& device,
     display::Display& display, display::capture::CrcCapture& crc, ControlLimits limits)
 {
-    sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return Error::format("control socket path '{}' is empty or longer than {} bytes", path, sizeof(address.sun_path) - 1);
-    std::memcpy(address.sun_path, path.data(), path.size());
-    Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!socket.valid())
-        return Error::from_errno("socket");
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return Error::format("{} exists and is not a socket", path);
-        ::unlink(path.c_str());
-    }
-    if (::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0)
-        return Error::from_errno(fmt::format("bind({})", path));
-    if (::listen(socket.get(), 16) < 0)
-        return Error::from_errno("listen");
+    auto socket = TRY(listen_unix(path, 16));
     std::unique_ptr<ControlServer> server(new ControlServer(loop, device, display, crc, limits));
     server->m_listen = std::move(socket);
     server->m_path = path;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/unix_socket.h"
 #include "virtio/features.h"
 
 namespace vgpu::vhost {
@@ -71,27 +72,7 @@ uint64_t BackendServer::offered_protocol_features() const
 
 Result<void> BackendServer::listen(const std::string& path)
 {
-    sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return Error::format("socket path '{}' is empty or longer than {} bytes", path, sizeof(address.sun_path) - 1);
-    std::memcpy(address.sun_path, path.data(), path.size());
-    int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return Error::from_errno("socket");
-    Fd socket(s);
-    // A socket file left by an earlier run would make bind fail; anything else is not ours.
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return Error::format("{} exists and is not a socket", path);
-        ::unlink(path.c_str());
-    }
-    if (::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0)
-        return Error::from_errno(fmt::format("bind({})", path));
-    if (::listen(socket.get(), 4) < 0)
-        return Error::from_errno("listen");
-    TRY(set_nonblocking(socket.get()));
+    auto socket = TRY(listen_unix(path, 4));
     m_listen_socket = std::move(socket);
     m_listen_path = path;
     m_listen_watch = TRY(m_loop.watch(m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); }));
