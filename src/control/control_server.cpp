@@ -265,7 +265,10 @@ void ControlServer::broadcast(const std::string& event, json data)
     if (ids.empty())
         return;
     for (auto id : ids) {
-        auto& client = m_clients[id];
+        auto it = m_clients.find(id);
+        if (it == m_clients.end())
+            continue; // dropped meanwhile
+        auto& client = it->second;
         if (client.out.size() - client.out_sent > m_limits.max_queued) {
             ++client.dropped;
             ++m_stats.events_dropped;
