@@ -45,7 +45,7 @@ std::string slurp(const std::string& path)
 }
 } // namespace
 
-BackendProcess BackendProcess::spawn(const std::vector<std::string>& args, int keep_fd)
+BackendProcess BackendProcess::spawn(const std::vector<std::string>& args, int keep_fd, const std::string& binary_path)
 {
     BackendProcess p;
     p.m_dir = make_temp_dir();
@@ -57,7 +57,7 @@ BackendProcess BackendProcess::spawn(const std::vector<std::string>& args, int k
     if (keep_fd >= 0)
         posix_spawn_file_actions_adddup2(&actions, keep_fd, 3); // clears CLOEXEC on fd 3
     std::vector<char*> argv;
-    std::string binary = backend_binary();
+    std::string binary = binary_path;
     argv.push_back(binary.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy)
@@ -76,7 +76,20 @@ BackendProcess BackendProcess::listen(const std::vector<std::string>& extra_args
     std::string socket = dir + "/vhost.sock";
     std::vector<std::string> args { "--socket-path", socket };
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    BackendProcess p = spawn(args, -1);
+    return wait_for_socket(spawn(args, -1), dir, socket);
+}
+
+BackendProcess BackendProcess::listen_binary(const std::string& binary, const std::vector<std::string>& extra_args)
+{
+    std::string dir = make_temp_dir();
+    std::string socket = dir + "/vhost.sock";
+    std::vector<std::string> args = extra_args;
+    args.push_back("--socket-path=" + socket);
+    return wait_for_socket(spawn(args, -1, binary), dir, socket);
+}
+
+BackendProcess BackendProcess::wait_for_socket(BackendProcess p, const std::string& dir, const std::string& socket)
+{
     p.m_socket_path = socket;
     p.m_socket_dir = dir;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -22,6 +22,9 @@ public:
     static BackendProcess listen(const std::vector<std::string>& extra_args = {});
     // Starts the backend with --fd=N on one end of a socketpair; `peer` receives the other end.
     static BackendProcess with_fd(Fd& peer, const std::vector<std::string>& extra_args = {});
+    // Starts another vhost-user backend binary (e.g. QEMU's /usr/lib/qemu/vhost-user-gpu) with
+    // `args` plus --socket-path=PATH in a fresh directory, and waits for the socket.
+    static BackendProcess listen_binary(const std::string& binary, const std::vector<std::string>& args = {});
     // Runs the binary with `args` to completion; returns exit code and stdout.
     struct Output {
         int exit_code;
@@ -44,7 +47,8 @@ public:
 
 private:
     BackendProcess() = default;
-    static BackendProcess spawn(const std::vector<std::string>& args, int keep_fd);
+    static BackendProcess spawn(const std::vector<std::string>& args, int keep_fd, const std::string& binary = backend_binary());
+    static BackendProcess wait_for_socket(BackendProcess p, const std::string& dir, const std::string& socket);
 
     pid_t m_pid = -1;
     std::optional<int> m_status;
