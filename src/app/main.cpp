@@ -51,9 +51,8 @@ Result<int> run(const app::Options& options)
     display::Display display(*loop);
     virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem });
     device.set_display_host(&display);
-    // CRC capture watches every output; while it is on anywhere, rows are checksummed as they
-    // are copied.
-    display::capture::CrcCapture crc([&device](bool any) { device.set_eager_row_crcs(any); });
+    // CRC capture watches every output; its checksums run after the flush is answered.
+    display::capture::CrcCapture crc(*loop);
     display.add_sink(&crc);
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {

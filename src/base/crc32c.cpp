@@ -138,6 +138,29 @@ __attribute__((target("sse4.2"))) uint32_t raw_hardware(uint32_t crc, const unsi
         crc = __builtin_ia32_crc32qi(crc, *p++);
     return crc;
 }
+
+// Three buffers of `n` bytes each, one stream per buffer, raw CRCs from ~0.
+__attribute__((target("sse4.2"))) void raw_hardware_x3(const unsigned char* const p[3], size_t n, uint64_t mask, uint32_t out[3])
+{
+    uint64_t c0 = 0xFFFFFFFF, c1 = 0xFFFFFFFF, c2 = 0xFFFFFFFF;
+    size_t words = n / 8;
+    for (size_t i = 0; i < words; ++i) {
+        c0 = __builtin_ia32_crc32di(c0, load64(p[0] + 8 * i) & mask);
+        c1 = __builtin_ia32_crc32di(c1, load64(p[1] + 8 * i) & mask);
+        c2 = __builtin_ia32_crc32di(c2, load64(p[2] + 8 * i) & mask);
+    }
+    out[0] = uint32_t(c0);
+    out[1] = uint32_t(c1);
+    out[2] = uint32_t(c2);
+    size_t done = words * 8;
+    if (n - done >= 4) {
+        for (int k = 0; k < 3; ++k) {
+            uint32_t v;
+            std::memcpy(&v, p[k] + done, 4);
+            out[k] = __builtin_ia32_crc32si(out[k], v & uint32_t(mask));
+        }
+    }
+}
 #endif
 
 uint32_t raw_update(uint32_t crc, const unsigned char* p, size_t n, uint64_t mask)
@@ -166,6 +189,26 @@ uint32_t crc32c(uint32_t crc, std::span<const std::byte> data)
 uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count)
 {
     return ~raw_update(~crc, reinterpret_cast<const unsigned char*>(pixels), count * 4, XRGB_MASK);
+}
+
+void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t blocks, uint32_t* out)
+{
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (g_hardware) {
+        const auto* base = reinterpret_cast<const unsigned char*>(pixels);
+        const size_t block_bytes = block_pixels * 4;
+        for (; i + 3 <= blocks; i += 3) {
+            const unsigned char* p[3] = { base + i * block_bytes, base + (i + 1) * block_bytes, base + (i + 2) * block_bytes };
+            raw_hardware_x3(p, block_bytes, XRGB_MASK, out + i);
+            out[i] = ~out[i];
+            out[i + 1] = ~out[i + 1];
+            out[i + 2] = ~out[i + 2];
+        }
+    }
+#endif
+    for (; i < blocks; ++i)
+        out[i] = crc32c_xrgb(0, pixels + i * block_pixels, block_pixels);
 }
 
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b)

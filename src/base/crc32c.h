@@ -20,6 +20,11 @@ uint32_t crc32c(uint32_t crc, std::span<const std::byte> data);
 // ARGB8888 alike) this is their CRC with alpha ignored.
 uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count);
 
+// The CRCs of `blocks` consecutive blocks of `block_pixels` canonical pixels each (as
+// crc32c_xrgb, each from 0) into `out`: three blocks at a time in interleaved streams, so that
+// short blocks (the tiles of a row) are checksummed as fast as one long buffer.
+void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t blocks, uint32_t* out);
+
 // crc(A || B) from crc(A), crc(B) and B's length.
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
 

@@ -13,6 +13,9 @@ public:
     virtual void output_changed(const Output& output) = 0;
     // Pixels in `damage` (output coordinates) changed.
     virtual void output_damaged(const Output& output, Rect damage) = 0;
+    // A resource's pixels are about to be overwritten: what a sink still has to read of them
+    // (for an earlier frame) it reads now. Most sinks read at once and ignore this.
+    virtual void pixels_will_change(const virtio_gpu::PixelStorage&) { }
     // A new cursor image or visibility (`moved_only`: just a new position).
     virtual void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) = 0;
 };

@@ -141,20 +141,14 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
         VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing", c.resource_id, c.offset,
             resource->backing_bytes);
     std::byte* dst = resource->row(c.r.y) + size_t(c.r.x) * BYTES_PER_PIXEL;
-    const auto& pixels = *resource->pixels;
+    // Sinks still reading these pixels (a CRC not computed yet) take them before they change.
+    if (m_display)
+        m_display->pixels_will_change(*resource->pixels);
     if (c.r.x == 0 && c.r.width == resource->width) {
-        // Whole rows are contiguous on both sides: copy them in blocks of about 64 KiB, each
-        // checksummed for CRC capture right after its copy, while it is still in cache.
-        uint32_t block = std::max<uint32_t>(1, uint32_t((64 * 1024) / row_bytes));
-        for (uint32_t h = 0; h < c.r.height; h += block) {
-            uint32_t rows = std::min(block, c.r.height - h);
-            auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
-            if (!offset)
-                break; // past any backing
-            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes) * rows); !r)
-                return r.release_error();
-            pixels.rows_changed(c.r.y + h, c.r.y + h + rows, m_eager_row_crcs);
-        }
+        // Whole rows are contiguous on both sides (at most the resource's size, checked at
+        // creation): one copy per backing entry.
+        if (auto r = copy_from_backing(*resource, c.offset, dst, size_t(row_bytes) * c.r.height); !r)
+            return r.release_error();
     } else {
         for (uint32_t h = 0; h < c.r.height; ++h) {
             auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
@@ -162,9 +156,9 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
                 break; // past any backing
             if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes)); !r)
                 return r.release_error();
-            pixels.rows_changed(c.r.y + h, c.r.y + h + 1, m_eager_row_crcs);
         }
     }
+    resource->pixels->changed(c.r);
     ++m_stats.transfers;
     m_stats.bytes_transferred += row_bytes * c.r.height;
     return nodata();

@@ -80,8 +80,6 @@ public:
     Result<void> set_display_socket(Fd socket) override;
 
     const DeviceStats& stats() const { return m_stats; }
-    // CRC capture is on somewhere: checksum rows right after each transfer copies them.
-    void set_eager_row_crcs(bool on) { m_eager_row_crcs = on; }
     const ResourceTable& resources() const { return m_resources; }
     const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
     // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
@@ -153,7 +151,6 @@ private:
     ResourceTable m_resources;
     std::array<Scanout, MAX_SCANOUTS> m_scanouts {};
     DeviceStats m_stats;
-    bool m_eager_row_crcs = false;
 
     // The control queue and memory, remembered for deferred completions.
     virtio::SplitQueue* m_control = nullptr;

@@ -9,10 +9,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/crc32c.h"
 #include "base/result.h"
 #include "base/strong_id.h"
 #include "virtio_gpu/formats.h"
+#include "virtio_gpu/pixel_storage.h"
 #include "virtio_gpu/wire.h"
 
 namespace vgpu::virtio_gpu {
@@ -32,41 +32,6 @@ const char* error_name(GpuError error);
 
 template <typename T>
 using GpuResult = Result<T, GpuError>;
-
-// Pixel memory. Shared between the resource and any sink still sending from it (an UPDATE in
-// flight to QEMU keeps it alive after an unref). It also keeps a CRC per row for CRC capture:
-// rows are checksummed once when they change (right after the copy, while still in cache, when
-// capture is on) and a frame's CRC is then the rows' CRCs joined.
-class PixelStorage {
-public:
-    static std::shared_ptr<PixelStorage> allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
-    std::byte* data() const { return m_data.get(); }
-    size_t size() const { return m_size; }
-    uint32_t width() const { return m_width; }
-    uint32_t height() const { return m_height; }
-    uint32_t stride() const { return m_stride; }
-    const FormatInfo& format() const { return m_format; }
-
-    // Rows [y0, y1) changed: forget their CRCs, or compute them now (eager: the rows were just
-    // written and are still in cache).
-    void rows_changed(uint32_t y0, uint32_t y1, bool eager) const;
-    // CRC-32C of the rectangle's pixels as 0x00RRGGBB little-endian, row after row.
-    uint32_t rect_crc(const Rect& rect) const;
-
-private:
-    struct Free {
-        void operator()(std::byte* p) const;
-    };
-    uint32_t row_crc(uint32_t y) const;
-
-    std::unique_ptr<std::byte, Free> m_data;
-    size_t m_size = 0;
-    uint32_t m_width = 0, m_height = 0, m_stride = 0;
-    FormatInfo m_format {};
-    mutable std::unique_ptr<crc::Appender> m_row_appender; // joins whole rows
-    mutable std::vector<uint32_t> m_row_crcs;
-    mutable std::vector<uint8_t> m_row_crc_valid;
-};
 
 struct Resource {
     ResourceId id;

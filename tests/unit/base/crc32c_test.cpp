@@ -102,5 +102,21 @@ TEST(Crc32cXrgb, EqualsTheCrcOfCanonicalBytes)
     }
 }
 
+TEST(Crc32cXrgb, Blocks_EachEqualsItsOwnCrc)
+{
+    // Block counts that leave no, one and two blocks after the triples; odd pixel counts leave a
+    // 4-byte tail in every stream.
+    for (size_t block : { 1u, 3u, 128u, 129u })
+        for (size_t blocks : { 0u, 1u, 2u, 3u, 4u, 5u, 7u }) {
+            std::vector<uint32_t> pixels(block * blocks);
+            for (size_t i = 0; i < pixels.size(); ++i)
+                pixels[i] = uint32_t(i * 0x9E3779B9u + block);
+            std::vector<uint32_t> out(blocks, 0xdeadbeef);
+            crc32c_xrgb_blocks(pixels.data(), block, blocks, out.data());
+            for (size_t b = 0; b < blocks; ++b)
+                EXPECT_EQ(out[b], crc32c_xrgb(0, pixels.data() + b * block, block)) << block << " x " << blocks << " #" << b;
+        }
+}
+
 } // namespace
 } // namespace vgpu::crc

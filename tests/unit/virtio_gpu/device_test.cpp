@@ -125,6 +125,18 @@ public:
         cursor_sets.push_back({ scanout, std::move(image), x, y });
     }
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override { cursor_moves.push_back({ scanout, x, y }); }
+    void pixels_will_change(const PixelStorage& pixels) override
+    {
+        // What the pixels held when the device announced the change: the first pixel.
+        uint32_t first = 0;
+        std::memcpy(&first, pixels.data(), sizeof(first));
+        pixel_changes.push_back({ &pixels, first });
+    }
+    struct PixelChange {
+        const PixelStorage* pixels;
+        uint32_t first_pixel_before;
+    };
+    std::vector<PixelChange> pixel_changes;
 
     bool qemu = false;
     bool answer_at_once = false;
@@ -503,6 +515,27 @@ TEST_F(GpuDeviceTest, Transfer_WholeResource_CopiesTheBackingExactly)
     EXPECT_EQ(device->stats().bytes_transferred, content.size());
 }
 
+
+TEST_F(GpuDeviceTest, Transfer_AnnouncesTheChangeBeforeOverwritingThePixels)
+{
+    // A sink that still has to read the old frame (a pending CRC) is told before the copy.
+    auto first = pattern(16 * 16 * 4, 5), second = pattern(16 * 16 * 4, 6);
+    uint32_t first_pixel, second_pixel;
+    std::memcpy(&first_pixel, first.data(), 4);
+    std::memcpy(&second_pixel, second.data(), 4);
+    ASSERT_NE(first_pixel, second_pixel);
+    ASSERT_EQ(create_2d(1, 16, 16), OK_NODATA);
+    uint64_t gpa = guest_buffer(first);
+    ASSERT_EQ(attach(1, { MemEntry { gpa, uint32_t(first.size()), 0 } }), OK_NODATA);
+    ASSERT_EQ(transfer(1, Rect { 0, 0, 16, 16 }), OK_NODATA);
+    ram.write(gpa, second);
+
+    ASSERT_EQ(transfer(1, Rect { 0, 4, 8, 8 }, 4 * 64), OK_NODATA);
+
+    ASSERT_EQ(host.pixel_changes.size(), 2u);
+    EXPECT_EQ(host.pixel_changes[0].first_pixel_before, 0u); // a new resource is black
+    EXPECT_EQ(host.pixel_changes[1].first_pixel_before, first_pixel);
+}
 
 TEST_F(GpuDeviceTest, Transfer_BackingOfDiscontiguousEntries_CopiesAcrossEntryBoundaries)
 {

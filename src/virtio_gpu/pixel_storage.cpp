@@ -1,0 +1,200 @@
+#include "virtio_gpu/pixel_storage.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+namespace vgpu::virtio_gpu {
+
+namespace {
+enum class RowState : uint8_t {
+    Valid, // row_crc holds the row's CRC
+    Whole, // the row changed as a whole: checksum it in one pass (its tiles are all invalid)
+    Tiles, // some tiles changed: recompute those and join
+};
+} // namespace
+
+struct PixelStorage::CrcCache {
+    CrcCache(uint32_t width, uint32_t height)
+        : tiles_per_row((width + TILE_PIXELS - 1) / TILE_PIXELS)
+        , last_tile_pixels(width - (tiles_per_row - 1) * TILE_PIXELS)
+        , tile_crc(size_t(tiles_per_row) * height)
+        , tile_valid(size_t(tiles_per_row) * height, 0)
+        , row_crc(height)
+        , row_state(height, RowState::Whole)
+        , tile_join(uint64_t(TILE_PIXELS) * BYTES_PER_PIXEL)
+        , row_join(uint64_t(width) * BYTES_PER_PIXEL)
+    {
+        if (last_tile_pixels != TILE_PIXELS)
+            last_join.emplace(uint64_t(last_tile_pixels) * BYTES_PER_PIXEL);
+    }
+    const crc::Appender& join_for(uint32_t tile) const
+    {
+        return tile + 1 == tiles_per_row && last_join ? *last_join : tile_join;
+    }
+
+    uint32_t tiles_per_row;
+    uint32_t last_tile_pixels;
+    std::vector<uint32_t> tile_crc;
+    std::vector<uint8_t> tile_valid;
+    std::vector<uint32_t> row_crc;
+    std::vector<RowState> row_state;
+    crc::Appender tile_join;
+    std::optional<crc::Appender> last_join; // the last tile of a row, when it is shorter
+    crc::Appender row_join; // whole rows
+    std::optional<crc::Appender> span_join; // rows of the last narrower rectangle asked for
+};
+
+void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
+
+std::shared_ptr<PixelStorage> PixelStorage::allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
+{
+    size_t size = size_t(stride) * height;
+    // 64-byte alignment for vectorised copies and pixman; size rounded up as aligned_alloc needs.
+    size_t rounded = (size + 63) / 64 * 64;
+    auto* p = static_cast<std::byte*>(std::aligned_alloc(64, rounded ? rounded : 64));
+    if (!p)
+        return nullptr;
+    std::memset(p, 0, rounded);
+    auto storage = std::make_shared<PixelStorage>();
+    storage->m_data.reset(p);
+    storage->m_size = size;
+    storage->m_width = width;
+    storage->m_height = height;
+    storage->m_stride = stride;
+    storage->m_format = format;
+    return storage;
+}
+
+PixelStorage::CrcCache& PixelStorage::cache() const
+{
+    if (!m_cache)
+        m_cache = std::make_unique<CrcCache>(m_width, m_height);
+    return *m_cache;
+}
+
+void PixelStorage::changed(const Rect& rect) const
+{
+    if (!m_cache || rect_empty(rect) || !rect_within(rect, m_width, m_height))
+        return;
+    auto& c = *m_cache;
+    const bool whole = rect.x == 0 && rect.width == m_width;
+    const uint32_t t0 = rect.x / TILE_PIXELS, t1 = (rect.x + rect.width - 1) / TILE_PIXELS;
+    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
+        uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
+        std::fill(valid + t0, valid + t1 + 1, uint8_t(0));
+        // A row that was to be checksummed in one pass stays so only if it changes whole again:
+        // a partial change makes it worth keeping its tiles from now on.
+        c.row_state[y] = whole ? RowState::Whole : RowState::Tiles;
+    }
+}
+
+uint32_t PixelStorage::span_crc(uint32_t x, uint32_t y, uint32_t width) const
+{
+    m_pixels_checksummed += width;
+    return canonical_row_crc(0, pixel(x, y), width, m_format);
+}
+
+void PixelStorage::compute_tiles(uint32_t y, uint32_t first, uint32_t count) const
+{
+    auto& c = *m_cache;
+    uint32_t* out = c.tile_crc.data() + size_t(y) * c.tiles_per_row + first;
+    uint32_t full = count;
+    if (first + count == c.tiles_per_row && c.last_tile_pixels != TILE_PIXELS)
+        --full; // the short last tile goes on its own
+    if (is_x8r8g8b8_layout(m_format.format)) {
+        crc::crc32c_xrgb_blocks(reinterpret_cast<const uint32_t*>(pixel(first * TILE_PIXELS, y)), TILE_PIXELS, full, out);
+        m_pixels_checksummed += uint64_t(full) * TILE_PIXELS;
+    } else {
+        for (uint32_t i = 0; i < full; ++i)
+            out[i] = span_crc((first + i) * TILE_PIXELS, y, TILE_PIXELS);
+    }
+    if (full < count)
+        out[full] = span_crc((first + full) * TILE_PIXELS, y, c.last_tile_pixels);
+    std::fill_n(c.tile_valid.data() + size_t(y) * c.tiles_per_row + first, count, uint8_t(1));
+}
+
+void PixelStorage::ensure_tiles(uint32_t y, uint32_t begin, uint32_t end) const
+{
+    // Runs of invalid tiles, so that three go through the CRC streams at once.
+    const uint8_t* valid = m_cache->tile_valid.data() + size_t(y) * m_cache->tiles_per_row;
+    for (uint32_t t = begin; t < end;) {
+        if (valid[t]) {
+            ++t;
+            continue;
+        }
+        uint32_t run_end = t;
+        while (run_end < end && !valid[run_end])
+            ++run_end;
+        compute_tiles(y, t, run_end - t);
+        t = run_end;
+    }
+}
+
+uint32_t PixelStorage::row_crc(uint32_t y) const
+{
+    auto& c = *m_cache;
+    switch (c.row_state[y]) {
+    case RowState::Valid:
+        break;
+    case RowState::Whole:
+        c.row_crc[y] = span_crc(0, y, m_width);
+        c.row_state[y] = RowState::Valid;
+        break;
+    case RowState::Tiles: {
+        ensure_tiles(y, 0, c.tiles_per_row);
+        const uint32_t* tiles = c.tile_crc.data() + size_t(y) * c.tiles_per_row;
+        uint32_t crc = 0;
+        for (uint32_t t = 0; t < c.tiles_per_row; ++t)
+            crc = c.join_for(t).append(crc, tiles[t]);
+        c.row_crc[y] = crc;
+        c.row_state[y] = RowState::Valid;
+        break;
+    }
+    }
+    return c.row_crc[y];
+}
+
+uint32_t PixelStorage::rect_crc(const Rect& rect) const
+{
+    if (rect_empty(rect) || !rect_within(rect, m_width, m_height))
+        return 0;
+    auto& c = cache();
+    uint32_t crc = 0;
+    if (rect.x == 0 && rect.width == m_width) {
+        for (uint32_t y = rect.y; y < rect.y + rect.height; ++y)
+            crc = c.row_join.append(crc, row_crc(y));
+        return crc;
+    }
+    // A narrower rectangle (a scanout showing part of a resource): per row, the whole tiles
+    // inside it come from the cache and the partial tiles at its edges are checksummed directly.
+    const uint64_t span_bytes = uint64_t(rect.width) * BYTES_PER_PIXEL;
+    if (!c.span_join || c.span_join->block_length() != span_bytes)
+        c.span_join.emplace(span_bytes);
+    const uint32_t x0 = rect.x, x1 = rect.x + rect.width;
+    const uint32_t t_begin = (x0 + TILE_PIXELS - 1) / TILE_PIXELS;
+    const uint32_t t_end = x1 == m_width ? c.tiles_per_row : x1 / TILE_PIXELS;
+    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
+        uint32_t row;
+        if (t_begin >= t_end) {
+            row = span_crc(x0, y, rect.width);
+        } else {
+            const uint32_t head_end = t_begin * TILE_PIXELS;
+            const uint32_t tail_begin = std::min(t_end * TILE_PIXELS, m_width);
+            ensure_tiles(y, t_begin, t_end);
+            const uint32_t* tiles = c.tile_crc.data() + size_t(y) * c.tiles_per_row;
+            row = head_end > x0 ? span_crc(x0, y, head_end - x0) : 0;
+            for (uint32_t t = t_begin; t < t_end; ++t)
+                row = c.join_for(t).append(row, tiles[t]);
+            if (x1 > tail_begin) {
+                m_pixels_checksummed += x1 - tail_begin;
+                row = canonical_row_crc(row, pixel(tail_begin, y), x1 - tail_begin, m_format);
+            }
+        }
+        crc = c.span_join->append(crc, row);
+    }
+    return crc;
+}
+
+} // namespace vgpu::virtio_gpu

@@ -1,0 +1,63 @@
+// The pixel memory of a 2D resource, and the CRC cache that makes per-flip CRC capture cheap.
+//
+// The cache keeps a CRC per tile (TILE_PIXELS pixels of one row) and per row. A change marks the
+// tiles and rows it touches; a CRC request recomputes only what was marked and joins the rest
+// (a join is four table lookups: crc::Appender). So a flush that changed a 256x256 rectangle of a
+// 1920x1080 frame checksums about 256 x 384 pixels, not 1080 whole rows. Rows that changed
+// whole (a full-width transfer) are checksummed in one pass, without tiles.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/crc32c.h"
+#include "virtio_gpu/formats.h"
+#include "virtio_gpu/rect.h"
+
+namespace vgpu::virtio_gpu {
+
+// Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC
+// not yet computed), so that it outlives an unref. Used from the device loop only.
+class PixelStorage {
+public:
+    static constexpr uint32_t TILE_PIXELS = 128;
+
+    static std::shared_ptr<PixelStorage> allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
+    std::byte* data() const { return m_data.get(); }
+    size_t size() const { return m_size; }
+    uint32_t width() const { return m_width; }
+    uint32_t height() const { return m_height; }
+    uint32_t stride() const { return m_stride; }
+    const FormatInfo& format() const { return m_format; }
+
+    // The pixels of `rect` (inside the storage) changed.
+    void changed(const Rect& rect) const;
+    // CRC-32C of the rectangle's pixels as 0x00RRGGBB little-endian, row after row.
+    uint32_t rect_crc(const Rect& rect) const;
+    // CRCs computed from pixels so far (tiles and whole rows): for tests and benchmarks.
+    uint64_t pixels_checksummed() const { return m_pixels_checksummed; }
+
+private:
+    struct Free {
+        void operator()(std::byte* p) const;
+    };
+    struct CrcCache;
+    const std::byte* pixel(uint32_t x, uint32_t y) const { return data() + size_t(y) * m_stride + size_t(x) * BYTES_PER_PIXEL; }
+    CrcCache& cache() const;
+    uint32_t row_crc(uint32_t y) const;
+    void compute_tiles(uint32_t y, uint32_t first, uint32_t count) const;
+    void ensure_tiles(uint32_t y, uint32_t begin, uint32_t end) const;
+    uint32_t span_crc(uint32_t x, uint32_t y, uint32_t width) const;
+
+    std::unique_ptr<std::byte, Free> m_data;
+    size_t m_size = 0;
+    uint32_t m_width = 0, m_height = 0, m_stride = 0;
+    FormatInfo m_format {};
+    // Made on the first CRC request: resources that no capture looks at pay nothing.
+    mutable std::unique_ptr<CrcCache> m_cache;
+    mutable uint64_t m_pixels_checksummed = 0;
+};
+
+} // namespace vgpu::virtio_gpu

@@ -1,0 +1,152 @@
+// CrcCapture computes its CRCs after the flush, but always of the frame the flush showed: on the
+// loop's next turn, before the pixels are overwritten, or before entries are read.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "base/crc32c.h"
+#include "display/capture/crc_capture.h"
+
+namespace vgpu::display::capture {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A bit-by-bit CRC-32C of canonical pixels (B, G, R, 0), independent of the implementation.
+uint32_t reference_crc(const std::vector<uint32_t>& pixels)
+{
+    uint32_t crc = 0xFFFFFFFF;
+    for (uint32_t p : pixels)
+        for (int i = 0; i < 4; ++i) {
+            crc ^= i == 3 ? 0 : (p >> (8 * i)) & 0xff;
+            for (int k = 0; k < 8; ++k)
+                crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78 : crc >> 1;
+        }
+    return ~crc;
+}
+
+class CrcCaptureTest : public ::testing::Test {
+protected:
+    static constexpr uint32_t W = 200, H = 10;
+    void SetUp() override
+    {
+        loop = std::move(*EventLoop::create());
+        capture = std::make_unique<CrcCapture>(*loop);
+        pixels = virtio_gpu::PixelStorage::allocate(W, H, W * 4, *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm)));
+        output.index = 0;
+        virtio_gpu::ScanoutSource source;
+        source.format = pixels->format();
+        source.resource_width = W;
+        source.resource_height = H;
+        source.stride = W * 4;
+        source.rect = Rect { 0, 0, W, H };
+        source.pixels = pixels;
+        output.source = source;
+    }
+    // The guest's transfer: the device announces it, then writes.
+    std::vector<uint32_t> draw(uint32_t value)
+    {
+        capture->pixels_will_change(*pixels);
+        std::vector<uint32_t> frame(size_t(W) * H, value);
+        std::memcpy(pixels->data(), frame.data(), pixels->size());
+        pixels->changed(Rect { 0, 0, W, H });
+        return frame;
+    }
+    void flush()
+    {
+        ++output.generation;
+        capture->output_damaged(output, Rect { 0, 0, W, H });
+    }
+
+    std::unique_ptr<EventLoop> loop;
+    std::unique_ptr<CrcCapture> capture;
+    std::shared_ptr<virtio_gpu::PixelStorage> pixels;
+    Output output;
+};
+
+TEST_F(CrcCaptureTest, Flush_IsChecksummedOnTheLoopsNextTurn)
+{
+    capture->start(0);
+    auto frame = draw(0x112233);
+    std::vector<CrcEntry> heard;
+    capture->set_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
+
+    flush();
+    EXPECT_EQ(capture->pending(), 1u);
+    EXPECT_TRUE(heard.empty());
+    ASSERT_TRUE(loop->run_once(100ms).has_value());
+
+    EXPECT_EQ(capture->pending(), 0u);
+    ASSERT_EQ(heard.size(), 1u);
+    EXPECT_EQ(heard[0].frame, 1u);
+    EXPECT_EQ(heard[0].crc, reference_crc(frame));
+}
+
+TEST_F(CrcCaptureTest, PixelsOverwrittenBeforeTheLoopTurns_StillGiveTheFlushedFrame)
+{
+    capture->start(0);
+    auto first = draw(0x0000ff);
+    flush();
+    auto second = draw(0x00ff00); // the guest's next transfer, before the loop ran
+    flush();
+
+    auto drained = capture->read(0);
+
+    ASSERT_EQ(drained.entries.size(), 2u);
+    EXPECT_EQ(drained.entries[0].frame, 1u);
+    EXPECT_EQ(drained.entries[0].crc, reference_crc(first));
+    EXPECT_EQ(drained.entries[1].frame, 2u);
+    EXPECT_EQ(drained.entries[1].crc, reference_crc(second));
+    EXPECT_NE(drained.entries[0].crc, drained.entries[1].crc);
+}
+
+TEST_F(CrcCaptureTest, OtherPixelsChanging_LeaveThePendingEntryAlone)
+{
+    capture->start(0);
+    draw(0x445566);
+    flush();
+    auto other = virtio_gpu::PixelStorage::allocate(W, H, W * 4, pixels->format());
+
+    capture->pixels_will_change(*other);
+
+    EXPECT_EQ(capture->pending(), 1u);
+}
+
+TEST_F(CrcCaptureTest, CaptureOff_RecordsNothing)
+{
+    draw(0x445566);
+    flush();
+    EXPECT_EQ(capture->pending(), 0u);
+    capture->start(0);
+    EXPECT_TRUE(capture->read(0).entries.empty());
+}
+
+TEST_F(CrcCaptureTest, MoreFlushesThanTheRing_AreCountedAsOverflow)
+{
+    capture->start(0);
+    for (size_t i = 0; i < CrcCapture::ring_size + 5; ++i) {
+        draw(uint32_t(i));
+        flush();
+    }
+
+    auto drained = capture->read(0);
+
+    EXPECT_EQ(drained.entries.size(), CrcCapture::ring_size);
+    EXPECT_EQ(drained.overflow, 5u);
+    EXPECT_EQ(drained.entries.back().frame, CrcCapture::ring_size);
+    EXPECT_EQ(capture->entries_total(), CrcCapture::ring_size + 5);
+}
+
+TEST_F(CrcCaptureTest, DestroyedBeforeItsTaskRuns_TheTaskDoesNothing)
+{
+    capture->start(0);
+    draw(1);
+    flush();
+    capture.reset();
+
+    EXPECT_TRUE(loop->run_once(100ms).has_value()); // would touch the destroyed capture
+}
+
+} // namespace
+} // namespace vgpu::display::capture

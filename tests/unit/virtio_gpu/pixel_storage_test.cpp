@@ -1,0 +1,130 @@
+// The CRC cache of PixelStorage: whatever sequence of changes, a rectangle's CRC equals the CRC
+// computed from scratch over its pixels; and only what changed is checksummed again.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "virtio_gpu/pixel_storage.h"
+
+namespace vgpu::virtio_gpu {
+namespace {
+
+// From scratch, pixel by pixel through the canonical layout: independent of the cache.
+uint32_t fresh_crc(const PixelStorage& p, const Rect& r)
+{
+    uint32_t crc = 0;
+    for (uint32_t y = r.y; y < r.y + r.height; ++y)
+        for (uint32_t x = r.x; x < r.x + r.width; ++x)
+            crc = canonical_row_crc(crc, p.data() + size_t(y) * p.stride() + size_t(x) * 4, 1, p.format());
+    return crc;
+}
+
+std::shared_ptr<PixelStorage> make(uint32_t width, uint32_t height, Format format = Format::B8G8R8X8Unorm)
+{
+    return PixelStorage::allocate(width, height, width * 4, *format_info(uint32_t(format)));
+}
+
+void scribble(const PixelStorage& p, const Rect& r, std::minstd_rand& rng)
+{
+    for (uint32_t y = r.y; y < r.y + r.height; ++y)
+        for (uint32_t x = r.x; x < r.x + r.width; ++x) {
+            uint32_t v = uint32_t(rng());
+            std::memcpy(p.data() + size_t(y) * p.stride() + size_t(x) * 4, &v, 4);
+        }
+    p.changed(r);
+}
+
+Rect random_rect(uint32_t w, uint32_t h, std::minstd_rand& rng)
+{
+    uint32_t x = uint32_t(rng() % w), y = uint32_t(rng() % h);
+    return Rect { x, y, uint32_t(1 + rng() % (w - x)), uint32_t(1 + rng() % (h - y)) };
+}
+
+TEST(PixelStorageCrc, RandomChangesAndRectangles_MatchACrcFromScratch)
+{
+    // 300 px: two whole 128-px tiles and a short one of 44; also the XRGB fast path and a format
+    // that goes through conversion.
+    for (Format format : { Format::B8G8R8X8Unorm, Format::R8G8B8A8Unorm }) {
+        SCOPED_TRACE(int(format));
+        auto p = make(300, 40, format);
+        std::minstd_rand rng(7);
+        const Rect full { 0, 0, 300, 40 };
+        EXPECT_EQ(p->rect_crc(full), fresh_crc(*p, full)); // all black
+        for (int step = 0; step < 200; ++step) {
+            SCOPED_TRACE(step);
+            // Whole rows now and then (a full-width transfer), else any rectangle.
+            Rect change = step % 5 == 0 ? Rect { 0, uint32_t(rng() % 40), 300, uint32_t(1 + rng() % 3) } : random_rect(300, 40, rng);
+            change.height = std::min(change.height, 40 - change.y);
+            scribble(*p, change, rng);
+            Rect asked = step % 3 == 0 ? random_rect(300, 40, rng) : full;
+            ASSERT_EQ(p->rect_crc(asked), fresh_crc(*p, asked));
+        }
+    }
+}
+
+TEST(PixelStorageCrc, NarrowRectanglesAtTileEdges_MatchACrcFromScratch)
+{
+    auto p = make(400, 4);
+    std::minstd_rand rng(3);
+    scribble(*p, Rect { 0, 0, 400, 4 }, rng);
+    for (uint32_t x : { 0u, 1u, 127u, 128u, 129u, 255u, 256u, 300u, 383u, 384u })
+        for (uint32_t w : { 1u, 2u, 127u, 128u, 129u, 256u })
+            if (x + w <= 400) {
+                Rect r { x, 1, w, 2 };
+                EXPECT_EQ(p->rect_crc(r), fresh_crc(*p, r)) << x << "+" << w;
+            }
+}
+
+TEST(PixelStorageCrc, SmallDamage_ChecksumsOnlyTheTilesItTouches)
+{
+    auto p = make(1920, 1080);
+    std::minstd_rand rng(1);
+    const Rect full { 0, 0, 1920, 1080 };
+    scribble(*p, Rect { 0, 0, 1920, 1080 }, rng);
+    (void)p->rect_crc(full);
+    // The first partial change of a row turns it into tiles (one pass over the row), after that
+    // only the tiles a change touches are checksummed again.
+    scribble(*p, Rect { 64, 64, 256, 256 }, rng);
+    (void)p->rect_crc(full);
+    uint64_t before = p->pixels_checksummed();
+
+    scribble(*p, Rect { 64, 64, 256, 256 }, rng);
+    uint32_t crc = p->rect_crc(full);
+
+    EXPECT_EQ(crc, fresh_crc(*p, full));
+    // x 64..320 touches tiles 0, 1 and 2 (0..384): 384 pixels on each of 256 rows.
+    EXPECT_EQ(p->pixels_checksummed() - before, 256u * 384u);
+}
+
+TEST(PixelStorageCrc, WholeRowChanges_ChecksumEachRowOnce)
+{
+    auto p = make(1024, 16);
+    std::minstd_rand rng(2);
+    const Rect full { 0, 0, 1024, 16 };
+    (void)p->rect_crc(full);
+    uint64_t before = p->pixels_checksummed();
+
+    scribble(*p, Rect { 0, 4, 1024, 8 }, rng);
+    EXPECT_EQ(p->rect_crc(full), fresh_crc(*p, full));
+    EXPECT_EQ(p->rect_crc(full), fresh_crc(*p, full)); // cached: nothing new
+
+    EXPECT_EQ(p->pixels_checksummed() - before, 8u * 1024u);
+}
+
+TEST(PixelStorageCrc, AlphaIsIgnored_XrgbAndArgbStorageGiveTheSameCrc)
+{
+    auto x = make(200, 3, Format::B8G8R8X8Unorm), a = make(200, 3, Format::B8G8R8A8Unorm);
+    std::minstd_rand rng(9);
+    scribble(*x, Rect { 0, 0, 200, 3 }, rng);
+    std::memcpy(a->data(), x->data(), x->size());
+    for (size_t i = 3; i < a->size(); i += 4)
+        a->data()[i] = std::byte(0xff);
+    a->changed(Rect { 0, 0, 200, 3 });
+
+    EXPECT_EQ(x->rect_crc(Rect { 0, 0, 200, 3 }), a->rect_crc(Rect { 0, 0, 200, 3 }));
+    EXPECT_EQ(x->rect_crc(Rect { 5, 1, 150, 2 }), a->rect_crc(Rect { 5, 1, 150, 2 }));
+}
+
+} // namespace
+} // namespace vgpu::virtio_gpu
