@@ -24,6 +24,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -250,6 +253,11 @@ struct Path {
 struct Config {
     uint32_t width, height;
     bool full; // full-frame damage; else 256x256
+    // The guest rewrites every pixel of the damage before each flip (a game or a video); else it
+    // flips between frames drawn beforehand and writes only the damage's first row, the tag (as
+    // the guest benchmark's drmtest does, which flips between two prepared buffers), so that the
+    // figures are the device's and not the guest's drawing.
+    bool redraw = true;
 };
 
 struct Stats {
@@ -316,9 +324,13 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         }
         backend.emplace(harness::BackendProcess::listen(args));
     }
+    const uint64_t frame_bytes = uint64_t(w) * h * 4;
+    const uint32_t resources = config.full ? 2 : 1;
     harness::SessionOptions options;
     options.with_display_socket = false; // ours is sent below: a display side that keeps no payloads
     options.queue_size = 64;
+    options.ram_low = resources * frame_bytes + (8 << 20);
+    options.ram_high = 1 << 20;
     harness::QemuSession session(backend->socket_path(), options);
     std::optional<BenchDisplay> display;
     session.qemu_start();
@@ -338,34 +350,11 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     std::vector<Slot> slots;
     for (int i = 0; i < 4; ++i)
         slots.push_back({ ram.alloc(SLOT_BYTES), ram.alloc(SLOT_BYTES) });
-    const uint64_t frame_bytes = uint64_t(w) * h * 4;
-    const uint32_t resources = config.full ? 2 : 1;
     std::vector<Backing> backings(resources);
-    bool shared_backing = false;
-    if (frame_bytes * resources + (4 << 20) <= ram.low_size()) {
-        for (auto& b : backings) {
-            uint64_t gpa = ram.alloc(frame_bytes, 4096);
-            b.pieces.push_back({ ram.host(gpa), frame_bytes });
-            b.entries.push_back({ gpa, uint32_t(frame_bytes), 0 });
-        }
-    } else {
-        // 4K does not fit twice in the harness's 48 MiB of guest RAM: one backing of low and high
-        // memory, shared by both resources (the flip rewrites the damage before each transfer).
-        shared_backing = true;
-        uint64_t low = std::min<uint64_t>(frame_bytes, 24 << 20);
-        uint64_t high = frame_bytes - low;
-        if (high > (16 << 20))
-            throw std::runtime_error("frame too large for the harness guest RAM");
-        uint64_t gpa = ram.alloc(low, 4096);
-        Backing b;
-        b.pieces.push_back({ ram.host(gpa), low });
-        b.entries.push_back({ gpa, uint32_t(low), 0 });
-        if (high) {
-            b.pieces.push_back({ ram.host(harness::GuestRam::high_base), high });
-            b.entries.push_back({ harness::GuestRam::high_base, uint32_t(high), 0 });
-        }
-        for (auto& each : backings)
-            each = b;
+    for (auto& b : backings) {
+        uint64_t gpa = ram.alloc(frame_bytes, 4096);
+        b.pieces.push_back({ ram.host(gpa), frame_bytes });
+        b.entries.push_back({ gpa, uint32_t(frame_bytes), 0 });
     }
     const vg::Rect full { 0, 0, w, h };
     const vg::Rect damage = config.full ? full : vg::Rect { std::min(64u, w - 256), std::min(64u, h - 256), 256, 256 };
@@ -410,15 +399,25 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     double cpu_before = 0;
     Clock::time_point start {}, end {};
     size_t updates_before = 0;
-    auto do_flip = [&](uint32_t n) {
-        uint32_t id = config.full ? 1 + n % 2 : 1;
-        const Backing& b = backings[id - 1];
+    // The guest draws flip n's damage in its resource: every pixel holds the flip's tag.
+    auto resource_of = [&](uint32_t n) { return config.full ? 1 + n % resources : 1; };
+    auto draw = [&](uint32_t n) {
+        const Backing& b = backings[resource_of(n) - 1];
         uint32_t value = (n + 1) & 0xffffff;
-        if (config.full)
+        const uint32_t rows = config.redraw ? damage.height : 1;
+        if (config.full && config.redraw)
             b.fill(0, frame_bytes, value);
         else
-            for (uint32_t row = 0; row < damage.height; ++row)
+            for (uint32_t row = 0; row < rows; ++row)
                 b.fill((uint64_t(damage.y + row) * w + damage.x) * 4, uint64_t(damage.width) * 4, value);
+    };
+    struct Submitted {
+        Clock::time_point at;
+        uint16_t flush_head;
+        size_t commands;
+    };
+    auto submit = [&](uint32_t n) {
+        uint32_t id = resource_of(n);
         vg::TransferToHost2d t {};
         t.hdr = header(vg::CtrlType::TransferToHost2d);
         t.r = damage;
@@ -433,25 +432,28 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         f.hdr = header(vg::CtrlType::ResourceFlush);
         f.r = damage;
         f.resource_id = id;
-        auto t0 = Clock::now();
-        size_t commands = 0;
-        put_command(commands++, t);
+        Submitted out { Clock::now(), 0, 0 };
+        put_command(out.commands++, t);
         if (config.full)
-            put_command(commands++, s);
-        uint16_t flush_head = put_command(commands++, f);
+            put_command(out.commands++, s);
+        out.flush_head = put_command(out.commands++, f);
         queue.notify_kick();
+        return out;
+    };
+    // Waits for the flip's used entries; returns when its flush was used.
+    auto complete = [&](const Submitted& sub) {
         Clock::time_point flush_used {};
-        for (size_t i = 0; i < commands; ++i) {
+        for (size_t i = 0; i < sub.commands; ++i) {
             auto used = queue.wait_used();
             if (!used)
                 throw std::runtime_error(path.name + ": no used entry; log:\n" + backend->log());
-            if (used->id == flush_head)
+            if (used->id == sub.flush_head)
                 flush_used = Clock::now();
         }
-        for (size_t i = 0; i < commands; ++i)
+        for (size_t i = 0; i < sub.commands; ++i)
             if (ram.get<vg::CtrlHdr>(slots[i].response_gpa).type != uint32_t(vg::CtrlType::OkNodata))
                 throw std::runtime_error(path.name + ": a flip command failed with " + std::to_string(ram.get<vg::CtrlHdr>(slots[i].response_gpa).type));
-        return std::pair(t0, flush_used);
+        return flush_used;
     };
 
     for (;;) {
@@ -464,11 +466,13 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
             cpu_before = process_cpu_seconds(backend->pid());
             start = Clock::now();
         }
-        auto [t0, t1] = do_flip(flip);
+        draw(flip);
+        auto sub = submit(flip);
+        auto used_at = complete(sub);
         ++flip;
         if (flip > warmup) {
-            submits.push_back(t0);
-            used_latency.push_back(seconds_between(t0, t1));
+            submits.push_back(sub.at);
+            used_latency.push_back(seconds_between(sub.at, used_at));
             if (path.crc && (flip - warmup) % 100 == 0) {
                 auto r = control->call("crc-read", { { "output", 0 } });
                 crc_entries += r["entries"].size();
@@ -503,7 +507,7 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     result["used_latency_us"] = { { "p50", ul.p50 }, { "p99", ul.p99 }, { "mean", ul.mean } };
     result["backend_cpu_us_per_flip"] = cpu * 1e6 / double(flips);
     result["bytes_copied_per_flip"] = damage_bytes;
-    result["shared_backing"] = shared_backing;
+    result["guest"] = config.redraw ? "redraw" : "flip-only";
     if (path.crc) {
         result["crc_entries"] = crc_entries;
         result["crc_overflow"] = crc_overflow;
@@ -605,8 +609,11 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
 
 int main(int argc, char** argv)
 {
+    // bench_host [OUT.json [SCALE [FILTER]]]: SCALE multiplies the seconds per run; FILTER keeps
+    // only the runs whose "path WxH damage guest" line contains it (for a quick look).
     std::string out = argc > 1 ? argv[1] : "bench/results/host.json";
-    double scale = argc > 2 ? std::stod(argv[2]) : 1.0; // seconds per run multiplier
+    double scale = argc > 2 ? std::stod(argv[2]) : 1.0;
+    std::string filter = argc > 3 ? argv[3] : "";
     const std::vector<Path> paths {
         { "ours+display", false, true, false },
         { "ours", false, false, false },
@@ -620,20 +627,40 @@ int main(int argc, char** argv)
     doc["nproc"] = std::thread::hardware_concurrency();
     json floors = json::array(), runs = json::array();
     auto wall_start = Clock::now();
+    struct Shape {
+        bool full, redraw;
+    };
     for (auto [w, h] : sizes)
-        for (bool full : { true, false }) {
-            auto floor = measure_floor(w, h, full);
+        for (Shape shape : { Shape { true, true }, Shape { true, false }, Shape { false, true } }) {
+            const bool full = shape.full;
+            auto label = [&](const Path& path) {
+                return path.name + " " + std::to_string(w) + "x" + std::to_string(h) + " " + (full ? "full" : "256x256") + " "
+                    + (shape.redraw ? "redraw" : "flip-only");
+            };
+            bool any = false;
+            for (const auto& path : paths)
+                any |= label(path).find(filter) != std::string::npos;
+            if (!any)
+                continue;
+            // One floor per size and damage (flip-only shares redraw's).
+            const bool reuse = !shape.redraw && !floors.empty() && floors.back()["width"] == w && floors.back()["height"] == h
+                && floors.back()["damage"] == "full";
+            json floor = reuse ? floors.back() : measure_floor(w, h, full);
             std::fprintf(stderr, "floor %ux%u %s: memcpy %.1f us (%.2f GB/s), crc32c %.1f us (%.2f GB/s)\n", w, h, full ? "full" : "256x256",
                 floor["cold_memcpy_us"].get<double>(), floor["cold_memcpy_gb_per_s"].get<double>(), floor["crc32c_us"].get<double>(),
                 floor["crc32c_gb_per_s"].get<double>());
-            floors.push_back(floor);
+            if (!reuse)
+                floors.push_back(floor);
             for (const auto& path : paths) {
+                if (label(path).find(filter) == std::string::npos)
+                    continue;
                 double seconds = (w == 1920 ? 3.0 : 1.5) * scale;
                 json r;
                 try {
-                    r = run_path(path, { w, h, full }, seconds, 20000);
+                    r = run_path(path, { w, h, full, shape.redraw }, seconds, 20000);
                 } catch (const std::exception& e) {
-                    r = { { "path", path.name }, { "width", w }, { "height", h }, { "damage", full ? "full" : "256x256" }, { "error", e.what() } };
+                    r = { { "path", path.name }, { "width", w }, { "height", h }, { "damage", full ? "full" : "256x256" },
+                        { "guest", shape.redraw ? "redraw" : "flip-only" }, { "error", e.what() } };
                     std::fprintf(stderr, "%s %ux%u: FAILED: %s\n", path.name.c_str(), w, h, e.what());
                     runs.push_back(r);
                     continue;
@@ -641,8 +668,8 @@ int main(int argc, char** argv)
                 double floor_us = floor["cold_memcpy_us"].get<double>() + (path.crc ? floor["crc32c_us"].get<double>() : 0.0);
                 r["floor_us"] = floor_us;
                 r["cpu_per_flip_over_floor"] = r["backend_cpu_us_per_flip"].get<double>() / floor_us;
-                std::fprintf(stderr, "%-22s %ux%u %-7s %7.0f flips/s  used p50 %8.1f p99 %8.1f us", path.name.c_str(), w, h,
-                    full ? "full" : "256x256", r["flips_per_s"].get<double>(), r["used_latency_us"]["p50"].get<double>(),
+                std::fprintf(stderr, "%-20s %ux%u %-7s %-9s %6.0f flips/s  used p50 %7.1f p99 %7.1f us", path.name.c_str(), w, h,
+                    full ? "full" : "256x256", shape.redraw ? "redraw" : "flip-only", r["flips_per_s"].get<double>(), r["used_latency_us"]["p50"].get<double>(),
                     r["used_latency_us"]["p99"].get<double>());
                 if (r.contains("display_latency_us"))
                     std::fprintf(stderr, "  display p50 %8.1f p99 %8.1f us  frames %zu/%u", r["display_latency_us"]["p50"].get<double>(),

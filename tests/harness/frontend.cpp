@@ -137,12 +137,14 @@ std::optional<uint64_t> Frontend::get_u64(Request r)
 QemuSession::QemuSession(const std::string& socket_path, SessionOptions options)
     : m_options(options)
     , m_frontend(Frontend::connect(socket_path))
+    , m_ram(options.ram_low, options.ram_high)
 {
 }
 
 QemuSession::QemuSession(Fd connected, SessionOptions options)
     : m_options(options)
     , m_frontend(std::move(connected))
+    , m_ram(options.ram_low, options.ram_high)
 {
 }
 

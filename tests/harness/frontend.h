@@ -66,6 +66,9 @@ struct SessionOptions {
     bool swap_call_fds = true;
     // Drop transport features from what we ack (e.g. to test a driver without INDIRECT_DESC).
     uint64_t features_to_clear = 0;
+    // Guest RAM: low memory at GPA 0 and a second region at 4 GiB, as QEMU's pc machine has.
+    uint64_t ram_low = 32 << 20;
+    uint64_t ram_high = 16 << 20;
 };
 
 // The recorded QEMU 10 bring-up (shared/PROTOCOL.md), then a driver on both queues.

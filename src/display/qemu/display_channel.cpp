@@ -23,6 +23,13 @@ std::vector<std::byte> encode_message(GpuRequest request, std::span<const std::b
 Result<std::unique_ptr<DisplayChannel>> DisplayChannel::create(EventLoop& loop, Fd socket)
 {
     TRY(set_nonblocking(socket.get()));
+    // QEMU reads a message whole, blocking its main loop until the last byte arrives: an UPDATE
+    // that trickles out one small socket buffer per loop turn (between our transfers) stalls it
+    // for as long. A send buffer that holds a whole 1080p frame lets an UPDATE go out in one
+    // go. The kernel caps the request at net.core.wmem_max; a smaller buffer only costs time.
+    int wanted = int(sizeof_send_buffer);
+    if (::setsockopt(socket.get(), SOL_SOCKET, SO_SNDBUF, &wanted, sizeof(wanted)) < 0)
+        VGPU_LOG_DEBUG("display: SO_SNDBUF {}: {}", wanted, std::strerror(errno));
     std::unique_ptr<DisplayChannel> channel(new DisplayChannel(loop, std::move(socket)));
     channel->m_watch = TRY(loop.watch(channel->m_socket.get(), EPOLLIN | EPOLLRDHUP,
         [raw = channel.get()](uint32_t events) { raw->on_ready(events); }));

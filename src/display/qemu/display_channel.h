@@ -32,6 +32,8 @@ public:
 class DisplayChannel {
 public:
     using ReplyHandler = std::function<void(std::span<const std::byte> payload)>;
+    // Asked for as SO_SNDBUF (Linux doubles it for its own bookkeeping): a 1920x1080 UPDATE.
+    static constexpr size_t sizeof_send_buffer = 8u << 20;
 
     static Result<std::unique_ptr<DisplayChannel>> create(EventLoop& loop, Fd socket);
     ~DisplayChannel();
