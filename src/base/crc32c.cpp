@@ -4,6 +4,10 @@
 #include <cstring>
 #include <memory>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace vgpu::crc {
 
 namespace {
@@ -80,15 +84,20 @@ uint64_t load64(const unsigned char* p)
 
 constexpr uint64_t XRGB_MASK = 0x00FFFFFF00FFFFFFull;
 
-bool detect_sse42()
+Implementation detect()
 {
 #if defined(__x86_64__)
-    return __builtin_cpu_supports("sse4.2");
-#else
-    return false;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("sse4.2"))
+        return Implementation::Avx512Clmul;
+    if (__builtin_cpu_supports("sse4.2"))
+        return Implementation::Sse42;
 #endif
+    return Implementation::Table;
 }
-const bool g_hardware = detect_sse42();
+const Implementation g_best = detect();
+Implementation g_used = g_best;
+bool g_hardware = g_used != Implementation::Table;
 
 #if defined(__x86_64__)
 // Three independent streams over thirds of the buffer, then joined with shift operators.
@@ -161,6 +170,98 @@ __attribute__((target("sse4.2"))) void raw_hardware_x3(const unsigned char* cons
         }
     }
 }
+
+// x^n mod P in our reflected 32-bit representation (bit 31 is x^0).
+uint32_t x_power(uint64_t n)
+{
+    uint32_t result = 1u << 31;
+    for (unsigned k = 0; n; n >>= 1, ++k)
+        if (n & 1)
+            result = multiply(powers().power[k & 63], result);
+    return result;
+}
+
+// Folding with carry-less multiplication (the method of Intel's "Fast CRC Computation for
+// Generic Polynomials Using PCLMULQDQ"; constants derived here). A 128-bit lane holds a
+// polynomial A of degree < 128 in the reflected layout (byte 0 bit 0 is x^127): its low qword is
+// the high half H, its high qword the low half L. Moving A forward by d bits, so that it can be
+// XORed into the data d bits later, is A * x^d = H * x^(d+64) + L * x^d, and mod P that is
+// H * k_h + L * k_l with 32-bit constants. A reflected carry-less multiply of two 64-bit values
+// yields their product times x, hence k_h = x^(d+63) mod P and k_l = x^(d-1) mod P; as 64-bit
+// reflected operands they are our 32-bit values shifted up by 32.
+struct FoldConstants {
+    uint64_t high, low;
+};
+FoldConstants fold_by(uint64_t bits) { return { uint64_t(x_power(bits + 63)) << 32, uint64_t(x_power(bits - 1)) << 32 }; }
+
+struct VectorConstants {
+    FoldConstants by512, by384, by256, by128;
+    VectorConstants()
+        : by512(fold_by(512))
+        , by384(fold_by(384))
+        , by256(fold_by(256))
+        , by128(fold_by(128))
+    {
+    }
+};
+const VectorConstants& vector_constants()
+{
+    static const VectorConstants constants;
+    return constants;
+}
+
+// Blocks of a multiple of 64 bytes, four at a time (one 512-bit accumulator each, to hide the
+// multiplier's latency), each block's canonical CRC into `out`; copied to `dst` on the way when
+// it is not null (the copy then costs little more than the CRC, or the CRC than the copy).
+// GCC 12's AVX-512 headers trip its own uninitialized-value warnings (_mm512_undefined_*).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(unsigned char* dst, const unsigned char* src, size_t block_bytes, size_t blocks, uint32_t* out)
+{
+    const auto& c = vector_constants();
+    const __m512i mask = _mm512_set1_epi32(0x00FFFFFF);
+    const __m512i init = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
+    const __m512i fold = _mm512_broadcast_i32x4(_mm_set_epi64x(int64_t(c.by512.low), int64_t(c.by512.high)));
+    // Lanes 0..2 move forward onto lane 3 (by 384, 256 and 128 bits); lane 3 stays.
+    const __m512i reduce = _mm512_set_epi64(0, 0, int64_t(c.by128.low), int64_t(c.by128.high), int64_t(c.by256.low),
+        int64_t(c.by256.high), int64_t(c.by384.low), int64_t(c.by384.high));
+    for (size_t first = 0; first < blocks; first += 4) {
+        const size_t group = std::min<size_t>(4, blocks - first);
+        // Copy the group first (glibc's memcpy is the fastest copy), then checksum the copy
+        // while it is in L1: faster than storing from the folding loop.
+        const unsigned char* from = src;
+        if (dst) {
+            std::memcpy(dst + first * block_bytes, src + first * block_bytes, group * block_bytes);
+            from = dst;
+        }
+        __m512i acc[4];
+        for (size_t j = 0; j < group; ++j) {
+            const size_t at = (first + j) * block_bytes;
+            __m512i v = _mm512_loadu_si512(from + at);
+            acc[j] = _mm512_xor_si512(_mm512_and_si512(v, mask), init);
+        }
+        for (size_t offset = 64; offset < block_bytes; offset += 64) {
+            for (size_t j = 0; j < group; ++j) {
+                const size_t at = (first + j) * block_bytes + offset;
+                __m512i v = _mm512_and_si512(_mm512_loadu_si512(from + at), mask);
+                __m512i h = _mm512_clmulepi64_epi128(acc[j], fold, 0x00);
+                __m512i l = _mm512_clmulepi64_epi128(acc[j], fold, 0x11);
+                acc[j] = _mm512_ternarylogic_epi64(h, l, v, 0x96); // h ^ l ^ v
+            }
+        }
+        for (size_t j = 0; j < group; ++j) {
+            __m512i r = _mm512_xor_si512(_mm512_clmulepi64_epi128(acc[j], reduce, 0x00), _mm512_clmulepi64_epi128(acc[j], reduce, 0x11));
+            __m128i x = _mm_xor_si128(_mm_xor_si128(_mm512_castsi512_si128(r), _mm512_extracti32x4_epi32(r, 1)),
+                _mm_xor_si128(_mm512_extracti32x4_epi32(r, 2), _mm512_extracti32x4_epi32(acc[j], 3)));
+            // What is left is a 16-byte message with the same CRC as the block.
+            uint64_t crc = _mm_crc32_u64(0, uint64_t(_mm_cvtsi128_si64(x)));
+            crc = _mm_crc32_u64(crc, uint64_t(_mm_extract_epi64(x, 1)));
+            out[first + j] = ~uint32_t(crc);
+        }
+    }
+}
+#pragma GCC diagnostic pop
 #endif
 
 uint32_t raw_update(uint32_t crc, const unsigned char* p, size_t n, uint64_t mask)
@@ -193,22 +294,41 @@ uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count)
 
 void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t blocks, uint32_t* out)
 {
+    copy_crc32c_xrgb_blocks(nullptr, pixels, block_pixels, blocks, out);
+}
+
+void copy_crc32c_xrgb_blocks(uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out)
+{
+    auto* d = reinterpret_cast<unsigned char*>(dst);
+    const auto* p = reinterpret_cast<const unsigned char*>(src);
+    const size_t block_bytes = block_pixels * 4;
     size_t i = 0;
 #if defined(__x86_64__)
+    // Folding wins when it only reads; with a copy, both ways copy a few blocks and checksum them
+    // from L1 right away (nearly free next to the copy), and the crc32 instruction is a little
+    // faster there (measured: 1280x800 in 128-pixel blocks, memcpy 330 us, copy and crc32 350,
+    // copy and folding 380).
+    if (g_used == Implementation::Avx512Clmul && !d && block_bytes % 64 == 0 && block_bytes >= 64) {
+        avx512_blocks(d, p, block_bytes, blocks, out);
+        return;
+    }
     if (g_hardware) {
-        const auto* base = reinterpret_cast<const unsigned char*>(pixels);
-        const size_t block_bytes = block_pixels * 4;
         for (; i + 3 <= blocks; i += 3) {
-            const unsigned char* p[3] = { base + i * block_bytes, base + (i + 1) * block_bytes, base + (i + 2) * block_bytes };
-            raw_hardware_x3(p, block_bytes, XRGB_MASK, out + i);
+            const unsigned char* s3[3] = { p + i * block_bytes, p + (i + 1) * block_bytes, p + (i + 2) * block_bytes };
+            if (d)
+                std::memcpy(d + i * block_bytes, s3[0], 3 * block_bytes);
+            raw_hardware_x3(s3, block_bytes, XRGB_MASK, out + i);
             out[i] = ~out[i];
             out[i + 1] = ~out[i + 1];
             out[i + 2] = ~out[i + 2];
         }
     }
 #endif
-    for (; i < blocks; ++i)
-        out[i] = crc32c_xrgb(0, pixels + i * block_pixels, block_pixels);
+    for (; i < blocks; ++i) {
+        if (d)
+            std::memcpy(d + i * block_bytes, p + i * block_bytes, block_bytes);
+        out[i] = crc32c_xrgb(0, src + i * block_pixels, block_pixels);
+    }
 }
 
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b)
@@ -227,5 +347,29 @@ Appender::Appender(uint64_t block_length)
 }
 
 bool hardware_accelerated() { return g_hardware; }
+
+Implementation implementation() { return g_used; }
+
+bool use_implementation(Implementation wanted)
+{
+    if (int(wanted) > int(g_best))
+        return false;
+    g_used = wanted;
+    g_hardware = wanted != Implementation::Table;
+    return true;
+}
+
+const char* implementation_name(Implementation i)
+{
+    switch (i) {
+    case Implementation::Table:
+        return "table";
+    case Implementation::Sse42:
+        return "sse4.2 crc32, 3 streams";
+    case Implementation::Avx512Clmul:
+        return "avx-512 vpclmulqdq folding";
+    }
+    return "?";
+}
 
 } // namespace vgpu::crc

@@ -25,6 +25,12 @@ uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count);
 // short blocks (the tiles of a row) are checksummed as fast as one long buffer.
 void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t blocks, uint32_t* out);
 
+// As crc32c_xrgb_blocks, copying the blocks from `src` to `dst` on the way (the two must not
+// overlap; either may be unaligned). With AVX-512 and VPCLMULQDQ, blocks of a multiple of 16
+// pixels are folded 64 bytes at a time, several times faster than the crc32 instruction, so a
+// copy that checksums costs about what a plain copy does.
+void copy_crc32c_xrgb_blocks(uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out);
+
 // crc(A || B) from crc(A), crc(B) and B's length.
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
 
@@ -48,5 +54,12 @@ private:
 
 // Whether the SSE4.2 instruction is used (for benchmarks and logs).
 bool hardware_accelerated();
+
+enum class Implementation { Table, Sse42, Avx512Clmul };
+// The one in use: the best this CPU has, unless a test or benchmark chose a simpler one.
+Implementation implementation();
+const char* implementation_name(Implementation implementation);
+// For tests and benchmarks: false (and nothing changes) when the CPU lacks it.
+bool use_implementation(Implementation implementation);
 
 } // namespace vgpu::crc

@@ -86,7 +86,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
     return nodata();
 }
 
-GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, std::byte* out, size_t length)
+GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length)
 {
     // The entry holding `offset` (the last one starting at or before it; binary search, since a
     // backing is often thousands of pages and a transfer copies row by row), then entry by entry.
@@ -101,8 +101,8 @@ GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t off
         ++index;
     }
     size_t done = 0;
-    // What lies past the end of the backing is not copied and the rest of `out` keeps its old
-    // pixels: QEMU's iov_to_buf does the same, and the spec names no error.
+    // What lies past the end of the backing is not copied and the rest of the range keeps its
+    // old pixels: QEMU's iov_to_buf does the same, and the spec names no error.
     while (done < length && index < resource.backing.size()) {
         const auto& e = resource.backing[index];
         uint64_t within = offset + done - entry_start;
@@ -110,7 +110,7 @@ GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t off
         auto source = m_memory->translate_gpa(e.addr + within, piece);
         if (!source)
             return GpuError::Unspec;
-        std::memcpy(out + done, source->data(), piece);
+        resource.pixels->copy_in(destination + done, source->data(), piece, m_checksum_transfers);
         done += piece;
         entry_start += e.length;
         ++index;
@@ -140,7 +140,7 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     if (!last || !range_within<uint64_t>(*last, row_bytes, resource->backing_bytes))
         VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing", c.resource_id, c.offset,
             resource->backing_bytes);
-    std::byte* dst = resource->row(c.r.y) + size_t(c.r.x) * BYTES_PER_PIXEL;
+    const size_t dst = size_t(c.r.y) * resource->stride + size_t(c.r.x) * BYTES_PER_PIXEL;
     // Sinks still reading these pixels (a CRC not computed yet) take them before they change.
     if (m_display)
         m_display->pixels_will_change(*resource->pixels);
@@ -158,7 +158,6 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
                 return r.release_error();
         }
     }
-    resource->pixels->changed(c.r);
     ++m_stats.transfers;
     m_stats.bytes_transferred += row_bytes * c.r.height;
     return nodata();

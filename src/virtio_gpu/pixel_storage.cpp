@@ -90,6 +90,95 @@ void PixelStorage::changed(const Rect& rect) const
     }
 }
 
+void PixelStorage::mark_row(uint32_t y, uint32_t begin, uint32_t end) const
+{
+    // Bytes [begin, end) of row y changed.
+    auto& c = *m_cache;
+    const uint32_t tile_bytes = TILE_PIXELS * BYTES_PER_PIXEL;
+    uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
+    std::fill(valid + begin / tile_bytes, valid + (end - 1) / tile_bytes + 1, uint8_t(0));
+    c.row_state[y] = begin == 0 && end == m_stride ? RowState::Whole : RowState::Tiles;
+}
+
+void PixelStorage::copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end, const std::byte* source)
+{
+    // Bytes [begin, end) of row y arrive from `source`: the tiles wholly inside are copied and
+    // checksummed together, the partial ones at the edges copied and marked.
+    auto& c = *m_cache;
+    const uint32_t tile_bytes = TILE_PIXELS * BYTES_PER_PIXEL;
+    std::byte* row = m_data.get() + size_t(y) * m_stride;
+    const uint32_t first = (begin + tile_bytes - 1) / tile_bytes;
+    const uint32_t last_tile_start = (c.tiles_per_row - 1) * tile_bytes;
+    // Whole tiles of full length end at or before `end`; the short last tile counts when the
+    // range reaches the end of the row.
+    uint32_t full_end = end / tile_bytes;
+    if (full_end > c.tiles_per_row - 1 && c.last_tile_pixels != TILE_PIXELS)
+        full_end = c.tiles_per_row - 1;
+    const bool short_last = c.last_tile_pixels != TILE_PIXELS && end == m_stride && begin <= last_tile_start;
+    if (first >= full_end && !short_last) {
+        std::memcpy(row + begin, source, end - begin);
+        mark_row(y, begin, end);
+        return;
+    }
+    uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
+    uint32_t* crcs = c.tile_crc.data() + size_t(y) * c.tiles_per_row;
+    const uint32_t head_end = std::min(first * tile_bytes, end);
+    if (head_end > begin) {
+        std::memcpy(row + begin, source, head_end - begin);
+        valid[begin / tile_bytes] = 0;
+    }
+    if (full_end > first) {
+        crc::copy_crc32c_xrgb_blocks(reinterpret_cast<uint32_t*>(row + size_t(first) * tile_bytes),
+            reinterpret_cast<const uint32_t*>(source + (size_t(first) * tile_bytes - begin)), TILE_PIXELS, full_end - first, crcs + first);
+        std::fill(valid + first, valid + full_end, uint8_t(1));
+        m_pixels_checksummed += uint64_t(full_end - first) * TILE_PIXELS;
+    }
+    uint32_t tail_begin = std::max(full_end * tile_bytes, head_end);
+    if (short_last) {
+        const uint32_t t = c.tiles_per_row - 1;
+        std::memcpy(row + last_tile_start, source + (last_tile_start - begin), m_stride - last_tile_start);
+        crcs[t] = crc::crc32c_xrgb(0, reinterpret_cast<const uint32_t*>(row + last_tile_start), c.last_tile_pixels);
+        valid[t] = 1;
+        m_pixels_checksummed += c.last_tile_pixels;
+        tail_begin = end;
+    }
+    if (end > tail_begin) {
+        std::memcpy(row + tail_begin, source + (tail_begin - begin), end - tail_begin);
+        valid[tail_begin / tile_bytes] = 0;
+    }
+    c.row_state[y] = RowState::Tiles;
+}
+
+void PixelStorage::copy_in(size_t offset, const std::byte* source, size_t length, bool checksum)
+{
+    if (length == 0)
+        return;
+    // Checksumming needs the canonical layout as it is stored (XRGB/ARGB); other formats are
+    // copied and checksummed later, when a CRC is asked for.
+    if (checksum && is_x8r8g8b8_layout(m_format.format))
+        cache();
+    else
+        checksum = false;
+    if (!m_cache) {
+        std::memcpy(m_data.get() + offset, source, length);
+        return;
+    }
+    const size_t end = offset + length;
+    while (offset < end) {
+        const auto y = uint32_t(offset / m_stride);
+        const auto begin = uint32_t(offset % m_stride);
+        const auto row_end = uint32_t(std::min<size_t>(end - size_t(y) * m_stride, m_stride));
+        if (checksum) {
+            copy_row_checksummed(y, begin, row_end, source);
+        } else {
+            std::memcpy(m_data.get() + offset, source, row_end - begin);
+            mark_row(y, begin, row_end);
+        }
+        source += row_end - begin;
+        offset += row_end - begin;
+    }
+}
+
 uint32_t PixelStorage::span_crc(uint32_t x, uint32_t y, uint32_t width) const
 {
     m_pixels_checksummed += width;

@@ -10,19 +10,46 @@ CrcCapture::CrcCapture(EventLoop& loop)
 {
 }
 
+CrcCapture::~CrcCapture()
+{
+    {
+        std::lock_guard lock(m_mutex);
+        m_quit = true;
+    }
+    m_changed.notify_all();
+    if (m_worker.joinable())
+        m_worker.join();
+}
+
+bool CrcCapture::any_active() const
+{
+    for (const auto& ring : m_rings)
+        if (ring.active)
+            return true;
+    return false;
+}
+
+void CrcCapture::set_active(uint32_t output, bool on)
+{
+    bool before = any_active();
+    m_rings[output].active = on;
+    if (before != any_active() && m_active_listener)
+        m_active_listener(!before);
+}
+
 void CrcCapture::start(uint32_t output)
 {
     resolve();
     auto& ring = m_rings[output];
-    ring.active = true;
     ring.entries.clear();
     ring.overflow = 0;
+    set_active(output, true);
 }
 
 void CrcCapture::stop(uint32_t output)
 {
     resolve();
-    m_rings[output].active = false;
+    set_active(output, false);
 }
 
 CrcCapture::Drained CrcCapture::read(uint32_t output)
@@ -40,37 +67,96 @@ void CrcCapture::output_damaged(const Output& output, Rect)
     if (!m_rings[output.index].active || !output.source)
         return;
     const auto& source = *output.source;
-    m_pending.push_back({ output.index, output.generation, source.pixels, source.rect });
     ++m_entries_total;
-    if (!m_resolve_posted) {
-        m_resolve_posted = true;
-        m_loop.post([self = std::weak_ptr<CrcCapture*>(m_self)] {
-            if (auto alive = self.lock()) {
-                (*alive)->m_resolve_posted = false;
-                (*alive)->resolve();
-            }
-        });
+    {
+        std::lock_guard lock(m_mutex);
+        m_jobs.push_back({ output.index, output.generation, source.pixels, source.rect });
+        ++m_jobs_total;
+        if (!m_worker.joinable())
+            m_worker = std::thread([this] { run_worker(); });
     }
+    m_changed.notify_all();
+}
+
+bool CrcCapture::uses(const virtio_gpu::PixelStorage* pixels) const
+{
+    if (m_running == pixels)
+        return true;
+    for (const auto& job : m_jobs)
+        if (job.pixels.get() == pixels)
+            return true;
+    return false;
 }
 
 void CrcCapture::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 {
-    // Entries stay in flush order: everything pending is resolved, not only these pixels.
-    for (const auto& p : m_pending) {
-        if (p.pixels.get() == &pixels) {
-            resolve();
-            return;
-        }
-    }
+    std::unique_lock lock(m_mutex);
+    if (!uses(&pixels))
+        return;
+    ++m_overwrite_waits;
+    m_changed.wait(lock, [&] { return !uses(&pixels); });
 }
 
 void CrcCapture::resolve()
 {
-    while (!m_pending.empty()) {
-        auto p = std::move(m_pending.front());
-        m_pending.pop_front();
-        add(p.output, CrcEntry { p.frame, p.pixels->rect_crc(p.rect) });
+    {
+        std::unique_lock lock(m_mutex);
+        m_changed.wait(lock, [&] { return m_jobs.empty() && !m_running; });
     }
+    collect();
+}
+
+size_t CrcCapture::pending() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_jobs.size() + (m_running ? 1 : 0) + m_done.size();
+}
+
+CrcCaptureStats CrcCapture::stats() const
+{
+    std::lock_guard lock(m_mutex);
+    return CrcCaptureStats { m_jobs_total, m_overwrite_waits };
+}
+
+void CrcCapture::run_worker()
+{
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+        m_changed.wait(lock, [&] { return m_quit || !m_jobs.empty(); });
+        if (m_quit)
+            return;
+        Job job = std::move(m_jobs.front());
+        m_jobs.pop_front();
+        m_running = job.pixels.get();
+        lock.unlock();
+        // Only this thread touches the pixels (and their CRC cache) now: the loop waits in
+        // pixels_will_change before it writes them.
+        uint32_t crc = job.pixels->rect_crc(job.rect);
+        job.pixels.reset();
+        lock.lock();
+        m_running = nullptr;
+        m_done.push_back({ job.output, CrcEntry { job.frame, crc } });
+        if (!m_collect_posted) {
+            m_collect_posted = true;
+            m_loop.post([self = std::weak_ptr<CrcCapture*>(m_self)] {
+                if (auto alive = self.lock())
+                    (*alive)->collect();
+            });
+        }
+        m_changed.notify_all();
+    }
+}
+
+void CrcCapture::collect()
+{
+    std::deque<Done> done;
+    {
+        std::lock_guard lock(m_mutex);
+        done.swap(m_done);
+        m_collect_posted = false;
+    }
+    for (const auto& d : done)
+        add(d.output, d.entry);
 }
 
 void CrcCapture::add(uint32_t output, const CrcEntry& entry)

@@ -4,18 +4,23 @@
 // entries are dropped and counted as overflow, as DRM's CRC ring does. Capture never merges: every
 // flush gets its entry, independent of how UPDATEs to QEMU are paced.
 //
-// The CRC is computed after the flush has been answered, so that the guest never waits for it: a
-// flush only records which pixels to checksum, and the checksum runs on the loop's next turn
-// (while the guest reacts to its fence), or earlier when it is needed: before a transfer
-// overwrites those pixels (pixels_will_change), and before entries are read. So the value is
-// always that of the frame the flush showed.
+// The guest never waits for a CRC: a flush only queues a job (which pixels, which rectangle), and
+// a worker thread checksums it while the device loop goes on. The job keeps the pixels alive, and
+// the device announces every overwrite (pixels_will_change) before it copies: the loop then waits
+// for the jobs on those pixels, so a CRC is always of the frame its flush showed. With the guest's
+// double buffering the overwrite comes two flips later, and the wait is rare. Results come back to
+// the loop (posted), where they enter the rings and go to the listener in flush order; reading
+// entries first waits for all jobs.
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -29,13 +34,22 @@ struct CrcEntry {
     uint32_t crc;
 };
 
+struct CrcCaptureStats {
+    uint64_t jobs = 0;
+    uint64_t overwrite_waits = 0; // a transfer had to wait for a CRC of its pixels
+};
+
 class CrcCapture final : public DisplaySink {
 public:
     static constexpr size_t ring_size = 128;
 
     explicit CrcCapture(EventLoop& loop);
-    // Every captured entry, as its CRC is computed (for CRC events); after the ring took it or not.
+    ~CrcCapture() override;
+    // Every captured entry, as it reaches the loop (for CRC events); after the ring took it or not.
     void set_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener) { m_listener = std::move(listener); }
+    // Runs when capture starts on the first output or stops on the last: the device then
+    // checksums transfers as it copies them, and the jobs here mostly join those checksums.
+    void set_active_listener(std::function<void(bool any_active)> listener) { m_active_listener = std::move(listener); }
 
     void start(uint32_t output);
     void stop(uint32_t output);
@@ -46,9 +60,11 @@ public:
     };
     Drained read(uint32_t output);
     uint64_t entries_total() const { return m_entries_total; }
-    // Computes every CRC still pending (they are otherwise computed on the loop's next turn).
+    // Waits for every job and takes its result into the rings (otherwise done when posted).
     void resolve();
-    size_t pending() const { return m_pending.size(); }
+    // Flushes whose entry has not reached the rings yet.
+    size_t pending() const;
+    CrcCaptureStats stats() const;
 
     void output_changed(const Output&) override { }
     void output_damaged(const Output& output, Rect damage) override;
@@ -61,23 +77,41 @@ private:
         std::deque<CrcEntry> entries;
         uint64_t overflow = 0;
     };
-    // A flush whose CRC is still to be computed: the pixels are kept alive until then.
-    struct Pending {
+    struct Job {
         uint32_t output;
         uint64_t frame;
-        std::shared_ptr<const virtio_gpu::PixelStorage> pixels;
+        std::shared_ptr<const virtio_gpu::PixelStorage> pixels; // alive until checksummed
         Rect rect;
     };
+    struct Done {
+        uint32_t output;
+        CrcEntry entry;
+    };
+    void run_worker();
+    void collect();
     void add(uint32_t output, const CrcEntry& entry);
+    bool uses(const virtio_gpu::PixelStorage* pixels) const; // m_mutex held
+    bool any_active() const;
+    void set_active(uint32_t output, bool on);
 
     EventLoop& m_loop;
     std::array<Ring, virtio_gpu::MAX_SCANOUTS> m_rings {};
-    std::deque<Pending> m_pending;
-    bool m_resolve_posted = false;
+    std::function<void(uint32_t, const CrcEntry&)> m_listener;
+    std::function<void(bool)> m_active_listener;
+    uint64_t m_entries_total = 0;
+    uint64_t m_overwrite_waits = 0;
     // Posted tasks hold a weak reference: a capture destroyed before its task runs is not touched.
     std::shared_ptr<CrcCapture*> m_self;
-    std::function<void(uint32_t, const CrcEntry&)> m_listener;
-    uint64_t m_entries_total = 0;
+
+    mutable std::mutex m_mutex;
+    std::condition_variable m_changed; // a job was queued or finished, or quit
+    std::deque<Job> m_jobs; // GUARDED_BY(m_mutex)
+    const virtio_gpu::PixelStorage* m_running = nullptr; // GUARDED_BY(m_mutex)
+    std::deque<Done> m_done; // GUARDED_BY(m_mutex)
+    bool m_collect_posted = false; // GUARDED_BY(m_mutex)
+    bool m_quit = false; // GUARDED_BY(m_mutex)
+    uint64_t m_jobs_total = 0; // GUARDED_BY(m_mutex)
+    std::thread m_worker; // started with the first job
 };
 
 } // namespace vgpu::display::capture

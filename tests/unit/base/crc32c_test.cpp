@@ -102,21 +102,74 @@ TEST(Crc32cXrgb, EqualsTheCrcOfCanonicalBytes)
     }
 }
 
-TEST(Crc32cXrgb, Blocks_EachEqualsItsOwnCrc)
+// The canonical CRC of pixels, bit by bit: each pixel's bytes B, G, R and a zero.
+uint32_t canonical_reference(const uint32_t* pixels, size_t count)
 {
-    // Block counts that leave no, one and two blocks after the triples; odd pixel counts leave a
-    // 4-byte tail in every stream.
-    for (size_t block : { 1u, 3u, 128u, 129u })
-        for (size_t blocks : { 0u, 1u, 2u, 3u, 4u, 5u, 7u }) {
-            std::vector<uint32_t> pixels(block * blocks);
-            for (size_t i = 0; i < pixels.size(); ++i)
-                pixels[i] = uint32_t(i * 0x9E3779B9u + block);
-            std::vector<uint32_t> out(blocks, 0xdeadbeef);
-            crc32c_xrgb_blocks(pixels.data(), block, blocks, out.data());
-            for (size_t b = 0; b < blocks; ++b)
-                EXPECT_EQ(out[b], crc32c_xrgb(0, pixels.data() + b * block, block)) << block << " x " << blocks << " #" << b;
-        }
+    std::vector<std::byte> canonical(count * 4);
+    for (size_t i = 0; i < count; ++i) {
+        uint32_t c = pixels[i] & 0x00FFFFFF;
+        std::memcpy(canonical.data() + 4 * i, &c, 4);
+    }
+    return reference(canonical);
 }
+
+// Every implementation, each in turn; the best one is restored afterwards. One this CPU lacks
+// must be refused, leaving the one in use (the tests then check that one again).
+class EachImplementation : public ::testing::TestWithParam<Implementation> {
+protected:
+    void SetUp() override
+    {
+        Implementation before = implementation();
+        if (!use_implementation(GetParam())) {
+            EXPECT_EQ(implementation(), before) << implementation_name(GetParam()) << " refused but the implementation changed";
+            EXPECT_LT(int(before), int(GetParam()));
+        }
+    }
+    void TearDown() override
+    {
+        use_implementation(Implementation::Avx512Clmul) || use_implementation(Implementation::Sse42);
+    }
+};
+
+TEST_P(EachImplementation, Blocks_EachEqualsTheBitwiseReference_CopiedOrNot)
+{
+    // Block counts around the groups of 3 and 4; blocks that are and are not a multiple of 16
+    // pixels (the folding path); unaligned source and destination.
+    for (size_t block : { 1u, 3u, 16u, 32u, 128u, 129u, 256u })
+        for (size_t blocks : { 0u, 1u, 2u, 3u, 4u, 5u, 7u, 9u })
+            for (size_t misalign : { 0u, 1u }) {
+                std::vector<uint32_t> storage(block * blocks + 1), copy(block * blocks + 1, 0);
+                for (size_t i = 0; i < storage.size(); ++i)
+                    storage[i] = uint32_t(i * 0x9E3779B9u + block);
+                // Misaligned by 4 bytes: a whole pixel, as guest pages may start anywhere.
+                const uint32_t* src = storage.data() + misalign;
+                std::vector<uint32_t> out(blocks, 0xdeadbeef), out_copied(blocks, 0xdeadbeef);
+                crc32c_xrgb_blocks(src, block, blocks, out.data());
+                copy_crc32c_xrgb_blocks(copy.data() + misalign, src, block, blocks, out_copied.data());
+                for (size_t b = 0; b < blocks; ++b) {
+                    uint32_t expected = canonical_reference(src + b * block, block);
+                    EXPECT_EQ(out[b], expected) << block << " x " << blocks << " #" << b;
+                    EXPECT_EQ(out_copied[b], expected) << block << " x " << blocks << " #" << b;
+                }
+                EXPECT_TRUE(std::equal(src, src + block * blocks, copy.data() + misalign));
+            }
+}
+
+TEST_P(EachImplementation, Xrgb_EqualsTheBitwiseReference)
+{
+    std::vector<uint32_t> pixels(3000);
+    for (size_t i = 0; i < pixels.size(); ++i)
+        pixels[i] = uint32_t(i * 0x85EBCA6Bu);
+    for (size_t count : { 0u, 1u, 5u, 200u, 2999u })
+        EXPECT_EQ(crc32c_xrgb(0, pixels.data(), count), canonical_reference(pixels.data(), count)) << count;
+}
+
+INSTANTIATE_TEST_SUITE_P(Crc32c, EachImplementation,
+    ::testing::Values(Implementation::Table, Implementation::Sse42, Implementation::Avx512Clmul),
+    [](const auto& param_info) {
+        auto i = param_info.param;
+        return std::string(i == Implementation::Table ? "Table" : i == Implementation::Sse42 ? "Sse42" : "Avx512Clmul");
+    });
 
 } // namespace
 } // namespace vgpu::crc

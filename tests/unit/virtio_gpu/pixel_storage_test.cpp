@@ -126,5 +126,70 @@ TEST(PixelStorageCrc, AlphaIsIgnored_XrgbAndArgbStorageGiveTheSameCrc)
     EXPECT_EQ(x->rect_crc(Rect { 5, 1, 150, 2 }), a->rect_crc(Rect { 5, 1, 150, 2 }));
 }
 
+// copy_in as a transfer does it: a rectangle's rows, each split into pieces at random byte
+// positions (guest pages end anywhere), checksummed on the way or not.
+void transfer(PixelStorage& p, const Rect& r, std::minstd_rand& rng, bool checksum)
+{
+    for (uint32_t y = r.y; y < r.y + r.height; ++y) {
+        std::vector<uint32_t> row(r.width);
+        for (auto& v : row)
+            v = uint32_t(rng());
+        const auto* bytes = reinterpret_cast<const std::byte*>(row.data());
+        size_t length = size_t(r.width) * 4, done = 0;
+        while (done < length) {
+            size_t piece = std::min<size_t>(length - done, 1 + rng() % 3000);
+            p.copy_in(size_t(y) * p.stride() + size_t(r.x) * 4 + done, bytes + done, piece, checksum);
+            done += piece;
+        }
+        EXPECT_EQ(std::memcmp(p.data() + size_t(y) * p.stride() + size_t(r.x) * 4, row.data(), length), 0);
+    }
+}
+
+TEST(PixelStorageCrc, CopyIn_AnyPiecesCheckedOrNot_MatchACrcFromScratch)
+{
+    for (uint32_t width : { 300u, 1280u, 77u }) {
+        SCOPED_TRACE(width);
+        auto p = make(width, 30);
+        std::minstd_rand rng(width);
+        const Rect full { 0, 0, width, 30 };
+        for (int step = 0; step < 60; ++step) {
+            SCOPED_TRACE(step);
+            Rect change = step % 4 == 0 ? full : random_rect(width, 30, rng);
+            transfer(*p, change, rng, step % 3 != 2);
+            Rect asked = step % 5 == 0 ? random_rect(width, 30, rng) : full;
+            ASSERT_EQ(p->rect_crc(asked), fresh_crc(*p, asked));
+        }
+    }
+}
+
+TEST(PixelStorageCrc, CopyInChecksummed_WholeFrame_LeavesNothingToChecksumLater)
+{
+    auto p = make(1280, 40);
+    std::minstd_rand rng(5);
+    const Rect full { 0, 0, 1280, 40 };
+    // One piece per row: every tile arrives whole and is checksummed during the copy.
+    std::vector<uint32_t> frame(1280 * 40);
+    for (auto& v : frame)
+        v = uint32_t(rng());
+    for (uint32_t y = 0; y < 40; ++y)
+        p->copy_in(size_t(y) * p->stride(), reinterpret_cast<const std::byte*>(frame.data() + size_t(y) * 1280), 1280 * 4, true);
+    uint64_t during_copy = p->pixels_checksummed();
+
+    EXPECT_EQ(p->rect_crc(full), fresh_crc(*p, full));
+
+    EXPECT_EQ(during_copy, 1280u * 40u);
+    EXPECT_EQ(p->pixels_checksummed(), during_copy);
+}
+
+TEST(PixelStorageCrc, CopyIn_OtherFormats_AreCopiedAndChecksummedLater)
+{
+    auto p = make(256, 2, Format::R8G8B8A8Unorm);
+    std::vector<uint32_t> row(256, 0x11223344);
+    p->copy_in(0, reinterpret_cast<const std::byte*>(row.data()), 1024, true);
+
+    EXPECT_EQ(p->pixels_checksummed(), 0u);
+    EXPECT_EQ(p->rect_crc(Rect { 0, 0, 256, 2 }), fresh_crc(*p, Rect { 0, 0, 256, 2 }));
+}
+
 } // namespace
 } // namespace vgpu::virtio_gpu
