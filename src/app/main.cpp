@@ -51,10 +51,8 @@ Result<int> run(const app::Options& options)
     display::Display display(*loop);
     virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem });
     device.set_display_host(&display);
-    // CRC capture watches every output. While it is on, transfers checksum what they copy, and
-    // its worker joins those checksums per flush, off the device loop.
+    // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
-    crc.set_active_listener([&device](bool any) { device.set_checksum_transfers(any); });
     display.add_sink(&crc);
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {

@@ -76,9 +76,11 @@ void Display::scanout_damaged(uint32_t scanout, Rect damage)
     for_each_sink([&](DisplaySink& sink) { sink.output_damaged(output, damage); });
 }
 
-void Display::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
+bool Display::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 {
-    for_each_sink([&](DisplaySink& sink) { sink.pixels_will_change(pixels); });
+    bool checksum = false;
+    for_each_sink([&](DisplaySink& sink) { checksum |= sink.pixels_will_change(pixels); });
+    return checksum;
 }
 
 void Display::cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y)

@@ -36,7 +36,7 @@ public:
     void query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done) override;
     void scanout_set(uint32_t scanout, std::optional<virtio_gpu::ScanoutSource> source) override;
     void scanout_damaged(uint32_t scanout, Rect damage) override;
-    void pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
+    bool pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
     void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y) override;
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
 

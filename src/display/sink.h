@@ -14,8 +14,9 @@ public:
     // Pixels in `damage` (output coordinates) changed.
     virtual void output_damaged(const Output& output, Rect damage) = 0;
     // A resource's pixels are about to be overwritten: what a sink still has to read of them
-    // (for an earlier frame) it reads now. Most sinks read at once and ignore this.
-    virtual void pixels_will_change(const virtio_gpu::PixelStorage&) { }
+    // (for an earlier frame) it reads now. Returns true to have the new pixels checksummed as
+    // they are copied. Most sinks read at once and ignore this.
+    virtual bool pixels_will_change(const virtio_gpu::PixelStorage&) { return false; }
     // A new cursor image or visibility (`moved_only`: just a new position).
     virtual void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) = 0;
 };

@@ -86,7 +86,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
     return nodata();
 }
 
-GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length)
+GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length, bool checksum)
 {
     // The entry holding `offset` (the last one starting at or before it; binary search, since a
     // backing is often thousands of pages and a transfer copies row by row), then entry by entry.
@@ -110,7 +110,7 @@ GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t off
         auto source = m_memory->translate_gpa(e.addr + within, piece);
         if (!source)
             return GpuError::Unspec;
-        resource.pixels->copy_in(destination + done, source->data(), piece, m_checksum_transfers);
+        resource.pixels->copy_in(destination + done, source->data(), piece, checksum);
         done += piece;
         entry_start += e.length;
         ++index;
@@ -142,19 +142,18 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
             resource->backing_bytes);
     const size_t dst = size_t(c.r.y) * resource->stride + size_t(c.r.x) * BYTES_PER_PIXEL;
     // Sinks still reading these pixels (a CRC not computed yet) take them before they change.
-    if (m_display)
-        m_display->pixels_will_change(*resource->pixels);
+    const bool checksum = m_display && m_display->pixels_will_change(*resource->pixels);
     if (c.r.x == 0 && c.r.width == resource->width) {
         // Whole rows are contiguous on both sides (at most the resource's size, checked at
         // creation): one copy per backing entry.
-        if (auto r = copy_from_backing(*resource, c.offset, dst, size_t(row_bytes) * c.r.height); !r)
+        if (auto r = copy_from_backing(*resource, c.offset, dst, size_t(row_bytes) * c.r.height, checksum); !r)
             return r.release_error();
     } else {
         for (uint32_t h = 0; h < c.r.height; ++h) {
             auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
             if (!offset)
                 break; // past any backing
-            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes)); !r)
+            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes), checksum); !r)
                 return r.release_error();
         }
     }

@@ -81,8 +81,6 @@ public:
 
     const DeviceStats& stats() const { return m_stats; }
     const ResourceTable& resources() const { return m_resources; }
-    // CRC capture is on somewhere: transfers checksum the pixels as they copy them.
-    void set_checksum_transfers(bool on) { m_checksum_transfers = on; }
     const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
     // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
     void raise_display_event();
@@ -143,8 +141,9 @@ private:
     GpuResult<RespEdid> own_edid(uint32_t scanout) const;
     Resource* find_resource(uint32_t id, const char* command);
     void disable_scanout(uint32_t scanout);
-    // Copies `length` bytes of the backing from `offset` to byte `destination` of the pixels.
-    GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length);
+    // Copies `length` bytes of the backing from `offset` to byte `destination` of the pixels,
+    // checksumming them on the way when asked to.
+    GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length, bool checksum);
     std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
 
     DeviceOptions m_options;
@@ -154,7 +153,6 @@ private:
     ResourceTable m_resources;
     std::array<Scanout, MAX_SCANOUTS> m_scanouts {};
     DeviceStats m_stats;
-    bool m_checksum_transfers = false;
 
     // The control queue and memory, remembered for deferred completions.
     virtio::SplitQueue* m_control = nullptr;

@@ -58,8 +58,9 @@ public:
     // The pixels in `damage` (scanout coordinates, clipped to the scanout) changed.
     virtual void scanout_damaged(uint32_t scanout, Rect damage) = 0;
     // `pixels` are about to be overwritten (a transfer into them): a sink that still has to read
-    // the frame they hold (a CRC of an earlier flush) reads it now.
-    virtual void pixels_will_change(const PixelStorage& pixels) = 0;
+    // the frame they hold (a CRC of an earlier flush) reads it now. True when a sink wants the
+    // new pixels checksummed as they are copied (CRC capture of the output showing them).
+    virtual bool pixels_will_change(const PixelStorage& pixels) = 0;
     // A new cursor image (nullopt: hide) at x, y on `scanout`, or a move of the current one.
     virtual void cursor_set(uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y) = 0;
     virtual void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) = 0;

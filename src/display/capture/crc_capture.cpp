@@ -21,35 +21,19 @@ CrcCapture::~CrcCapture()
         m_worker.join();
 }
 
-bool CrcCapture::any_active() const
-{
-    for (const auto& ring : m_rings)
-        if (ring.active)
-            return true;
-    return false;
-}
-
-void CrcCapture::set_active(uint32_t output, bool on)
-{
-    bool before = any_active();
-    m_rings[output].active = on;
-    if (before != any_active() && m_active_listener)
-        m_active_listener(!before);
-}
-
 void CrcCapture::start(uint32_t output)
 {
     resolve();
     auto& ring = m_rings[output];
     ring.entries.clear();
     ring.overflow = 0;
-    set_active(output, true);
+    ring.active = true;
 }
 
 void CrcCapture::stop(uint32_t output)
 {
     resolve();
-    set_active(output, false);
+    m_rings[output].active = false;
 }
 
 CrcCapture::Drained CrcCapture::read(uint32_t output)
@@ -88,13 +72,19 @@ bool CrcCapture::uses(const virtio_gpu::PixelStorage* pixels) const
     return false;
 }
 
-void CrcCapture::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
+bool CrcCapture::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 {
-    std::unique_lock lock(m_mutex);
-    if (!uses(&pixels))
-        return;
-    ++m_overwrite_waits;
-    m_changed.wait(lock, [&] { return !uses(&pixels); });
+    {
+        std::unique_lock lock(m_mutex);
+        if (uses(&pixels)) {
+            ++m_overwrite_waits;
+            m_changed.wait(lock, [&] { return !uses(&pixels); });
+        }
+    }
+    for (const auto& ring : m_rings)
+        if (ring.active)
+            return true;
+    return false;
 }
 
 void CrcCapture::resolve()

@@ -8,7 +8,8 @@
 // a worker thread checksums it while the device loop goes on. The job keeps the pixels alive, and
 // the device announces every overwrite (pixels_will_change) before it copies: the loop then waits
 // for the jobs on those pixels, so a CRC is always of the frame its flush showed. With the guest's
-// double buffering the overwrite comes two flips later, and the wait is rare. Results come back to
+// double buffering the overwrite comes two flips later, and the wait is rare. While capture is on,
+// transfers checksum their tiles as they copy them (PixelStorage), so a job is mostly the join. Results come back to
 // the loop (posted), where they enter the rings and go to the listener in flush order; reading
 // entries first waits for all jobs.
 #pragma once
@@ -47,9 +48,6 @@ public:
     ~CrcCapture() override;
     // Every captured entry, as it reaches the loop (for CRC events); after the ring took it or not.
     void set_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener) { m_listener = std::move(listener); }
-    // Runs when capture starts on the first output or stops on the last: the device then
-    // checksums transfers as it copies them, and the jobs here mostly join those checksums.
-    void set_active_listener(std::function<void(bool any_active)> listener) { m_active_listener = std::move(listener); }
 
     void start(uint32_t output);
     void stop(uint32_t output);
@@ -68,7 +66,12 @@ public:
 
     void output_changed(const Output&) override { }
     void output_damaged(const Output& output, Rect damage) override;
-    void pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
+    // Waits for the jobs on these pixels. While capture is on anywhere, asks for the new pixels
+    // to be checksummed during the copy: from L1, that costs a fraction of the copy, where the
+    // worker reading them again from memory costs more than the copy (measured in the guest
+    // benchmark: 0.99x against 0.74x of the built-in device's flip rate), whether or not the
+    // resource is on screen yet (a page flip's back buffer).
+    bool pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
     void cursor_changed(uint32_t, const CursorState&, bool) override { }
 
 private:
@@ -91,13 +94,10 @@ private:
     void collect();
     void add(uint32_t output, const CrcEntry& entry);
     bool uses(const virtio_gpu::PixelStorage* pixels) const; // m_mutex held
-    bool any_active() const;
-    void set_active(uint32_t output, bool on);
 
     EventLoop& m_loop;
     std::array<Ring, virtio_gpu::MAX_SCANOUTS> m_rings {};
     std::function<void(uint32_t, const CrcEntry&)> m_listener;
-    std::function<void(bool)> m_active_listener;
     uint64_t m_entries_total = 0;
     uint64_t m_overwrite_waits = 0;
     // Posted tasks hold a weak reference: a capture destroyed before its task runs is not touched.

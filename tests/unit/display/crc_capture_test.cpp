@@ -142,6 +142,19 @@ TEST_F(CrcCaptureTest, OtherPixelsChanging_DoNotWait)
     EXPECT_EQ(drained.entries[0].crc, reference_crc(frame));
 }
 
+TEST_F(CrcCaptureTest, ChecksumDuringTheCopy_IsAskedForWhileCaptureIsOn)
+{
+    auto back_buffer = virtio_gpu::PixelStorage::allocate(W, H, W * 4, pixels->format());
+    EXPECT_FALSE(capture->pixels_will_change(*pixels));
+
+    capture->start(0);
+    EXPECT_TRUE(capture->pixels_will_change(*pixels));
+    EXPECT_TRUE(capture->pixels_will_change(*back_buffer)); // a page flip's next frame
+    capture->stop(0);
+
+    EXPECT_FALSE(capture->pixels_will_change(*pixels));
+}
+
 TEST_F(CrcCaptureTest, CaptureOff_RecordsNothing)
 {
     draw(0x445566);

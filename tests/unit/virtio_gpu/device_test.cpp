@@ -125,13 +125,15 @@ public:
         cursor_sets.push_back({ scanout, std::move(image), x, y });
     }
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override { cursor_moves.push_back({ scanout, x, y }); }
-    void pixels_will_change(const PixelStorage& pixels) override
+    bool pixels_will_change(const PixelStorage& pixels) override
     {
         // What the pixels held when the device announced the change: the first pixel.
         uint32_t first = 0;
         std::memcpy(&first, pixels.data(), sizeof(first));
         pixel_changes.push_back({ &pixels, first });
+        return checksum_transfers;
     }
+    bool checksum_transfers = false;
     struct PixelChange {
         const PixelStorage* pixels;
         uint32_t first_pixel_before;
@@ -535,6 +537,26 @@ TEST_F(GpuDeviceTest, Transfer_AnnouncesTheChangeBeforeOverwritingThePixels)
     ASSERT_EQ(host.pixel_changes.size(), 2u);
     EXPECT_EQ(host.pixel_changes[0].first_pixel_before, 0u); // a new resource is black
     EXPECT_EQ(host.pixel_changes[1].first_pixel_before, first_pixel);
+}
+
+TEST_F(GpuDeviceTest, Transfer_ChecksumsOnTheWayOnlyWhenTheDisplayAsks)
+{
+    // 256 pixels wide: two whole 128-pixel tiles per row.
+    auto content = pattern(256 * 16 * 4, 7);
+    ASSERT_EQ(create_2d(1, 256, 16), OK_NODATA);
+    uint64_t gpa = guest_buffer(content);
+    ASSERT_EQ(attach(1, { MemEntry { gpa, uint32_t(content.size()), 0 } }), OK_NODATA);
+    ASSERT_EQ(set_scanout(0, 1, Rect { 0, 0, 256, 16 }), OK_NODATA);
+    const auto& pixels = *host.scanout_sets.back().source->pixels;
+
+    ASSERT_EQ(transfer(1, Rect { 0, 0, 256, 16 }), OK_NODATA);
+    EXPECT_EQ(pixels.pixels_checksummed(), 0u);
+    host.checksum_transfers = true;
+    ASSERT_EQ(transfer(1, Rect { 0, 0, 256, 16 }), OK_NODATA);
+
+    EXPECT_EQ(pixels.pixels_checksummed(), 256u * 16u);
+    auto shown = shown_pixels();
+    EXPECT_TRUE(std::equal(shown.begin(), shown.end(), content.begin()));
 }
 
 TEST_F(GpuDeviceTest, Transfer_BackingOfDiscontiguousEntries_CopiesAcrossEntryBoundaries)
