@@ -561,6 +561,7 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
     const uint32_t dw = full ? w : 256, dh = full ? h : 256;
     const int reps = full ? (w > 2000 ? 12 : 30) : 200;
     std::vector<double> copy, crc;
+    std::vector<uint32_t> tiles(w / 128 + 1);
     volatile uint32_t sink = 0;
     size_t next = 0;
     for (int r = 0; r < reps; ++r) {
@@ -579,12 +580,12 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
         auto& c = buffers[next % count];
         ++next;
         auto t2 = Clock::now();
+        // Our CRC function as capture uses it: 128-pixel tiles of each row of the damage.
         uint32_t value = 0;
-        if (full)
-            value = crc::crc32c_xrgb(0, c.data(), size_t(w) * h);
-        else
-            for (uint32_t row = 0; row < dh; ++row)
-                value = crc::crc32c_xrgb(value, c.data() + size_t(dy + row) * w + dx, dw);
+        for (uint32_t row = 0; row < dh; ++row) {
+            crc::crc32c_xrgb_blocks(c.data() + size_t(dy + row) * w + dx, 128, dw / 128, tiles.data());
+            value ^= tiles[0];
+        }
         auto t3 = Clock::now();
         sink = sink + value;
         crc.push_back(seconds_between(t2, t3));
@@ -600,7 +601,7 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
     j["cold_memcpy_gb_per_s"] = bytes / cs.p50 / 1e3;
     j["crc32c_us"] = rs.p50;
     j["crc32c_gb_per_s"] = bytes / rs.p50 / 1e3;
-    j["crc32c_hardware"] = crc::hardware_accelerated();
+    j["crc32c_implementation"] = crc::implementation_name(crc::implementation());
     j["buffers_mib"] = double(count * frame) / double(1 << 20);
     return j;
 }

@@ -12,10 +12,10 @@ on each of three devices, all with the same QEMU and the same guest:
     qemu_backend  /usr/lib/qemu/vhost-user-gpu --socket-path=S + vhost-user-gpu-pci
     builtin       QEMU's own -device virtio-gpu-pci
 A backend process is started for each boot and stopped after it. The devices are booted R times
-(default 3) interleaved, ours, qemu_backend, builtin, ours, ..., so that machine noise hits all of
+(default 5) interleaved, ours, qemu_backend, builtin, ours, ..., so that machine noise hits all of
 them alike. Writes OUT_DIR/guest_flips.json (default bench/results) with the runs, the medians and
-the ratios ours/builtin and ours/qemu_backend, and OUT_DIR/guest_flips.svg (a grouped bar chart),
-then prints a table.
+the ratios ours/builtin and ours/qemu_backend (of the medians, and the median of the per-round
+ratios), then prints a table. bench/report.py plots it and puts it in the README.
 
 Every boot must produce a VGPU-BENCH line, pass its bench step, reach VGPU-ALL-DONE and end with
 QEMU's exit code 0, and our backend must still be running when its guest has powered off. If any
@@ -26,7 +26,6 @@ Standard library only.
 import argparse
 import datetime
 import hashlib
-import html
 import json
 import os
 import platform
@@ -246,75 +245,9 @@ def run_boot(device, index, args, workdir, guest_cache):
     }
 
 
-def svg_chart(result, path):
-    """A grouped bar chart: flips/s and DIRTYFB/s, one bar per device, median labels, min-max whiskers."""
-    groups = [("flips_per_s", "page flips/s"), ("dirtyfb_per_s", "full-frame DIRTYFB/s")]
-    devices = result["devices"]
-    top = max(max(r[k] for r in devices[d]["runs"]) for d, _, _ in DEVICES for k, _ in groups) or 1.0
-    # A round axis maximum at or above the top, so that the five grid steps are round too.
-    magnitude = 10 ** (len(str(int(top))) - 1)
-    axis_max = next(m * magnitude for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * magnitude >= top)
-    left, right, plot_top, plot_h = 70, 20, 95, 300
-    bar_w, bar_gap, group_gap = 70, 14, 70
-    group_w = len(DEVICES) * bar_w + (len(DEVICES) - 1) * bar_gap
-    plot_w = len(groups) * group_w + (len(groups) + 1) * group_gap
-    width, height = left + plot_w + right, plot_top + plot_h + 90
-    bottom = plot_top + plot_h
-
-    def y_of(value):
-        return bottom - plot_h * value / axis_max
-
-    title = (f"Guest page flips and DIRTYFB per second at {result['mode']}, median of {result['repeats']} "
-             f"(higher is better)")
-    subtitle = [f"{result['qemu']}, TCG, 1 vCPU; guest {result['guest_kernel_package']}",
-                f"{result['seconds_per_phase']:g} s per phase, {result['repeats']} boots per device interleaved; "
-                f"{result['host']['cpu']}, {result['host']['nproc']} cores; {result['date']}"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="13">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="10" y="22" font-size="15">{html.escape(title)}</text>',
-           f'<text x="10" y="42" font-size="11" fill="#555">{html.escape(subtitle[0])}</text>',
-           f'<text x="10" y="58" font-size="11" fill="#555">{html.escape(subtitle[1])}</text>']
-    for i in range(6):
-        value = axis_max * i / 5
-        y = y_of(value)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{value:,.0f}</text>')
-    out.append(f'<line x1="{left}" y1="{bottom}" x2="{left + plot_w}" y2="{bottom}" stroke="#333"/>')
-    for g, (key, name) in enumerate(groups):
-        gx = left + group_gap + g * (group_w + group_gap)
-        out.append(f'<text x="{gx + group_w / 2:.1f}" y="{bottom + 22}" text-anchor="middle" '
-                   f'font-size="14">{name}</text>')
-        for b, (device, _, colour) in enumerate(DEVICES):
-            runs = [r[key] for r in devices[device]["runs"]]
-            median = devices[device][f"median_{key}"]
-            x = gx + b * (bar_w + bar_gap)
-            y = y_of(median)
-            out.append(f'<rect x="{x}" y="{y:.1f}" width="{bar_w}" height="{bottom - y:.1f}" fill="{colour}">'
-                       f'<title>{html.escape(devices[device]["label"])}: runs '
-                       f'{", ".join(f"{v:,.0f}" for v in runs)}</title></rect>')
-            cx = x + bar_w / 2
-            lo, hi = y_of(min(runs)), y_of(max(runs))
-            out.append(f'<line x1="{cx}" y1="{hi:.1f}" x2="{cx}" y2="{lo:.1f}" stroke="#222"/>')
-            for yy in (lo, hi):
-                out.append(f'<line x1="{cx - 6}" y1="{yy:.1f}" x2="{cx + 6}" y2="{yy:.1f}" stroke="#222"/>')
-            out.append(f'<text x="{cx}" y="{min(y, hi) - 6:.1f}" text-anchor="middle">{median:,.0f}</text>')
-    ly = bottom + 50
-    lx = left
-    for device, label, colour in DEVICES:
-        out.append(f'<rect x="{lx}" y="{ly - 11}" width="14" height="14" fill="{colour}"/>')
-        out.append(f'<text x="{lx + 20}" y="{ly + 1}">{html.escape(label)}</text>')
-        lx += 40 + 8 * len(label)
-    out.append(f'<text x="{left}" y="{ly + 26}" font-size="11" fill="#555">bars: median; whiskers: '
-               f'min and max of the runs</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="boots per device (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="boots per device (default 5)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per phase (flips, DIRTYFB; default 5)")
     parser.add_argument("--timeout", type=int, help="seconds per boot before QEMU is killed (default 90 + 4 x S)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
@@ -430,17 +363,24 @@ def main():
                 if result["devices"][other][f"median_{key}"] else None
                 for key in ("flips_per_s", "dirtyfb_per_s")
             }
+    # Boots of one round ran back to back: their ratio is less exposed to the machine's drift
+    # than the ratio of medians. The median over rounds of the per-round ratios.
+    result["paired_ratios"] = {}
+    for mine in ("ours", "ours_crc"):
+        for other in ("builtin", "qemu_backend"):
+            pairs = list(zip(result["devices"][mine]["runs"], result["devices"][other]["runs"]))
+            result["paired_ratios"][f"{mine}_over_{other}"] = {
+                key: round(statistics.median(a[key] / b[key] for a, b in pairs if b[key]), 3)
+                for key in ("flips_per_s", "dirtyfb_per_s")
+            }
     result["host"]["loadavg_at_end"] = list(os.getloadavg())
 
     os.makedirs(args.out_dir, exist_ok=True)
     json_path = os.path.join(args.out_dir, "guest_flips.json")
-    svg_path = os.path.join(args.out_dir, "guest_flips.svg")
     with open(json_path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
     os.replace(json_path + ".tmp", json_path)
-    svg_chart(result, svg_path + ".tmp")
-    os.replace(svg_path + ".tmp", svg_path)
     if args.keep_logs:
         print(f"guest_bench: logs kept in {workdir}")
     else:
@@ -455,8 +395,10 @@ def main():
     for mine, mine_name in (("ours", "ours"), ("ours_crc", "ours+CRC")):
         for other, name in (("builtin", "virtio-gpu-pci"), ("qemu_backend", "QEMU vhost-user-gpu")):
             r = result["ratios"][f"{mine}_over_{other}"]
-            print(f"{mine_name + ' / ' + name:28} {r['flips_per_s']:10.3f} {r['dirtyfb_per_s']:10.3f}")
-    print(f"results: {os.path.relpath(json_path, ROOT)}, {os.path.relpath(svg_path, ROOT)}")
+            q = result["paired_ratios"][f"{mine}_over_{other}"]
+            print(f"{mine_name + ' / ' + name:28} {r['flips_per_s']:10.3f} {r['dirtyfb_per_s']:10.3f}"
+                  f"   per round: {q['flips_per_s']:.3f} {q['dirtyfb_per_s']:.3f}")
+    print(f"results: {os.path.relpath(json_path, ROOT)} (plots: bench/report.py)")
     return 0
 
 

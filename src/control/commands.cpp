@@ -134,7 +134,7 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         { "commands", s.control_commands }, { "cursor-commands", s.cursor_commands }, { "errors", s.error_responses },
         { "cursor-errors", s.cursor_errors }, { "flips", s.scanout_changes }, { "flushes", s.flushes }, { "transfers", s.transfers },
         { "bytes-copied", s.bytes_transferred }, { "cursor-updates", s.cursor_updates }, { "cursor-moves", s.cursor_moves },
-        { "crc-entries", m_crc.entries_total() }, { "display", display_stats },
+        { "crc-entries", m_crc.entries_total() }, { "crc-overwrite-waits", m_crc.stats().overwrite_waits }, { "display", display_stats },
         { "flip-latency-us", { { "buckets", buckets }, { "count", s.flush_latency.total }, { "sum", s.flush_latency.sum_us } } },
         { "control", { { "clients", m_clients.size() }, { "requests", m_stats.requests }, { "errors", m_stats.errors },
                          { "events-sent", m_stats.events_sent }, { "events-dropped", m_stats.events_dropped } } },

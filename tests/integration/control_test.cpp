@@ -624,6 +624,37 @@ TEST_F(ControlCrc, PageFlipsAndDirtyfbs_OneEntryEachWithTheFramesCrc32c)
     EXPECT_EQ(control->call("query-stats")["crc-entries"], 5);
 }
 
+TEST_F(ControlCrc, FrameOverwrittenRightAfterItsFlush_EachEntryIsTheFrameItsFlushShowed)
+{
+    // The CRC of a flush is computed on a worker after the flush is answered; the guest's next
+    // transfer into the same framebuffer (DIRTYFB, a sub-rectangle) comes at once. Every entry
+    // must still be the CRC of what its flush showed.
+    start();
+    const uint32_t w = 640, h = 480;
+    uint64_t gpa = create(1, make_picture(w, h, 1));
+    ASSERT_EQ(gpu->set_scanout(0, 1, Rect { 0, 0, w, h }).type, OK);
+    EXPECT_EQ(control->call("crc-start", { { "output", 0 } }), json::object());
+    std::vector<uint32_t> expected;
+    Picture shown = make_picture(w, h, 1);
+    for (uint32_t i = 0; i < 24; ++i) {
+        Picture next = make_picture(w, h, 300 + i);
+        // Every third frame changes only a rectangle that cuts through tiles.
+        Rect r = i % 3 == 2 ? Rect { 100, 50, 300, 200 } : next.full();
+        for (uint32_t y = r.y; y < r.y + r.height; ++y)
+            std::memcpy(shown.bytes.data() + (size_t(y) * w + r.x) * 4, next.bytes.data() + (size_t(y) * w + r.x) * 4, size_t(r.width) * 4);
+        upload(1, gpa, shown, r);
+        ASSERT_EQ(gpu->flush(1, r).type, OK);
+        expected.push_back(shown.crc(shown.full()));
+    }
+
+    auto read = crc_read();
+
+    ASSERT_EQ(read["entries"].size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i)
+        EXPECT_EQ(read["entries"][i]["crc"], expected[i]) << i;
+    EXPECT_EQ(control->call("query-stats")["crc-entries"], 24);
+}
+
 TEST_F(ControlCrc, AlphaAndPadding_AreIgnored_ArgbAndXrgbGiveTheSameCrc)
 {
     start();
