@@ -626,33 +626,66 @@ TEST_F(ControlCrc, PageFlipsAndDirtyfbs_OneEntryEachWithTheFramesCrc32c)
 
 TEST_F(ControlCrc, FrameOverwrittenRightAfterItsFlush_EachEntryIsTheFrameItsFlushShowed)
 {
-    // The CRC of a flush is computed on a worker after the flush is answered; the guest's next
-    // transfer into the same framebuffer (DIRTYFB, a sub-rectangle) comes at once. Every entry
-    // must still be the CRC of what its flush showed.
+    // The CRC of a flush is computed on a worker after the flush is answered; here the next
+    // transfer into the same framebuffer follows in the same kick, so the backend meets it at
+    // once. The backing holds every frame one after the other and each TRANSFER's offset picks
+    // one (some only a rectangle that cuts through CRC tiles). Every entry must still be the CRC
+    // of what its flush showed.
     start();
-    const uint32_t w = 640, h = 480;
-    uint64_t gpa = create(1, make_picture(w, h, 1));
+    constexpr uint32_t w = 320, h = 240, frames = 20;
+    const size_t frame_bytes = size_t(w) * h * 4;
+    auto& ram = session->ram();
+    uint64_t backing = ram.alloc(frame_bytes * frames, 4096);
+    std::vector<Picture> pictures;
+    for (uint32_t i = 0; i < frames; ++i) {
+        pictures.push_back(make_picture(w, h, 400 + i));
+        ram.write(backing + i * frame_bytes, pictures.back().bytes);
+    }
+    ASSERT_EQ(gpu->create_2d(1, w, h).type, OK);
+    const virtio_gpu::MemEntry entry { backing, uint32_t(frame_bytes * frames), 0 };
+    ASSERT_EQ(gpu->attach_backing(1, std::span(&entry, 1)).type, OK);
     ASSERT_EQ(gpu->set_scanout(0, 1, Rect { 0, 0, w, h }).type, OK);
     EXPECT_EQ(control->call("crc-start", { { "output", 0 } }), json::object());
+
     std::vector<uint32_t> expected;
-    Picture shown = make_picture(w, h, 1);
-    for (uint32_t i = 0; i < 24; ++i) {
-        Picture next = make_picture(w, h, 300 + i);
-        // Every third frame changes only a rectangle that cuts through tiles.
-        Rect r = i % 3 == 2 ? Rect { 100, 50, 300, 200 } : next.full();
+    Picture shown { w, h, std::vector<std::byte>(frame_bytes) }; // a new resource is black
+    auto& queue = session->control();
+    std::vector<uint64_t> responses;
+    auto put = [&](const auto& command) {
+        uint64_t request = ram.alloc(sizeof(command)), response = ram.alloc(sizeof(virtio_gpu::CtrlHdr));
+        ram.put(request, command);
+        responses.push_back(response);
+        queue.add({ { request, uint32_t(sizeof(command)), false }, { response, uint32_t(sizeof(virtio_gpu::CtrlHdr)), true } });
+    };
+    for (uint32_t i = 0; i < frames; ++i) {
+        Rect r = i % 3 == 2 ? Rect { 100, 50, 150, 100 } : Rect { 0, 0, w, h };
+        virtio_gpu::TransferToHost2d t {};
+        t.hdr.type = uint32_t(CtrlType::TransferToHost2d);
+        t.r = r;
+        t.offset = i * frame_bytes + (uint64_t(r.y) * w + r.x) * 4;
+        t.resource_id = 1;
+        put(t);
+        virtio_gpu::ResourceFlush f {};
+        f.hdr.type = uint32_t(CtrlType::ResourceFlush);
+        f.r = r;
+        f.resource_id = 1;
+        put(f);
         for (uint32_t y = r.y; y < r.y + r.height; ++y)
-            std::memcpy(shown.bytes.data() + (size_t(y) * w + r.x) * 4, next.bytes.data() + (size_t(y) * w + r.x) * 4, size_t(r.width) * 4);
-        upload(1, gpa, shown, r);
-        ASSERT_EQ(gpu->flush(1, r).type, OK);
+            std::memcpy(shown.bytes.data() + (size_t(y) * w + r.x) * 4, pictures[i].bytes.data() + (size_t(y) * w + r.x) * 4, size_t(r.width) * 4);
         expected.push_back(shown.crc(shown.full()));
     }
+    queue.notify_kick();
+    for (size_t i = 0; i < responses.size(); ++i)
+        ASSERT_TRUE(queue.wait_used().has_value());
+    for (uint64_t response : responses)
+        ASSERT_EQ(ram.get<virtio_gpu::CtrlHdr>(response).type, OK);
 
     auto read = crc_read();
 
     ASSERT_EQ(read["entries"].size(), expected.size());
     for (size_t i = 0; i < expected.size(); ++i)
         EXPECT_EQ(read["entries"][i]["crc"], expected[i]) << i;
-    EXPECT_EQ(control->call("query-stats")["crc-entries"], 24);
+    EXPECT_EQ(std::set<uint32_t>(expected.begin(), expected.end()).size(), frames) << "the frames should differ";
 }
 
 TEST_F(ControlCrc, AlphaAndPadding_AreIgnored_ArgbAndXrgbGiveTheSameCrc)
