@@ -245,6 +245,30 @@ uint32_t PixelStorage::row_crc(uint32_t y) const
     return c.row_crc[y];
 }
 
+uint64_t PixelStorage::crc_cost(const Rect& rect) const
+{
+    constexpr uint64_t join = 16;
+    if (rect_empty(rect) || !rect_within(rect, m_width, m_height))
+        return 0;
+    if (!m_cache)
+        return uint64_t(rect.width) * rect.height;
+    const auto& c = *m_cache;
+    if (rect.x != 0 || rect.width != m_width)
+        return uint64_t(rect.width) * rect.height; // narrower rectangles are not cached whole
+    uint64_t cost = uint64_t(rect.height) * join;
+    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
+        if (c.row_state[y] == RowState::Whole) {
+            cost += m_width;
+        } else if (c.row_state[y] == RowState::Tiles) {
+            const uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
+            cost += uint64_t(c.tiles_per_row) * join;
+            for (uint32_t t = 0; t < c.tiles_per_row; ++t)
+                cost += valid[t] ? 0 : TILE_PIXELS;
+        }
+    }
+    return cost;
+}
+
 uint32_t PixelStorage::rect_crc(const Rect& rect) const
 {
     if (rect_empty(rect) || !rect_within(rect, m_width, m_height))

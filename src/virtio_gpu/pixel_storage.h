@@ -41,6 +41,9 @@ public:
     void copy_in(size_t offset, const std::byte* source, size_t length, bool checksum);
     // CRC-32C of the rectangle's pixels as 0x00RRGGBB little-endian, row after row.
     uint32_t rect_crc(const Rect& rect) const;
+    // What rect_crc would cost now, in pixels to checksum (a join counts as 16 pixels): lets a
+    // caller run cheap CRCs at once and hand expensive ones to a worker.
+    uint64_t crc_cost(const Rect& rect) const;
     // CRCs computed from pixels so far (tiles and whole rows): for tests and benchmarks.
     uint64_t pixels_checksummed() const { return m_pixels_checksummed; }
 

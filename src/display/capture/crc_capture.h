@@ -36,13 +36,18 @@ struct CrcEntry {
 };
 
 struct CrcCaptureStats {
-    uint64_t jobs = 0;
+    uint64_t jobs = 0; // flushes handed to the worker
+    uint64_t inline_jobs = 0; // flushes checksummed at once
     uint64_t overwrite_waits = 0; // a transfer had to wait for a CRC of its pixels
 };
 
 class CrcCapture final : public DisplaySink {
 public:
     static constexpr size_t ring_size = 128;
+    // A job that costs less than this (PixelStorage::crc_cost: about 20 µs here) runs at once
+    // on the loop when no other job is waiting: handing it to the worker would cost more in
+    // wake-ups, and a guest redrawing the frame on screen would wait for the worker anyway.
+    static constexpr uint64_t inline_cost = 256 * 1024;
 
     explicit CrcCapture(EventLoop& loop);
     ~CrcCapture() override;
@@ -100,6 +105,7 @@ private:
     std::function<void(uint32_t, const CrcEntry&)> m_listener;
     uint64_t m_entries_total = 0;
     uint64_t m_overwrite_waits = 0;
+    uint64_t m_inline_jobs = 0;
     // Posted tasks hold a weak reference: a capture destroyed before its task runs is not touched.
     std::shared_ptr<CrcCapture*> m_self;
 

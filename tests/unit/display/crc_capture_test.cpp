@@ -70,6 +70,7 @@ protected:
 
 TEST_F(CrcCaptureTest, Flush_IsChecksummedOffTheLoopAndHeardOnIt)
 {
+    make(1024, 768); // too much to checksum at once
     capture->start(0);
     auto frame = draw(0x112233);
     std::vector<CrcEntry> heard;
@@ -81,9 +82,30 @@ TEST_F(CrcCaptureTest, Flush_IsChecksummedOffTheLoopAndHeardOnIt)
         ASSERT_TRUE(loop->run_once(100ms).has_value());
 
     EXPECT_EQ(capture->pending(), 0u);
+    EXPECT_EQ(capture->stats().jobs, 1u);
+    EXPECT_EQ(capture->stats().inline_jobs, 0u);
     ASSERT_EQ(heard.size(), 1u);
     EXPECT_EQ(heard[0].frame, 1u);
     EXPECT_EQ(heard[0].crc, reference_crc(frame));
+}
+
+TEST_F(CrcCaptureTest, CheapFlush_IsChecksummedAtOnce)
+{
+    make(1024, 768);
+    capture->start(0);
+    // A transfer that checksummed its tiles on the way leaves only the joins to do.
+    capture->pixels_will_change(*pixels);
+    std::vector<uint32_t> frame(size_t(W) * H, 0x00abcdef);
+    pixels->copy_in(0, reinterpret_cast<const std::byte*>(frame.data()), pixels->size(), true);
+    std::vector<CrcEntry> heard;
+    capture->set_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
+
+    flush();
+
+    ASSERT_EQ(heard.size(), 1u);
+    EXPECT_EQ(heard[0].crc, crc::crc32c_xrgb(0, frame.data(), frame.size()));
+    EXPECT_EQ(capture->stats().inline_jobs, 1u);
+    EXPECT_EQ(capture->stats().jobs, 0u);
 }
 
 TEST_F(CrcCaptureTest, PixelsOverwrittenBeforeTheLoopTurns_StillGiveTheFlushedFrame)
