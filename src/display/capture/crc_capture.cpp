@@ -53,7 +53,14 @@ void CrcCapture::output_damaged(const Output& output, Rect)
     const auto& source = *output.source;
     ++m_entries_total;
     {
-        std::lock_guard lock(m_mutex);
+        std::unique_lock lock(m_mutex);
+        if (m_jobs.empty() && !m_running && source.pixels->crc_cost(source.rect) < inline_cost) {
+            lock.unlock();
+            ++m_inline_jobs;
+            collect(); // results before this one first
+            add(output.index, CrcEntry { output.generation, source.pixels->rect_crc(source.rect) });
+            return;
+        }
         m_jobs.push_back({ output.index, output.generation, source.pixels, source.rect });
         ++m_jobs_total;
         if (!m_worker.joinable())
@@ -105,7 +112,7 @@ size_t CrcCapture::pending() const
 CrcCaptureStats CrcCapture::stats() const
 {
     std::lock_guard lock(m_mutex);
-    return CrcCaptureStats { m_jobs_total, m_overwrite_waits };
+    return CrcCaptureStats { m_jobs_total, m_inline_jobs, m_overwrite_waits };
 }
 
 void CrcCapture::run_worker()
