@@ -214,9 +214,11 @@ const VectorConstants& vector_constants()
 // multiplier's latency), each block's canonical CRC into `out`; copied to `dst` on the way when
 // it is not null (the copy then costs little more than the CRC, or the CRC than the copy).
 // GCC 12's AVX-512 headers trip its own uninitialized-value warnings (_mm512_undefined_*).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 __attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(unsigned char* dst, const unsigned char* src, size_t block_bytes, size_t blocks, uint32_t* out)
 {
     const auto& c = vector_constants();
@@ -261,7 +263,9 @@ __attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(unsigned
         }
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 uint32_t raw_update(uint32_t crc, const unsigned char* p, size_t n, uint64_t mask)

@@ -1,5 +1,6 @@
 // A consumer of the display: QEMU's display socket now; CRC capture, screenshots, VNC and plane
-// export later. Sinks run on the device loop and must never block it.
+// export later. Sinks run on the device loop and must never block it on a peer; the longest
+// they may hold it is pixels_will_change waiting for their own computation on those pixels.
 #pragma once
 
 #include "display/output.h"
