@@ -24,8 +24,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <functional>
 #include <optional>
 #include <cstdio>
 #include <cstring>

@@ -210,9 +210,9 @@ const VectorConstants& vector_constants()
     return constants;
 }
 
-// Blocks of a multiple of 64 bytes, four at a time (one 512-bit accumulator each, to hide the
+// Blocks of a multiple of 64 bytes, eight at a time (one 512-bit accumulator each, to hide the
 // multiplier's latency), each block's canonical CRC into `out`; copied to `dst` on the way when
-// it is not null (the copy then costs little more than the CRC, or the CRC than the copy).
+// it is not null.
 // GCC 12's AVX-512 headers trip its own uninitialized-value warnings (_mm512_undefined_*).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push

@@ -21,8 +21,9 @@ uint32_t crc32c(uint32_t crc, std::span<const std::byte> data);
 uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count);
 
 // The CRCs of `blocks` consecutive blocks of `block_pixels` canonical pixels each (as
-// crc32c_xrgb, each from 0) into `out`: three blocks at a time in interleaved streams, so that
-// short blocks (the tiles of a row) are checksummed as fast as one long buffer.
+// crc32c_xrgb, each from 0) into `out`: several blocks at a time in independent streams (three
+// with the crc32 instruction, eight with folding), so that short blocks (the tiles of a row) are
+// checksummed as fast as one long buffer.
 void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t blocks, uint32_t* out);
 
 // As crc32c_xrgb_blocks, copying the blocks from `src` to `dst` on the way (the two must not

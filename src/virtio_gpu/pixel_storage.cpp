@@ -78,21 +78,14 @@ void PixelStorage::changed(const Rect& rect) const
 {
     if (!m_cache || rect_empty(rect) || !rect_within(rect, m_width, m_height))
         return;
-    auto& c = *m_cache;
-    const bool whole = rect.x == 0 && rect.width == m_width;
-    const uint32_t t0 = rect.x / TILE_PIXELS, t1 = (rect.x + rect.width - 1) / TILE_PIXELS;
-    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
-        uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
-        std::fill(valid + t0, valid + t1 + 1, uint8_t(0));
-        // A row that was to be checksummed in one pass stays so only if it changes whole again:
-        // a partial change makes it worth keeping its tiles from now on.
-        c.row_state[y] = whole ? RowState::Whole : RowState::Tiles;
-    }
+    for (uint32_t y = rect.y; y < rect.y + rect.height; ++y)
+        mark_row(y, rect.x * BYTES_PER_PIXEL, (rect.x + rect.width) * BYTES_PER_PIXEL);
 }
 
 void PixelStorage::mark_row(uint32_t y, uint32_t begin, uint32_t end) const
 {
-    // Bytes [begin, end) of row y changed.
+    // Bytes [begin, end) of row y changed. A row that was to be checksummed in one pass stays so
+    // only if it changes whole again: a partial change makes it worth keeping its tiles.
     auto& c = *m_cache;
     const uint32_t tile_bytes = TILE_PIXELS * BYTES_PER_PIXEL;
     uint8_t* valid = c.tile_valid.data() + size_t(y) * c.tiles_per_row;
@@ -109,11 +102,10 @@ void PixelStorage::copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end
     std::byte* row = m_data.get() + size_t(y) * m_stride;
     const uint32_t first = (begin + tile_bytes - 1) / tile_bytes;
     const uint32_t last_tile_start = (c.tiles_per_row - 1) * tile_bytes;
-    // Whole tiles of full length end at or before `end`; the short last tile counts when the
-    // range reaches the end of the row.
-    uint32_t full_end = end / tile_bytes;
-    if (full_end > c.tiles_per_row - 1 && c.last_tile_pixels != TILE_PIXELS)
-        full_end = c.tiles_per_row - 1;
+    // Whole tiles of full length end at or before `end` (a short last tile never does: the row
+    // ends before a full one would); the short last tile counts when the range reaches the end
+    // of the row.
+    const uint32_t full_end = end / tile_bytes;
     const bool short_last = c.last_tile_pixels != TILE_PIXELS && end == m_stride && begin <= last_tile_start;
     if (first >= full_end && !short_last) {
         std::memcpy(row + begin, source, end - begin);

@@ -19,7 +19,8 @@
 namespace vgpu::virtio_gpu {
 
 // Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC
-// not yet computed), so that it outlives an unref. Used from the device loop only.
+// not yet computed), so that it outlives an unref. Not thread-safe: the device loop uses it, and
+// CRC capture's worker only while the loop waits (pixels_will_change) before touching it again.
 class PixelStorage {
 public:
     static constexpr uint32_t TILE_PIXELS = 128;

@@ -4,14 +4,14 @@
 // entries are dropped and counted as overflow, as DRM's CRC ring does. Capture never merges: every
 // flush gets its entry, independent of how UPDATEs to QEMU are paced.
 //
-// The guest never waits for a CRC: a flush only queues a job (which pixels, which rectangle), and
-// a worker thread checksums it while the device loop goes on. The job keeps the pixels alive, and
-// the device announces every overwrite (pixels_will_change) before it copies: the loop then waits
-// for the jobs on those pixels, so a CRC is always of the frame its flush showed. With the guest's
-// double buffering the overwrite comes two flips later, and the wait is rare. While capture is on,
-// transfers checksum their tiles as they copy them (PixelStorage), so a job is mostly the join. Results come back to
-// the loop (posted), where they enter the rings and go to the listener in flush order; reading
-// entries first waits for all jobs.
+// While capture is on, transfers checksum their tiles as they copy them (PixelStorage), so what a
+// flush leaves is mostly joining those CRCs. A cheap flush is done at once; an expensive one
+// becomes a job (which pixels, which rectangle) for a worker thread, while the device loop goes
+// on. The job keeps the pixels alive, and the device announces every overwrite
+// (pixels_will_change) before it copies: the loop then waits for the jobs on those pixels, so a
+// CRC is always of the frame its flush showed. With the guest's double buffering the overwrite
+// comes two flips later, and the wait is rare. Results come back to the loop (posted), where they
+// enter the rings and go to the listener in flush order; reading entries first waits for all jobs.
 #pragma once
 
 #include <array>

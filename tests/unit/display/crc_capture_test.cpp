@@ -108,7 +108,7 @@ TEST_F(CrcCaptureTest, CheapFlush_IsChecksummedAtOnce)
     EXPECT_EQ(capture->stats().jobs, 0u);
 }
 
-TEST_F(CrcCaptureTest, PixelsOverwrittenBeforeTheLoopTurns_StillGiveTheFlushedFrame)
+TEST_F(CrcCaptureTest, PixelsOverwrittenRightAfterTheFlush_StillGiveTheFlushedFrame)
 {
     capture->start(0);
     auto first = draw(0x0000ff);
