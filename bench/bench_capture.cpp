@@ -45,8 +45,9 @@ void BM_Flip(benchmark::State& state, uint32_t width, uint32_t height)
     const bool capture = state.range(0) != 0;
     auto dir = harness::make_temp_dir();
     auto control_path = dir + "/control.sock";
-    auto backend = harness::BackendProcess::listen({ "--log-level", "error", "--control", control_path,
-        "--output", std::to_string(width) + "x" + std::to_string(height), "--max-hostmem", "1G" });
+    auto backend = harness::BackendProcess::listen(
+        { "--log-level", "error", "--control", control_path, "--output",
+            std::to_string(width) + "x" + std::to_string(height), "--max-hostmem", "1G" });
     harness::SessionOptions options;
     options.with_display_socket = false;
     harness::QemuSession session(backend.socket_path(), options);
@@ -58,7 +59,8 @@ void BM_Flip(benchmark::State& state, uint32_t width, uint32_t height)
     for (size_t i = 0; i < pixels.size(); ++i)
         pixels[i] = std::byte(uint8_t(i * 31 + (i >> 12)));
     for (uint32_t id : { 1u, 2u })
-        gpu.create_with_backing(id, width, height, uint32_t(virtio_gpu::Format::B8G8R8X8Unorm), pixels);
+        gpu.create_with_backing(
+            id, width, height, uint32_t(virtio_gpu::Format::B8G8R8X8Unorm), pixels);
     if (capture)
         control.call("crc-start", { { "output", 0 } });
 
@@ -88,7 +90,14 @@ void BM_Flip(benchmark::State& state, uint32_t width, uint32_t height)
 }
 
 void BM_Flip1080p(benchmark::State& state) { BM_Flip(state, 1920, 1080); }
-BENCHMARK(BM_Flip1080p)->Arg(0)->Arg(1)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(1.0);
+BENCHMARK(BM_Flip1080p)
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(0)
+    ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(1.0);
 
 } // namespace
 

@@ -24,12 +24,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -57,7 +57,10 @@ namespace vg = vgpu::virtio_gpu;
 
 const char* const QEMU_BACKEND = "/usr/lib/qemu/vhost-user-gpu";
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b)
+{
+    return std::chrono::duration<double>(b - a).count();
+}
 
 // ---- /proc ------------------------------------------------------------------------------------
 
@@ -209,8 +212,10 @@ private:
                     qd::GpuUpdate u;
                     std::memcpy(&u, payload.data(), sizeof(u));
                     std::lock_guard lock(m_mutex);
-                    if (m_tag_x >= u.x && m_tag_x < u.x + u.width && m_tag_y >= u.y && m_tag_y < u.y + u.height) {
-                        size_t offset = sizeof(u) + (size_t(m_tag_y - u.y) * u.width + (m_tag_x - u.x)) * 4;
+                    if (m_tag_x >= u.x && m_tag_x < u.x + u.width && m_tag_y >= u.y
+                        && m_tag_y < u.y + u.height) {
+                        size_t offset = sizeof(u)
+                            + (size_t(m_tag_y - u.y) * u.width + (m_tag_x - u.x)) * 4;
                         if (offset + 4 <= payload.size()) {
                             uint32_t pixel;
                             std::memcpy(&pixel, payload.data() + offset, 4);
@@ -268,7 +273,9 @@ Stats stats_us(std::vector<double> v)
     if (v.empty())
         return s;
     std::sort(v.begin(), v.end());
-    auto at = [&](double q) { return v[std::min(v.size() - 1, size_t(q * double(v.size() - 1) + 0.5))]; };
+    auto at = [&](double q) {
+        return v[std::min(v.size() - 1, size_t(q * double(v.size() - 1) + 0.5))];
+    };
     s.p50 = at(0.50) * 1e6;
     s.p99 = at(0.99) * 1e6;
     double sum = 0;
@@ -315,7 +322,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     if (path.qemu_backend)
         backend.emplace(harness::BackendProcess::listen_binary(QEMU_BACKEND, {}));
     else {
-        std::vector<std::string> args { "--log-level", "error", "--output", size, "--max-hostmem", "1G" };
+        std::vector<std::string> args { "--log-level", "error", "--output", size, "--max-hostmem",
+            "1G" };
         if (path.crc) {
             args.push_back("--control");
             args.push_back(control_path);
@@ -325,7 +333,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     const uint64_t frame_bytes = uint64_t(w) * h * 4;
     const uint32_t resources = config.full ? 2 : 1;
     harness::SessionOptions options;
-    options.with_display_socket = false; // ours is sent below: a display side that keeps no payloads
+    options.with_display_socket
+        = false; // ours is sent below: a display side that keeps no payloads
     options.queue_size = 64;
     options.ram_low = resources * frame_bytes + (8 << 20);
     options.ram_high = 1 << 20;
@@ -355,7 +364,9 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         b.entries.push_back({ gpa, uint32_t(frame_bytes), 0 });
     }
     const vg::Rect full { 0, 0, w, h };
-    const vg::Rect damage = config.full ? full : vg::Rect { std::min(64u, w - 256), std::min(64u, h - 256), 256, 256 };
+    const vg::Rect damage = config.full
+        ? full
+        : vg::Rect { std::min(64u, w - 256), std::min(64u, h - 256), 256, 256 };
     const uint64_t damage_bytes = uint64_t(damage.width) * damage.height * 4;
     if (display)
         display->set_tag_pixel(damage.x, damage.y);
@@ -363,12 +374,14 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         uint32_t id = i + 1;
         if (gpu.create_2d(id, w, h).type != uint32_t(vg::CtrlType::OkNodata)
             || gpu.attach_backing(id, backings[i].entries).type != uint32_t(vg::CtrlType::OkNodata))
-            throw std::runtime_error("resource set-up failed for " + path.name + "; log:\n" + backend->log());
+            throw std::runtime_error(
+                "resource set-up failed for " + path.name + "; log:\n" + backend->log());
         backings[i].fill(0, frame_bytes, 0x00202020);
         if (gpu.transfer(id, full).type != uint32_t(vg::CtrlType::OkNodata))
             throw std::runtime_error("initial transfer failed");
     }
-    if (gpu.set_scanout(0, 1, full).type != uint32_t(vg::CtrlType::OkNodata) || gpu.flush(1, full).type != uint32_t(vg::CtrlType::OkNodata))
+    if (gpu.set_scanout(0, 1, full).type != uint32_t(vg::CtrlType::OkNodata)
+        || gpu.flush(1, full).type != uint32_t(vg::CtrlType::OkNodata))
         throw std::runtime_error("initial scanout failed; log:\n" + backend->log());
 
     std::optional<harness::ControlClient> control;
@@ -381,7 +394,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     auto put_command = [&](size_t slot, const auto& command) {
         ram.put(slots[slot].request_gpa, command);
         ram.put(slots[slot].response_gpa, vg::CtrlHdr {});
-        return queue.add({ { slots[slot].request_gpa, uint32_t(sizeof(command)), false }, { slots[slot].response_gpa, SLOT_BYTES, true } });
+        return queue.add({ { slots[slot].request_gpa, uint32_t(sizeof(command)), false },
+            { slots[slot].response_gpa, SLOT_BYTES, true } });
     };
     auto header = [](vg::CtrlType type) {
         vg::CtrlHdr hdr {};
@@ -407,7 +421,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
             b.fill(0, frame_bytes, value);
         else
             for (uint32_t row = 0; row < rows; ++row)
-                b.fill((uint64_t(damage.y + row) * w + damage.x) * 4, uint64_t(damage.width) * 4, value);
+                b.fill((uint64_t(damage.y + row) * w + damage.x) * 4, uint64_t(damage.width) * 4,
+                    value);
     };
     struct Submitted {
         Clock::time_point at;
@@ -449,8 +464,10 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
                 flush_used = Clock::now();
         }
         for (size_t i = 0; i < sub.commands; ++i)
-            if (ram.get<vg::CtrlHdr>(slots[i].response_gpa).type != uint32_t(vg::CtrlType::OkNodata))
-                throw std::runtime_error(path.name + ": a flip command failed with " + std::to_string(ram.get<vg::CtrlHdr>(slots[i].response_gpa).type));
+            if (ram.get<vg::CtrlHdr>(slots[i].response_gpa).type
+                != uint32_t(vg::CtrlType::OkNodata))
+                throw std::runtime_error(path.name + ": a flip command failed with "
+                    + std::to_string(ram.get<vg::CtrlHdr>(slots[i].response_gpa).type));
         return flush_used;
     };
 
@@ -514,13 +531,17 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         // Let the last UPDATEs arrive (our backend paces them).
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         auto updates = display->updates();
-        std::vector<BenchDisplay::Update> run_updates(updates.begin() + std::ptrdiff_t(std::min(updates_before, updates.size())), updates.end());
-        // For flip i (tag warmup + i + 1): the first UPDATE at or after its submit showing it or later.
+        std::vector<BenchDisplay::Update> run_updates(
+            updates.begin() + std::ptrdiff_t(std::min(updates_before, updates.size())),
+            updates.end());
+        // For flip i (tag warmup + i + 1): the first UPDATE at or after its submit showing it or
+        // later.
         size_t u = 0;
         uint32_t missing = 0;
         for (uint32_t i = 0; i < flips; ++i) {
             int64_t tag = int64_t(warmup + i + 1);
-            while (u < run_updates.size() && (run_updates[u].at < submits[i] || run_updates[u].tag < tag))
+            while (u < run_updates.size()
+                && (run_updates[u].at < submits[i] || run_updates[u].tag < tag))
                 ++u;
             if (u == run_updates.size()) {
                 ++missing;
@@ -532,7 +553,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         for (const auto& up : run_updates)
             delivered += up.at <= end + std::chrono::milliseconds(100);
         auto dl = stats_us(display_latency);
-        result["display_latency_us"] = { { "p50", dl.p50 }, { "p99", dl.p99 }, { "mean", dl.mean } };
+        result["display_latency_us"] = { { "p50", dl.p50 }, { "p99", dl.p99 },
+            { "mean", dl.mean } };
         result["frames_delivered"] = delivered;
         result["frames_delivered_per_flip"] = double(delivered) / double(flips);
         result["flips_never_shown"] = missing;
@@ -563,7 +585,8 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
     volatile uint32_t sink = 0;
     size_t next = 0;
     for (int r = 0; r < reps; ++r) {
-        const uint32_t dx = full ? 0 : uint32_t(r * 263) % (w - dw + 1), dy = full ? 0 : uint32_t(r * 131) % (h - dh + 1);
+        const uint32_t dx = full ? 0 : uint32_t(r * 263) % (w - dw + 1),
+                       dy = full ? 0 : uint32_t(r * 131) % (h - dh + 1);
         auto& src = buffers[next % count];
         auto& dst = buffers[(next + 1) % count];
         next += 2;
@@ -572,7 +595,8 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
             std::memcpy(dst.data(), src.data(), frame);
         else
             for (uint32_t row = 0; row < dh; ++row)
-                std::memcpy(dst.data() + size_t(dy + row) * w + dx, src.data() + size_t(dy + row) * w + dx, size_t(dw) * 4);
+                std::memcpy(dst.data() + size_t(dy + row) * w + dx,
+                    src.data() + size_t(dy + row) * w + dx, size_t(dw) * 4);
         auto t1 = Clock::now();
         copy.push_back(seconds_between(t0, t1));
         auto& c = buffers[next % count];
@@ -581,7 +605,8 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
         // Our CRC function as capture uses it: 128-pixel tiles of each row of the damage.
         uint32_t value = 0;
         for (uint32_t row = 0; row < dh; ++row) {
-            crc::crc32c_xrgb_blocks(c.data() + size_t(dy + row) * w + dx, 128, dw / 128, tiles.data());
+            crc::crc32c_xrgb_blocks(
+                c.data() + size_t(dy + row) * w + dx, 128, dw / 128, tiles.data());
             value ^= tiles[0];
         }
         auto t3 = Clock::now();
@@ -620,9 +645,11 @@ int main(int argc, char** argv)
         { "ours+crc", false, false, true },
         { "qemu-vhost-user-gpu", true, true, false },
     };
-    const std::vector<std::pair<uint32_t, uint32_t>> sizes { { 1024, 768 }, { 1920, 1080 }, { 3840, 2160 } };
+    const std::vector<std::pair<uint32_t, uint32_t>> sizes { { 1024, 768 }, { 1920, 1080 },
+        { 3840, 2160 } };
     json doc;
-    doc["description"] = "host harness benchmark: page flips through the fake frontend, no guest (bench/bench_host.cpp)";
+    doc["description"] = "host harness benchmark: page flips through the fake frontend, no guest "
+                         "(bench/bench_host.cpp)";
     doc["nproc"] = std::thread::hardware_concurrency();
     json floors = json::array(), runs = json::array();
     auto wall_start = Clock::now();
@@ -633,8 +660,8 @@ int main(int argc, char** argv)
         for (Shape shape : { Shape { true, true }, Shape { true, false }, Shape { false, true } }) {
             const bool full = shape.full;
             auto label = [&](const Path& path) {
-                return path.name + " " + std::to_string(w) + "x" + std::to_string(h) + " " + (full ? "full" : "256x256") + " "
-                    + (shape.redraw ? "redraw" : "flip-only");
+                return path.name + " " + std::to_string(w) + "x" + std::to_string(h) + " "
+                    + (full ? "full" : "256x256") + " " + (shape.redraw ? "redraw" : "flip-only");
             };
             bool any = false;
             for (const auto& path : paths)
@@ -642,11 +669,13 @@ int main(int argc, char** argv)
             if (!any)
                 continue;
             // One floor per size and damage (flip-only shares redraw's).
-            const bool reuse = !shape.redraw && !floors.empty() && floors.back()["width"] == w && floors.back()["height"] == h
-                && floors.back()["damage"] == "full";
+            const bool reuse = !shape.redraw && !floors.empty() && floors.back()["width"] == w
+                && floors.back()["height"] == h && floors.back()["damage"] == "full";
             json floor = reuse ? floors.back() : measure_floor(w, h, full);
-            std::fprintf(stderr, "floor %ux%u %s: memcpy %.1f us (%.2f GB/s), crc32c %.1f us (%.2f GB/s)\n", w, h, full ? "full" : "256x256",
-                floor["cold_memcpy_us"].get<double>(), floor["cold_memcpy_gb_per_s"].get<double>(), floor["crc32c_us"].get<double>(),
+            std::fprintf(stderr,
+                "floor %ux%u %s: memcpy %.1f us (%.2f GB/s), crc32c %.1f us (%.2f GB/s)\n", w, h,
+                full ? "full" : "256x256", floor["cold_memcpy_us"].get<double>(),
+                floor["cold_memcpy_gb_per_s"].get<double>(), floor["crc32c_us"].get<double>(),
                 floor["crc32c_gb_per_s"].get<double>());
             if (!reuse)
                 floors.push_back(floor);
@@ -658,23 +687,34 @@ int main(int argc, char** argv)
                 try {
                     r = run_path(path, { w, h, full, shape.redraw }, seconds, 20000);
                 } catch (const std::exception& e) {
-                    r = { { "path", path.name }, { "width", w }, { "height", h }, { "damage", full ? "full" : "256x256" },
+                    r = { { "path", path.name }, { "width", w }, { "height", h },
+                        { "damage", full ? "full" : "256x256" },
                         { "guest", shape.redraw ? "redraw" : "flip-only" }, { "error", e.what() } };
-                    std::fprintf(stderr, "%s %ux%u: FAILED: %s\n", path.name.c_str(), w, h, e.what());
+                    std::fprintf(
+                        stderr, "%s %ux%u: FAILED: %s\n", path.name.c_str(), w, h, e.what());
                     runs.push_back(r);
                     continue;
                 }
-                double floor_us = floor["cold_memcpy_us"].get<double>() + (path.crc ? floor["crc32c_us"].get<double>() : 0.0);
+                double floor_us = floor["cold_memcpy_us"].get<double>()
+                    + (path.crc ? floor["crc32c_us"].get<double>() : 0.0);
                 r["floor_us"] = floor_us;
-                r["cpu_per_flip_over_floor"] = r["backend_cpu_us_per_flip"].get<double>() / floor_us;
-                std::fprintf(stderr, "%-20s %ux%u %-7s %-9s %6.0f flips/s  used p50 %7.1f p99 %7.1f us", path.name.c_str(), w, h,
-                    full ? "full" : "256x256", shape.redraw ? "redraw" : "flip-only", r["flips_per_s"].get<double>(), r["used_latency_us"]["p50"].get<double>(),
+                r["cpu_per_flip_over_floor"] = r["backend_cpu_us_per_flip"].get<double>()
+                    / floor_us;
+                std::fprintf(stderr,
+                    "%-20s %ux%u %-7s %-9s %6.0f flips/s  used p50 %7.1f p99 %7.1f us",
+                    path.name.c_str(), w, h, full ? "full" : "256x256",
+                    shape.redraw ? "redraw" : "flip-only", r["flips_per_s"].get<double>(),
+                    r["used_latency_us"]["p50"].get<double>(),
                     r["used_latency_us"]["p99"].get<double>());
                 if (r.contains("display_latency_us"))
-                    std::fprintf(stderr, "  display p50 %8.1f p99 %8.1f us  frames %zu/%u", r["display_latency_us"]["p50"].get<double>(),
-                        r["display_latency_us"]["p99"].get<double>(), r["frames_delivered"].get<size_t>(), r["flips"].get<uint32_t>());
-                std::fprintf(stderr, "  cpu %7.1f us/flip (%.2fx floor)  RssAnon %llu KiB\n", r["backend_cpu_us_per_flip"].get<double>(),
-                    r["cpu_per_flip_over_floor"].get<double>(), static_cast<unsigned long long>(r["rss_anon_kib"].get<uint64_t>()));
+                    std::fprintf(stderr, "  display p50 %8.1f p99 %8.1f us  frames %zu/%u",
+                        r["display_latency_us"]["p50"].get<double>(),
+                        r["display_latency_us"]["p99"].get<double>(),
+                        r["frames_delivered"].get<size_t>(), r["flips"].get<uint32_t>());
+                std::fprintf(stderr, "  cpu %7.1f us/flip (%.2fx floor)  RssAnon %llu KiB\n",
+                    r["backend_cpu_us_per_flip"].get<double>(),
+                    r["cpu_per_flip_over_floor"].get<double>(),
+                    static_cast<unsigned long long>(r["rss_anon_kib"].get<uint64_t>()));
                 runs.push_back(r);
             }
         }

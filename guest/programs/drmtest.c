@@ -97,7 +97,8 @@ static uint32_t pattern_pixel(uint32_t x, uint32_t y, uint32_t w, uint32_t h, ui
     return BAR_COLOURS[(x * 8 / w + variant) % 8];
 }
 
-/* The cursor image, 64x64 ARGB8888: an opaque triangle above the anti-diagonal, transparent below. */
+/* The cursor image, 64x64 ARGB8888: an opaque triangle above the anti-diagonal, transparent below.
+ */
 static uint32_t cursor_pixel(uint32_t x, uint32_t y)
 {
     if (x + y >= 64)
@@ -106,11 +107,11 @@ static uint32_t cursor_pixel(uint32_t x, uint32_t y)
 }
 
 static int g_hold_ms = 2000;
-static const char *g_device = "/dev/dri/card0";
-static const char *g_command = "?";
+static const char* g_device = "/dev/dri/card0";
+static const char* g_command = "?";
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+static int fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char* fmt, ...)
 {
     int saved = errno;
     va_list ap;
@@ -122,7 +123,7 @@ static int fail(const char *fmt, ...)
     return 1;
 }
 
-static int xioctl(int fd, unsigned long request, void *arg)
+static int xioctl(int fd, unsigned long request, void* arg)
 {
     int r;
     do {
@@ -138,9 +139,9 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void *xcalloc(size_t count, size_t size)
+static void* xcalloc(size_t count, size_t size)
 {
-    void *p = calloc(count ? count : 1, size);
+    void* p = calloc(count ? count : 1, size);
     if (!p) {
         printf("VGPU-ERROR out of memory\n");
         exit(1);
@@ -148,10 +149,7 @@ static void *xcalloc(size_t count, size_t size)
     return p;
 }
 
-static uint64_t ptr(const void *p)
-{
-    return (uint64_t)(uintptr_t)p;
-}
+static uint64_t ptr(const void* p) { return (uint64_t)(uintptr_t)p; }
 
 /* Holds the current frame: --hold seconds, or until the host sends a line on the console. */
 static void hold(void)
@@ -161,7 +159,7 @@ static void hold(void)
         double left = deadline - now_seconds();
         if (left <= 0)
             return;
-        struct pollfd p = {.fd = 0, .events = POLLIN};
+        struct pollfd p = { .fd = 0, .events = POLLIN };
         int r = poll(&p, 1, (int)(left * 1000) + 1);
         if (r == 0)
             return;
@@ -179,9 +177,9 @@ static void hold(void)
     }
 }
 
-static void ready(uint32_t w, uint32_t h, uint32_t variant, const char *extra_fmt, ...)
+static void ready(uint32_t w, uint32_t h, uint32_t variant, const char* extra_fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void ready(uint32_t w, uint32_t h, uint32_t variant, const char *extra_fmt, ...)
+static void ready(uint32_t w, uint32_t h, uint32_t variant, const char* extra_fmt, ...)
 {
     /* Drop stale input first, so that only a line sent after this marker releases the hold. */
     tcflush(0, TCIFLUSH);
@@ -200,8 +198,8 @@ static void ready(uint32_t w, uint32_t h, uint32_t variant, const char *extra_fm
 
 /* A marker line other than VGPU-READY, then the same hold: stale console input is dropped first,
  * so that only a line the host sends after the marker releases it. */
-static void marker_and_hold(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void marker_and_hold(const char *fmt, ...)
+static void marker_and_hold(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static void marker_and_hold(const char* fmt, ...)
 {
     tcflush(0, TCIFLUSH);
     va_list ap;
@@ -221,10 +219,10 @@ struct Resources {
     uint32_t min_width, max_width, min_height, max_height;
 };
 
-static int resources_get(int fd, struct Resources *r)
+static int resources_get(int fd, struct Resources* r)
 {
     for (;;) {
-        struct drm_mode_card_res counts = {0};
+        struct drm_mode_card_res counts = { 0 };
         if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &counts))
             return fail("GETRESOURCES");
         memset(r, 0, sizeof *r);
@@ -241,8 +239,8 @@ static int resources_get(int fd, struct Resources *r)
         };
         if (xioctl(fd, DRM_IOCTL_MODE_GETRESOURCES, &res))
             return fail("GETRESOURCES");
-        if (res.count_crtcs <= counts.count_crtcs && res.count_connectors <= counts.count_connectors &&
-            res.count_encoders <= counts.count_encoders) {
+        if (res.count_crtcs <= counts.count_crtcs && res.count_connectors <= counts.count_connectors
+            && res.count_encoders <= counts.count_encoders) {
             r->crtc_count = res.count_crtcs;
             r->connector_count = res.count_connectors;
             r->encoder_count = res.count_encoders;
@@ -261,15 +259,15 @@ static int resources_get(int fd, struct Resources *r)
 
 struct Connector {
     struct drm_mode_get_connector info;
-    struct drm_mode_modeinfo *modes;
-    uint32_t *encoders;
+    struct drm_mode_modeinfo* modes;
+    uint32_t* encoders;
 };
 
 /* The first call, with count_modes == 0, makes the kernel probe the connector (we are master). */
-static int connector_get(int fd, uint32_t id, struct Connector *c)
+static int connector_get(int fd, uint32_t id, struct Connector* c)
 {
     for (;;) {
-        struct drm_mode_get_connector counts = {.connector_id = id};
+        struct drm_mode_get_connector counts = { .connector_id = id };
         if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &counts))
             return fail("GETCONNECTOR %u", id);
         c->modes = xcalloc(counts.count_modes, sizeof(struct drm_mode_modeinfo));
@@ -283,7 +281,8 @@ static int connector_get(int fd, uint32_t id, struct Connector *c)
         };
         if (xioctl(fd, DRM_IOCTL_MODE_GETCONNECTOR, &info))
             return fail("GETCONNECTOR %u", id);
-        if (info.count_modes <= counts.count_modes && info.count_encoders <= counts.count_encoders) {
+        if (info.count_modes <= counts.count_modes
+            && info.count_encoders <= counts.count_encoders) {
             c->info = info;
             return 0;
         }
@@ -292,33 +291,55 @@ static int connector_get(int fd, uint32_t id, struct Connector *c)
     }
 }
 
-static const char *connector_type_name(uint32_t type)
+static const char* connector_type_name(uint32_t type)
 {
-    static const char *const names[] = {
-        "Unknown", "VGA", "DVI-I", "DVI-D", "DVI-A", "Composite", "SVIDEO", "LVDS", "Component",
-        "DIN", "DP", "HDMI-A", "HDMI-B", "TV", "eDP", "Virtual", "DSI", "DPI", "Writeback", "SPI", "USB",
+    static const char* const names[] = {
+        "Unknown",
+        "VGA",
+        "DVI-I",
+        "DVI-D",
+        "DVI-A",
+        "Composite",
+        "SVIDEO",
+        "LVDS",
+        "Component",
+        "DIN",
+        "DP",
+        "HDMI-A",
+        "HDMI-B",
+        "TV",
+        "eDP",
+        "Virtual",
+        "DSI",
+        "DPI",
+        "Writeback",
+        "SPI",
+        "USB",
     };
     return type < ARRAY_SIZE(names) ? names[type] : "?";
 }
 
-static const char *connection_name(uint32_t connection)
+static const char* connection_name(uint32_t connection)
 {
     switch (connection) {
-    case 1: return "connected";
-    case 2: return "disconnected";
-    default: return "unknown";
+    case 1:
+        return "connected";
+    case 2:
+        return "disconnected";
+    default:
+        return "unknown";
     }
 }
 
 /* A property of a KMS object, looked up by name. */
-static int property_find(int fd, uint32_t object_id, uint32_t object_type, const char *name,
-                         uint32_t *prop_id, uint64_t *value)
+static int property_find(int fd, uint32_t object_id, uint32_t object_type, const char* name,
+    uint32_t* prop_id, uint64_t* value)
 {
-    struct drm_mode_obj_get_properties counts = {.obj_id = object_id, .obj_type = object_type};
+    struct drm_mode_obj_get_properties counts = { .obj_id = object_id, .obj_type = object_type };
     if (xioctl(fd, DRM_IOCTL_MODE_OBJ_GETPROPERTIES, &counts))
         return fail("OBJ_GETPROPERTIES %u", object_id);
-    uint32_t *ids = xcalloc(counts.count_props, sizeof(uint32_t));
-    uint64_t *values = xcalloc(counts.count_props, sizeof(uint64_t));
+    uint32_t* ids = xcalloc(counts.count_props, sizeof(uint32_t));
+    uint64_t* values = xcalloc(counts.count_props, sizeof(uint64_t));
     struct drm_mode_obj_get_properties props = {
         .props_ptr = ptr(ids),
         .prop_values_ptr = ptr(values),
@@ -332,7 +353,7 @@ static int property_find(int fd, uint32_t object_id, uint32_t object_type, const
         goto out;
     }
     for (uint32_t i = 0; i < props.count_props && i < counts.count_props; i++) {
-        struct drm_mode_get_property prop = {.prop_id = ids[i]};
+        struct drm_mode_get_property prop = { .prop_id = ids[i] };
         if (xioctl(fd, DRM_IOCTL_MODE_GETPROPERTY, &prop))
             continue;
         if (strncmp(prop.name, name, DRM_PROP_NAME_LEN) == 0) {
@@ -351,9 +372,9 @@ out:
     return rc;
 }
 
-static int set_client_cap(int fd, uint64_t cap, const char *name)
+static int set_client_cap(int fd, uint64_t cap, const char* name)
 {
-    struct drm_set_client_cap c = {.capability = cap, .value = 1};
+    struct drm_set_client_cap c = { .capability = cap, .value = 1 };
     if (xioctl(fd, DRM_IOCTL_SET_CLIENT_CAP, &c))
         return fail("SET_CLIENT_CAP %s", name);
     return 0;
@@ -361,7 +382,7 @@ static int set_client_cap(int fd, uint64_t cap, const char *name)
 
 static uint64_t get_cap(int fd, uint64_t cap)
 {
-    struct drm_get_cap c = {.capability = cap};
+    struct drm_get_cap c = { .capability = cap };
     if (xioctl(fd, DRM_IOCTL_GET_CAP, &c))
         return 0;
     return c.value;
@@ -376,7 +397,7 @@ struct Display {
     uint32_t width, height;
 };
 
-static int parse_size(const char *s, uint32_t *w, uint32_t *h)
+static int parse_size(const char* s, uint32_t* w, uint32_t* h)
 {
     unsigned a, b;
     char end;
@@ -397,7 +418,7 @@ static int open_device(void)
 
 /* Opens the device and picks the first connected connector, a CRTC for it and a mode:
  * want_w x want_h when given (0 = the preferred mode, else the first one). */
-static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
+static int display_open(struct Display* d, uint32_t want_w, uint32_t want_h)
 {
     memset(d, 0, sizeof *d);
     d->fd = open_device();
@@ -406,7 +427,7 @@ static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
     struct Resources res;
     if (resources_get(d->fd, &res))
         return 1;
-    struct Connector conn = {0};
+    struct Connector conn = { 0 };
     bool found = false;
     for (uint32_t i = 0; i < res.connector_count && !found; i++) {
         if (connector_get(d->fd, res.connectors[i], &conn))
@@ -421,8 +442,9 @@ static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
 
     int chosen = -1;
     for (uint32_t i = 0; i < conn.info.count_modes && chosen < 0; i++) {
-        const struct drm_mode_modeinfo *m = &conn.modes[i];
-        if (want_w ? (m->hdisplay == want_w && m->vdisplay == want_h) : (m->type & DRM_MODE_TYPE_PREFERRED))
+        const struct drm_mode_modeinfo* m = &conn.modes[i];
+        if (want_w ? (m->hdisplay == want_w && m->vdisplay == want_h)
+                   : (m->type & DRM_MODE_TYPE_PREFERRED))
             chosen = (int)i;
     }
     if (chosen < 0 && want_w) {
@@ -439,12 +461,14 @@ static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
 
     /* The CRTC: the one the connector's encoder drives now, else the first it can drive. */
     uint32_t encoder_id = conn.info.encoder_id ? conn.info.encoder_id
-                          : conn.info.count_encoders ? conn.encoders[0] : 0;
-    struct drm_mode_get_encoder enc = {.encoder_id = encoder_id};
+        : conn.info.count_encoders             ? conn.encoders[0]
+                                               : 0;
+    struct drm_mode_get_encoder enc = { .encoder_id = encoder_id };
     if (!encoder_id || xioctl(d->fd, DRM_IOCTL_MODE_GETENCODER, &enc))
         return fail("GETENCODER %u", encoder_id);
     for (uint32_t i = 0; i < res.crtc_count; i++) {
-        if ((enc.crtc_id && res.crtcs[i] == enc.crtc_id) || (!enc.crtc_id && (enc.possible_crtcs & (1u << i)))) {
+        if ((enc.crtc_id && res.crtcs[i] == enc.crtc_id)
+            || (!enc.crtc_id && (enc.possible_crtcs & (1u << i)))) {
             d->crtc_id = res.crtcs[i];
             d->crtc_index = i;
             break;
@@ -454,8 +478,8 @@ static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
         errno = ENODEV;
         return fail("no CRTC for encoder %u", encoder_id);
     }
-    printf("VGPU-INFO using connector=%u crtc=%u mode=%ux%u@%u\n", d->connector_id, d->crtc_id, d->width,
-           d->height, d->mode.vrefresh);
+    printf("VGPU-INFO using connector=%u crtc=%u mode=%ux%u@%u\n", d->connector_id, d->crtc_id,
+        d->width, d->height, d->mode.vrefresh);
     return 0;
 }
 
@@ -464,14 +488,14 @@ static int display_open(struct Display *d, uint32_t want_w, uint32_t want_h)
 struct Buffer {
     uint32_t width, height, pitch, handle, fb_id;
     uint64_t size;
-    uint32_t *pixels;
+    uint32_t* pixels;
 };
 
 /* A dumb buffer, mapped; with a framebuffer of the given DRM format unless format is 0. */
-static int buffer_create(int fd, uint32_t w, uint32_t h, uint32_t format, struct Buffer *b)
+static int buffer_create(int fd, uint32_t w, uint32_t h, uint32_t format, struct Buffer* b)
 {
     memset(b, 0, sizeof *b);
-    struct drm_mode_create_dumb create = {.height = h, .width = w, .bpp = 32};
+    struct drm_mode_create_dumb create = { .height = h, .width = w, .bpp = 32 };
     if (xioctl(fd, DRM_IOCTL_MODE_CREATE_DUMB, &create))
         return fail("CREATE_DUMB %ux%u", w, h);
     b->width = w;
@@ -480,51 +504,51 @@ static int buffer_create(int fd, uint32_t w, uint32_t h, uint32_t format, struct
     b->handle = create.handle;
     b->size = create.size;
     if (format) {
-        struct drm_mode_fb_cmd2 fb = {.width = w, .height = h, .pixel_format = format};
+        struct drm_mode_fb_cmd2 fb = { .width = w, .height = h, .pixel_format = format };
         fb.handles[0] = b->handle;
         fb.pitches[0] = b->pitch;
         if (xioctl(fd, DRM_IOCTL_MODE_ADDFB2, &fb))
             return fail("ADDFB2 %ux%u", w, h);
         b->fb_id = fb.fb_id;
     }
-    struct drm_mode_map_dumb map = {.handle = b->handle};
+    struct drm_mode_map_dumb map = { .handle = b->handle };
     if (xioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &map))
         return fail("MAP_DUMB");
-    void *p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map.offset);
+    void* p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map.offset);
     if (p == MAP_FAILED)
         return fail("mmap dumb buffer");
     b->pixels = p;
     return 0;
 }
 
-static void buffer_destroy(int fd, struct Buffer *b)
+static void buffer_destroy(int fd, struct Buffer* b)
 {
     if (b->pixels)
         munmap(b->pixels, b->size);
     if (b->fb_id)
         xioctl(fd, DRM_IOCTL_MODE_RMFB, &b->fb_id);
     if (b->handle) {
-        struct drm_mode_destroy_dumb destroy = {.handle = b->handle};
+        struct drm_mode_destroy_dumb destroy = { .handle = b->handle };
         xioctl(fd, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy);
     }
     memset(b, 0, sizeof *b);
 }
 
-static void draw_rows(struct Buffer *b, uint32_t y0, uint32_t y1, uint32_t variant)
+static void draw_rows(struct Buffer* b, uint32_t y0, uint32_t y1, uint32_t variant)
 {
     for (uint32_t y = y0; y < y1 && y < b->height; y++) {
-        uint32_t *row = b->pixels + (size_t)y * (b->pitch / 4);
+        uint32_t* row = b->pixels + (size_t)y * (b->pitch / 4);
         for (uint32_t x = 0; x < b->width; x++)
             row[x] = pattern_pixel(x, y, b->width, b->height, variant);
     }
 }
 
-static void draw_pattern(struct Buffer *b, uint32_t variant)
+static void draw_pattern(struct Buffer* b, uint32_t variant)
 {
     draw_rows(b, 0, b->height, variant);
 }
 
-static int buffer_with_pattern(struct Display *d, uint32_t variant, struct Buffer *b)
+static int buffer_with_pattern(struct Display* d, uint32_t variant, struct Buffer* b)
 {
     if (buffer_create(d->fd, d->width, d->height, DRM_FORMAT_XRGB8888, b))
         return 1;
@@ -534,7 +558,7 @@ static int buffer_with_pattern(struct Display *d, uint32_t variant, struct Buffe
 
 /* ---- legacy KMS ---------------------------------------------------------------------------- */
 
-static int set_crtc(struct Display *d, uint32_t fb_id)
+static int set_crtc(struct Display* d, uint32_t fb_id)
 {
     struct drm_mode_crtc crtc = {
         .set_connectors_ptr = ptr(&d->connector_id),
@@ -549,7 +573,7 @@ static int set_crtc(struct Display *d, uint32_t fb_id)
     return 0;
 }
 
-static int page_flip(struct Display *d, uint32_t fb_id, uint64_t user_data)
+static int page_flip(struct Display* d, uint32_t fb_id, uint64_t user_data)
 {
     struct drm_mode_crtc_page_flip flip = {
         .crtc_id = d->crtc_id,
@@ -566,7 +590,7 @@ static int page_flip(struct Display *d, uint32_t fb_id, uint64_t user_data)
 static int wait_flip_event(int fd, uint64_t user_data)
 {
     for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct pollfd p = { .fd = fd, .events = POLLIN };
         int r = poll(&p, 1, EVENT_TIMEOUT_MS);
         if (r == 0) {
             errno = ETIMEDOUT;
@@ -595,8 +619,8 @@ static int wait_flip_event(int fd, uint64_t user_data)
                 memcpy(&v, buf + off, sizeof v);
                 if (v.user_data != user_data) {
                     errno = EPROTO;
-                    return fail("flip event for %llu, expected %llu", (unsigned long long)v.user_data,
-                                (unsigned long long)user_data);
+                    return fail("flip event for %llu, expected %llu",
+                        (unsigned long long)v.user_data, (unsigned long long)user_data);
                 }
                 got = true;
             }
@@ -607,9 +631,12 @@ static int wait_flip_event(int fd, uint64_t user_data)
     }
 }
 
-static int dirty(struct Display *d, uint32_t fb_id, const struct drm_clip_rect *clips, uint32_t count)
+static int dirty(
+    struct Display* d, uint32_t fb_id, const struct drm_clip_rect* clips, uint32_t count)
 {
-    struct drm_mode_fb_dirty_cmd cmd = {.fb_id = fb_id, .num_clips = count, .clips_ptr = ptr(clips)};
+    struct drm_mode_fb_dirty_cmd cmd = {
+        .fb_id = fb_id, .num_clips = count, .clips_ptr = ptr(clips)
+    };
     if (xioctl(d->fd, DRM_IOCTL_MODE_DIRTYFB, &cmd))
         return fail("DIRTYFB fb=%u clips=%u", fb_id, count);
     return 0;
@@ -617,31 +644,35 @@ static int dirty(struct Display *d, uint32_t fb_id, const struct drm_clip_rect *
 
 /* ---- subcommands --------------------------------------------------------------------------- */
 
-static void print_mode(const char *prefix, uint32_t owner, const struct drm_mode_modeinfo *m)
+static void print_mode(const char* prefix, uint32_t owner, const struct drm_mode_modeinfo* m)
 {
-    printf("VGPU-INFO %s owner=%u %ux%u@%u clock=%u htotal=%u vtotal=%u flags=0x%x type=0x%x%s name=%.*s\n",
-           prefix, owner, m->hdisplay, m->vdisplay, m->vrefresh, m->clock, m->htotal, m->vtotal, m->flags,
-           m->type, (m->type & DRM_MODE_TYPE_PREFERRED) ? " preferred" : "", DRM_DISPLAY_MODE_LEN, m->name);
+    printf("VGPU-INFO %s owner=%u %ux%u@%u clock=%u htotal=%u vtotal=%u flags=0x%x type=0x%x%s "
+           "name=%.*s\n",
+        prefix, owner, m->hdisplay, m->vdisplay, m->vrefresh, m->clock, m->htotal, m->vtotal,
+        m->flags, m->type, (m->type & DRM_MODE_TYPE_PREFERRED) ? " preferred" : "",
+        DRM_DISPLAY_MODE_LEN, m->name);
 }
 
 static void print_planes(int fd)
 {
-    struct drm_mode_get_plane_res counts = {0};
+    struct drm_mode_get_plane_res counts = { 0 };
     if (xioctl(fd, DRM_IOCTL_MODE_GETPLANERESOURCES, &counts)) {
         fail("GETPLANERESOURCES");
         return;
     }
-    uint32_t *ids = xcalloc(counts.count_planes, sizeof(uint32_t));
-    struct drm_mode_get_plane_res res = {.plane_id_ptr = ptr(ids), .count_planes = counts.count_planes};
+    uint32_t* ids = xcalloc(counts.count_planes, sizeof(uint32_t));
+    struct drm_mode_get_plane_res res = { .plane_id_ptr = ptr(ids),
+        .count_planes = counts.count_planes };
     if (xioctl(fd, DRM_IOCTL_MODE_GETPLANERESOURCES, &res)) {
         fail("GETPLANERESOURCES");
         return;
     }
-    static const char *const types[] = {"overlay", "primary", "cursor"};
+    static const char* const types[] = { "overlay", "primary", "cursor" };
     for (uint32_t i = 0; i < res.count_planes && i < counts.count_planes; i++) {
         uint32_t formats[64];
-        struct drm_mode_get_plane plane = {.plane_id = ids[i], .count_format_types = ARRAY_SIZE(formats),
-                                           .format_type_ptr = ptr(formats)};
+        struct drm_mode_get_plane plane = { .plane_id = ids[i],
+            .count_format_types = ARRAY_SIZE(formats),
+            .format_type_ptr = ptr(formats) };
         if (xioctl(fd, DRM_IOCTL_MODE_GETPLANE, &plane)) {
             fail("GETPLANE %u", ids[i]);
             continue;
@@ -650,65 +681,74 @@ static void print_planes(int fd)
         uint64_t type = 99;
         property_find(fd, ids[i], DRM_MODE_OBJECT_PLANE, "type", &type_prop, &type);
         printf("VGPU-INFO plane id=%u type=%s possible_crtcs=0x%x crtc=%u fb=%u formats=", ids[i],
-               type < ARRAY_SIZE(types) ? types[type] : "?", plane.possible_crtcs, plane.crtc_id, plane.fb_id);
+            type < ARRAY_SIZE(types) ? types[type] : "?", plane.possible_crtcs, plane.crtc_id,
+            plane.fb_id);
         for (uint32_t f = 0; f < plane.count_format_types && f < ARRAY_SIZE(formats); f++)
-            printf("%s%.4s", f ? "," : "", (const char *)&formats[f]);
+            printf("%s%.4s", f ? "," : "", (const char*)&formats[f]);
         printf("\n");
     }
     free(ids);
 }
 
-static int cmd_info(int argc, char **argv)
+static int cmd_info(int argc, char** argv)
 {
     (void)argc;
     (void)argv;
     int fd = open_device();
     if (fd < 0)
         return 1;
-    char name[64] = {0}, date[64] = {0}, desc[128] = {0};
-    struct drm_version v = {.name_len = sizeof name - 1, .name = name, .date_len = sizeof date - 1,
-                            .date = date, .desc_len = sizeof desc - 1, .desc = desc};
+    char name[64] = { 0 }, date[64] = { 0 }, desc[128] = { 0 };
+    struct drm_version v = { .name_len = sizeof name - 1,
+        .name = name,
+        .date_len = sizeof date - 1,
+        .date = date,
+        .desc_len = sizeof desc - 1,
+        .desc = desc };
     if (xioctl(fd, DRM_IOCTL_VERSION, &v))
         return fail("VERSION");
-    printf("VGPU-INFO driver name=%s version=%d.%d.%d desc=\"%s\"\n", name, v.version_major, v.version_minor,
-           v.version_patchlevel, desc);
-    printf("VGPU-INFO caps dumb_buffer=%llu cursor=%llux%llu prefer_shadow=%llu async_page_flip=%llu\n",
-           (unsigned long long)get_cap(fd, DRM_CAP_DUMB_BUFFER), (unsigned long long)get_cap(fd, DRM_CAP_CURSOR_WIDTH),
-           (unsigned long long)get_cap(fd, DRM_CAP_CURSOR_HEIGHT), (unsigned long long)get_cap(fd, DRM_CAP_DUMB_PREFER_SHADOW),
-           (unsigned long long)get_cap(fd, DRM_CAP_ASYNC_PAGE_FLIP));
+    printf("VGPU-INFO driver name=%s version=%d.%d.%d desc=\"%s\"\n", name, v.version_major,
+        v.version_minor, v.version_patchlevel, desc);
+    printf("VGPU-INFO caps dumb_buffer=%llu cursor=%llux%llu prefer_shadow=%llu "
+           "async_page_flip=%llu\n",
+        (unsigned long long)get_cap(fd, DRM_CAP_DUMB_BUFFER),
+        (unsigned long long)get_cap(fd, DRM_CAP_CURSOR_WIDTH),
+        (unsigned long long)get_cap(fd, DRM_CAP_CURSOR_HEIGHT),
+        (unsigned long long)get_cap(fd, DRM_CAP_DUMB_PREFER_SHADOW),
+        (unsigned long long)get_cap(fd, DRM_CAP_ASYNC_PAGE_FLIP));
     if (set_client_cap(fd, DRM_CLIENT_CAP_UNIVERSAL_PLANES, "UNIVERSAL_PLANES"))
         return 1;
     struct Resources res;
     if (resources_get(fd, &res))
         return 1;
-    printf("VGPU-INFO resources crtcs=%u connectors=%u encoders=%u fb_min=%ux%u fb_max=%ux%u\n", res.crtc_count,
-           res.connector_count, res.encoder_count, res.min_width, res.min_height, res.max_width, res.max_height);
+    printf("VGPU-INFO resources crtcs=%u connectors=%u encoders=%u fb_min=%ux%u fb_max=%ux%u\n",
+        res.crtc_count, res.connector_count, res.encoder_count, res.min_width, res.min_height,
+        res.max_width, res.max_height);
     for (uint32_t i = 0; i < res.connector_count; i++) {
         struct Connector c;
         if (connector_get(fd, res.connectors[i], &c))
             return 1;
         printf("VGPU-INFO connector id=%u name=%s-%u status=%s size_mm=%ux%u encoder=%u modes=%u\n",
-               c.info.connector_id, connector_type_name(c.info.connector_type), c.info.connector_type_id,
-               connection_name(c.info.connection), c.info.mm_width, c.info.mm_height, c.info.encoder_id,
-               c.info.count_modes);
+            c.info.connector_id, connector_type_name(c.info.connector_type),
+            c.info.connector_type_id, connection_name(c.info.connection), c.info.mm_width,
+            c.info.mm_height, c.info.encoder_id, c.info.count_modes);
         for (uint32_t m = 0; m < c.info.count_modes; m++)
             print_mode("mode", c.info.connector_id, &c.modes[m]);
         free(c.modes);
         free(c.encoders);
     }
     for (uint32_t i = 0; i < res.encoder_count; i++) {
-        struct drm_mode_get_encoder e = {.encoder_id = res.encoders[i]};
+        struct drm_mode_get_encoder e = { .encoder_id = res.encoders[i] };
         if (xioctl(fd, DRM_IOCTL_MODE_GETENCODER, &e))
             return fail("GETENCODER %u", res.encoders[i]);
-        printf("VGPU-INFO encoder id=%u type=%u crtc=%u possible_crtcs=0x%x\n", e.encoder_id, e.encoder_type,
-               e.crtc_id, e.possible_crtcs);
+        printf("VGPU-INFO encoder id=%u type=%u crtc=%u possible_crtcs=0x%x\n", e.encoder_id,
+            e.encoder_type, e.crtc_id, e.possible_crtcs);
     }
     for (uint32_t i = 0; i < res.crtc_count; i++) {
-        struct drm_mode_crtc c = {.crtc_id = res.crtcs[i]};
+        struct drm_mode_crtc c = { .crtc_id = res.crtcs[i] };
         if (xioctl(fd, DRM_IOCTL_MODE_GETCRTC, &c))
             return fail("GETCRTC %u", res.crtcs[i]);
-        printf("VGPU-INFO crtc id=%u index=%u fb=%u pos=%u,%u mode_valid=%u gamma_size=%u\n", c.crtc_id, i, c.fb_id,
-               c.x, c.y, c.mode_valid, c.gamma_size);
+        printf("VGPU-INFO crtc id=%u index=%u fb=%u pos=%u,%u mode_valid=%u gamma_size=%u\n",
+            c.crtc_id, i, c.fb_id, c.x, c.y, c.mode_valid, c.gamma_size);
         if (c.mode_valid)
             print_mode("crtc-mode", c.crtc_id, &c.mode);
     }
@@ -716,7 +756,7 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
-static int cmd_pattern(int argc, char **argv)
+static int cmd_pattern(int argc, char** argv)
 {
     uint32_t w = 0, h = 0;
     if (argc > 0 && parse_size(argv[0], &w, &h)) {
@@ -732,18 +772,18 @@ static int cmd_pattern(int argc, char **argv)
     return 0;
 }
 
-static uint32_t count_arg(int argc, char **argv, uint32_t fallback)
+static uint32_t count_arg(int argc, char** argv, uint32_t fallback)
 {
     return argc > 0 ? (uint32_t)strtoul(argv[0], NULL, 0) : fallback;
 }
 
-static int cmd_flip(int argc, char **argv)
+static int cmd_flip(int argc, char** argv)
 {
     uint32_t count = count_arg(argc, argv, 60);
     struct Display d;
     struct Buffer b[2];
-    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0]) || buffer_with_pattern(&d, 1, &b[1]) ||
-        set_crtc(&d, b[0].fb_id))
+    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0])
+        || buffer_with_pattern(&d, 1, &b[1]) || set_crtc(&d, b[0].fb_id))
         return 1;
     double start = now_seconds();
     for (uint32_t i = 1; i <= count; i++) {
@@ -751,7 +791,8 @@ static int cmd_flip(int argc, char **argv)
             return 1;
     }
     double elapsed = now_seconds() - start;
-    printf("VGPU-FLIP flips=%u seconds=%.3f flips_per_s=%.1f\n", count, elapsed, elapsed > 0 ? count / elapsed : 0.0);
+    printf("VGPU-FLIP flips=%u seconds=%.3f flips_per_s=%.1f\n", count, elapsed,
+        elapsed > 0 ? count / elapsed : 0.0);
     ready(d.width, d.height, count % 2, "flips=%u", count);
     buffer_destroy(d.fd, &b[0]);
     buffer_destroy(d.fd, &b[1]);
@@ -759,7 +800,8 @@ static int cmd_flip(int argc, char **argv)
 }
 
 /* Band i of 8 horizontal bands: rows [i*H/8, (i+1)*H/8). */
-static struct drm_clip_rect band_clip(const struct Display *d, uint32_t band, uint32_t x0, uint32_t x1)
+static struct drm_clip_rect band_clip(
+    const struct Display* d, uint32_t band, uint32_t x0, uint32_t x1)
 {
     struct drm_clip_rect r = {
         .x1 = (unsigned short)x0,
@@ -770,7 +812,7 @@ static struct drm_clip_rect band_clip(const struct Display *d, uint32_t band, ui
     return r;
 }
 
-static int cmd_dirtyfb(int argc, char **argv)
+static int cmd_dirtyfb(int argc, char** argv)
 {
     uint32_t count = count_arg(argc, argv, 32);
     struct Display d;
@@ -782,7 +824,8 @@ static int cmd_dirtyfb(int argc, char **argv)
      * never appears before that pass, so only a device that honours each clip shows variant 2. */
     for (uint32_t i = 0; i < count; i++) {
         uint32_t band = i % 8;
-        struct drm_clip_rect clips[2] = {band_clip(&d, band, 0, d.width / 2), band_clip(&d, band, d.width / 2, d.width)};
+        struct drm_clip_rect clips[2] = { band_clip(&d, band, 0, d.width / 2),
+            band_clip(&d, band, d.width / 2, d.width) };
         draw_rows(&b, clips[0].y1, clips[0].y2, (i / 8) % 2 ? 3 : 1);
         if (dirty(&d, b.fb_id, clips, 2))
             return 1;
@@ -799,23 +842,36 @@ static int cmd_dirtyfb(int argc, char **argv)
     return 0;
 }
 
-static int cursor_ioctl(struct Display *d, uint32_t flags, uint32_t handle, int32_t x, int32_t y, bool v2)
+static int cursor_ioctl(
+    struct Display* d, uint32_t flags, uint32_t handle, int32_t x, int32_t y, bool v2)
 {
     if (v2) {
-        struct drm_mode_cursor2 c = {.flags = flags, .crtc_id = d->crtc_id, .x = x, .y = y, .width = 64,
-                                     .height = 64, .handle = handle, .hot_x = 8, .hot_y = 8};
+        struct drm_mode_cursor2 c = { .flags = flags,
+            .crtc_id = d->crtc_id,
+            .x = x,
+            .y = y,
+            .width = 64,
+            .height = 64,
+            .handle = handle,
+            .hot_x = 8,
+            .hot_y = 8 };
         if (xioctl(d->fd, DRM_IOCTL_MODE_CURSOR2, &c))
             return fail("CURSOR2 flags=0x%x", flags);
         return 0;
     }
-    struct drm_mode_cursor c = {.flags = flags, .crtc_id = d->crtc_id, .x = x, .y = y, .width = 64,
-                                .height = 64, .handle = handle};
+    struct drm_mode_cursor c = { .flags = flags,
+        .crtc_id = d->crtc_id,
+        .x = x,
+        .y = y,
+        .width = 64,
+        .height = 64,
+        .handle = handle };
     if (xioctl(d->fd, DRM_IOCTL_MODE_CURSOR, &c))
         return fail("CURSOR flags=0x%x", flags);
     return 0;
 }
 
-static int cmd_cursor(int argc, char **argv)
+static int cmd_cursor(int argc, char** argv)
 {
     (void)argc;
     (void)argv;
@@ -823,8 +879,9 @@ static int cmd_cursor(int argc, char **argv)
     struct Buffer b, cursor;
     if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b) || set_crtc(&d, b.fb_id))
         return 1;
-    printf("VGPU-INFO cursor cap=%llux%llu\n", (unsigned long long)get_cap(d.fd, DRM_CAP_CURSOR_WIDTH),
-           (unsigned long long)get_cap(d.fd, DRM_CAP_CURSOR_HEIGHT));
+    printf("VGPU-INFO cursor cap=%llux%llu\n",
+        (unsigned long long)get_cap(d.fd, DRM_CAP_CURSOR_WIDTH),
+        (unsigned long long)get_cap(d.fd, DRM_CAP_CURSOR_HEIGHT));
     if (buffer_create(d.fd, 64, 64, 0, &cursor))
         return 1;
     for (uint32_t y = 0; y < 64; y++)
@@ -837,8 +894,11 @@ static int cmd_cursor(int argc, char **argv)
         return 1;
     printf("VGPU-CURSOR set handle=%u size=64x64 hot=8,8 ioctl=SETCURSOR2\n", cursor.handle);
     const int32_t positions[][2] = {
-        {0, 0}, {100, 50}, {(int32_t)d.width / 2, (int32_t)d.height / 2},
-        {(int32_t)d.width - 64, (int32_t)d.height - 64}, {(int32_t)d.width - 32, (int32_t)d.height - 32},
+        { 0, 0 },
+        { 100, 50 },
+        { (int32_t)d.width / 2, (int32_t)d.height / 2 },
+        { (int32_t)d.width - 64, (int32_t)d.height - 64 },
+        { (int32_t)d.width - 32, (int32_t)d.height - 32 },
     };
     for (size_t i = 0; i < ARRAY_SIZE(positions); i++) {
         if (cursor_ioctl(&d, DRM_MODE_CURSOR_MOVE, 0, positions[i][0], positions[i][1], false))
@@ -861,21 +921,22 @@ struct AtomicProps {
     uint32_t fb_id, crtc_id, src_x, src_y, src_w, src_h, crtc_x, crtc_y, crtc_w, crtc_h;
 };
 
-static int find_primary_plane(struct Display *d, uint32_t *plane_id)
+static int find_primary_plane(struct Display* d, uint32_t* plane_id)
 {
-    struct drm_mode_get_plane_res counts = {0};
+    struct drm_mode_get_plane_res counts = { 0 };
     if (xioctl(d->fd, DRM_IOCTL_MODE_GETPLANERESOURCES, &counts))
         return fail("GETPLANERESOURCES");
-    uint32_t *ids = xcalloc(counts.count_planes, sizeof(uint32_t));
-    struct drm_mode_get_plane_res res = {.plane_id_ptr = ptr(ids), .count_planes = counts.count_planes};
+    uint32_t* ids = xcalloc(counts.count_planes, sizeof(uint32_t));
+    struct drm_mode_get_plane_res res = { .plane_id_ptr = ptr(ids),
+        .count_planes = counts.count_planes };
     if (xioctl(d->fd, DRM_IOCTL_MODE_GETPLANERESOURCES, &res))
         return fail("GETPLANERESOURCES");
     for (uint32_t i = 0; i < res.count_planes && i < counts.count_planes; i++) {
-        struct drm_mode_get_plane plane = {.plane_id = ids[i]};
+        struct drm_mode_get_plane plane = { .plane_id = ids[i] };
         uint32_t prop;
         uint64_t type = 0;
-        if (xioctl(d->fd, DRM_IOCTL_MODE_GETPLANE, &plane) ||
-            property_find(d->fd, ids[i], DRM_MODE_OBJECT_PLANE, "type", &prop, &type))
+        if (xioctl(d->fd, DRM_IOCTL_MODE_GETPLANE, &plane)
+            || property_find(d->fd, ids[i], DRM_MODE_OBJECT_PLANE, "type", &prop, &type))
             continue;
         if (type == PLANE_TYPE_PRIMARY && (plane.possible_crtcs & (1u << d->crtc_index))) {
             *plane_id = ids[i];
@@ -888,31 +949,32 @@ static int find_primary_plane(struct Display *d, uint32_t *plane_id)
     return fail("no primary plane for crtc %u", d->crtc_id);
 }
 
-static int atomic_props(struct Display *d, struct AtomicProps *p)
+static int atomic_props(struct Display* d, struct AtomicProps* p)
 {
     if (find_primary_plane(d, &p->plane_id))
         return 1;
     struct {
         uint32_t object, type;
-        const char *name;
-        uint32_t *id;
+        const char* name;
+        uint32_t* id;
     } wanted[] = {
-        {d->connector_id, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", &p->conn_crtc_id},
-        {d->crtc_id, DRM_MODE_OBJECT_CRTC, "MODE_ID", &p->crtc_mode_id},
-        {d->crtc_id, DRM_MODE_OBJECT_CRTC, "ACTIVE", &p->crtc_active},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "FB_ID", &p->fb_id},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_ID", &p->crtc_id},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_X", &p->src_x},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_Y", &p->src_y},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_W", &p->src_w},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_H", &p->src_h},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_X", &p->crtc_x},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_Y", &p->crtc_y},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_W", &p->crtc_w},
-        {p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_H", &p->crtc_h},
+        { d->connector_id, DRM_MODE_OBJECT_CONNECTOR, "CRTC_ID", &p->conn_crtc_id },
+        { d->crtc_id, DRM_MODE_OBJECT_CRTC, "MODE_ID", &p->crtc_mode_id },
+        { d->crtc_id, DRM_MODE_OBJECT_CRTC, "ACTIVE", &p->crtc_active },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "FB_ID", &p->fb_id },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_ID", &p->crtc_id },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_X", &p->src_x },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_Y", &p->src_y },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_W", &p->src_w },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "SRC_H", &p->src_h },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_X", &p->crtc_x },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_Y", &p->crtc_y },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_W", &p->crtc_w },
+        { p->plane_id, DRM_MODE_OBJECT_PLANE, "CRTC_H", &p->crtc_h },
     };
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
-        if (property_find(d->fd, wanted[i].object, wanted[i].type, wanted[i].name, wanted[i].id, NULL))
+        if (property_find(
+                d->fd, wanted[i].object, wanted[i].type, wanted[i].name, wanted[i].id, NULL))
             return 1;
     return 0;
 }
@@ -924,7 +986,7 @@ struct AtomicRequest {
     uint32_t object_count, prop_count;
 };
 
-static void atomic_add(struct AtomicRequest *r, uint32_t object, uint32_t prop, uint64_t value)
+static void atomic_add(struct AtomicRequest* r, uint32_t object, uint32_t prop, uint64_t value)
 {
     if (r->object_count == 0 || r->objects[r->object_count - 1] != object) {
         r->objects[r->object_count] = object;
@@ -937,7 +999,8 @@ static void atomic_add(struct AtomicRequest *r, uint32_t object, uint32_t prop, 
     r->prop_count++;
 }
 
-static int atomic_commit(int fd, struct AtomicRequest *r, uint32_t flags, uint64_t user_data, const char *what)
+static int atomic_commit(
+    int fd, struct AtomicRequest* r, uint32_t flags, uint64_t user_data, const char* what)
 {
     struct drm_mode_atomic a = {
         .flags = flags,
@@ -953,23 +1016,25 @@ static int atomic_commit(int fd, struct AtomicRequest *r, uint32_t flags, uint64
     return 0;
 }
 
-static int cmd_atomic(int argc, char **argv)
+static int cmd_atomic(int argc, char** argv)
 {
     uint32_t flips = count_arg(argc, argv, 1);
     struct Display d;
-    if (display_open(&d, 0, 0) || set_client_cap(d.fd, DRM_CLIENT_CAP_UNIVERSAL_PLANES, "UNIVERSAL_PLANES") ||
-        set_client_cap(d.fd, DRM_CLIENT_CAP_ATOMIC, "ATOMIC"))
+    if (display_open(&d, 0, 0)
+        || set_client_cap(d.fd, DRM_CLIENT_CAP_UNIVERSAL_PLANES, "UNIVERSAL_PLANES")
+        || set_client_cap(d.fd, DRM_CLIENT_CAP_ATOMIC, "ATOMIC"))
         return 1;
     struct AtomicProps p;
     struct Buffer b[2];
-    if (atomic_props(&d, &p) || buffer_with_pattern(&d, 4, &b[0]) || buffer_with_pattern(&d, 5, &b[1]))
+    if (atomic_props(&d, &p) || buffer_with_pattern(&d, 4, &b[0])
+        || buffer_with_pattern(&d, 5, &b[1]))
         return 1;
-    struct drm_mode_create_blob blob = {.data = ptr(&d.mode), .length = sizeof d.mode};
+    struct drm_mode_create_blob blob = { .data = ptr(&d.mode), .length = sizeof d.mode };
     if (xioctl(d.fd, DRM_IOCTL_MODE_CREATEPROPBLOB, &blob))
         return fail("CREATEPROPBLOB");
     printf("VGPU-INFO atomic plane=%u mode_blob=%u\n", p.plane_id, blob.blob_id);
 
-    struct AtomicRequest r = {0};
+    struct AtomicRequest r = { 0 };
     atomic_add(&r, d.connector_id, p.conn_crtc_id, d.crtc_id);
     atomic_add(&r, d.crtc_id, p.crtc_mode_id, blob.blob_id);
     atomic_add(&r, d.crtc_id, p.crtc_active, 1);
@@ -983,30 +1048,32 @@ static int cmd_atomic(int argc, char **argv)
     atomic_add(&r, p.plane_id, p.crtc_y, 0);
     atomic_add(&r, p.plane_id, p.crtc_w, d.width);
     atomic_add(&r, p.plane_id, p.crtc_h, d.height);
-    if (atomic_commit(d.fd, &r, DRM_MODE_ATOMIC_TEST_ONLY | DRM_MODE_ATOMIC_ALLOW_MODESET, 0, "test-only") ||
-        atomic_commit(d.fd, &r, DRM_MODE_ATOMIC_ALLOW_MODESET, 0, "modeset"))
+    if (atomic_commit(
+            d.fd, &r, DRM_MODE_ATOMIC_TEST_ONLY | DRM_MODE_ATOMIC_ALLOW_MODESET, 0, "test-only")
+        || atomic_commit(d.fd, &r, DRM_MODE_ATOMIC_ALLOW_MODESET, 0, "modeset"))
         return 1;
     printf("VGPU-ATOMIC modeset fb=%u\n", b[0].fb_id);
     ready(d.width, d.height, 4, "step=modeset");
 
     double start = now_seconds();
     for (uint32_t i = 1; i <= flips; i++) {
-        struct AtomicRequest f = {0};
+        struct AtomicRequest f = { 0 };
         atomic_add(&f, p.plane_id, p.fb_id, b[i % 2].fb_id);
-        if (atomic_commit(d.fd, &f, DRM_MODE_ATOMIC_NONBLOCK | DRM_MODE_PAGE_FLIP_EVENT, i, "flip") ||
-            wait_flip_event(d.fd, i))
+        if (atomic_commit(d.fd, &f, DRM_MODE_ATOMIC_NONBLOCK | DRM_MODE_PAGE_FLIP_EVENT, i, "flip")
+            || wait_flip_event(d.fd, i))
             return 1;
     }
     double elapsed = now_seconds() - start;
     printf("VGPU-ATOMIC flips=%u seconds=%.3f\n", flips, elapsed);
     ready(d.width, d.height, flips % 2 ? 5 : 4, "step=flip flips=%u", flips);
-    xioctl(d.fd, DRM_IOCTL_MODE_DESTROYPROPBLOB, &(struct drm_mode_destroy_blob){.blob_id = blob.blob_id});
+    xioctl(d.fd, DRM_IOCTL_MODE_DESTROYPROPBLOB,
+        &(struct drm_mode_destroy_blob) { .blob_id = blob.blob_id });
     buffer_destroy(d.fd, &b[0]);
     buffer_destroy(d.fd, &b[1]);
     return 0;
 }
 
-static int cmd_multi(int argc, char **argv)
+static int cmd_multi(int argc, char** argv)
 {
     uint32_t count = count_arg(argc, argv, 4);
     if (count == 0 || count > 16) {
@@ -1030,13 +1097,13 @@ static int cmd_multi(int argc, char **argv)
     return 0;
 }
 
-static int cmd_bench(int argc, char **argv)
+static int cmd_bench(int argc, char** argv)
 {
     double seconds = argc > 0 ? strtod(argv[0], NULL) : 5.0;
     struct Display d;
     struct Buffer b[2];
-    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0]) || buffer_with_pattern(&d, 1, &b[1]) ||
-        set_crtc(&d, b[0].fb_id))
+    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0])
+        || buffer_with_pattern(&d, 1, &b[1]) || set_crtc(&d, b[0].fb_id))
         return 1;
     /* Page flips: flip, wait for the event, alternate. */
     uint64_t flips = 0;
@@ -1048,8 +1115,8 @@ static int cmd_bench(int argc, char **argv)
         flip_time = now_seconds() - start;
     } while (flip_time < seconds);
     /* DIRTYFB: touch a pixel of the front buffer, report the whole frame dirty. */
-    struct Buffer *front = &b[flips % 2];
-    struct drm_clip_rect full = {0, 0, (unsigned short)d.width, (unsigned short)d.height};
+    struct Buffer* front = &b[flips % 2];
+    struct drm_clip_rect full = { 0, 0, (unsigned short)d.width, (unsigned short)d.height };
     uint64_t dirties = 0;
     double dirty_time;
     start = now_seconds();
@@ -1060,19 +1127,20 @@ static int cmd_bench(int argc, char **argv)
             return 1;
         dirty_time = now_seconds() - start;
     } while (dirty_time < seconds);
-    printf("VGPU-BENCH flips_per_s=%.1f dirtyfb_per_s=%.1f mode=%ux%u flips=%llu dirtyfbs=%llu seconds=%.1f\n",
-           flips / flip_time, dirties / dirty_time, d.width, d.height, (unsigned long long)flips,
-           (unsigned long long)dirties, seconds);
+    printf("VGPU-BENCH flips_per_s=%.1f dirtyfb_per_s=%.1f mode=%ux%u flips=%llu dirtyfbs=%llu "
+           "seconds=%.1f\n",
+        flips / flip_time, dirties / dirty_time, d.width, d.height, (unsigned long long)flips,
+        (unsigned long long)dirties, seconds);
     buffer_destroy(d.fd, &b[0]);
     buffer_destroy(d.fd, &b[1]);
     return 0;
 }
 
 /* Restores the pattern under an old bar and draws the bar (32 px wide, white) at x. */
-static void draw_bar(struct Buffer *b, uint32_t old_x, uint32_t x)
+static void draw_bar(struct Buffer* b, uint32_t old_x, uint32_t x)
 {
     for (uint32_t y = 0; y < b->height; y++) {
-        uint32_t *row = b->pixels + (size_t)y * (b->pitch / 4);
+        uint32_t* row = b->pixels + (size_t)y * (b->pitch / 4);
         for (uint32_t i = old_x; i < old_x + 32 && i < b->width; i++)
             row[i] = pattern_pixel(i, y, b->width, b->height, 0);
         for (uint32_t i = x; i < x + 32 && i < b->width; i++)
@@ -1080,21 +1148,21 @@ static void draw_bar(struct Buffer *b, uint32_t old_x, uint32_t x)
     }
 }
 
-static int cmd_animate(int argc, char **argv)
+static int cmd_animate(int argc, char** argv)
 {
     double seconds = argc > 0 ? strtod(argv[0], NULL) : 0.0;
     struct Display d;
     struct Buffer b[2];
-    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0]) || buffer_with_pattern(&d, 0, &b[1]) ||
-        set_crtc(&d, b[0].fb_id))
+    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0])
+        || buffer_with_pattern(&d, 0, &b[1]) || set_crtc(&d, b[0].fb_id))
         return 1;
-    uint32_t bar_x[2] = {0, 0};
+    uint32_t bar_x[2] = { 0, 0 };
     uint32_t span = d.width > 32 ? d.width - 32 : 1;
     double start = now_seconds(), report = start + 5;
     uint64_t frames = 0, reported = 0;
     while (seconds <= 0 || now_seconds() - start < seconds) {
         frames++;
-        struct Buffer *back = &b[frames % 2];
+        struct Buffer* back = &b[frames % 2];
         uint32_t x = (uint32_t)((frames * 8) % span);
         draw_bar(back, bar_x[frames % 2], x);
         bar_x[frames % 2] = x;
@@ -1102,12 +1170,14 @@ static int cmd_animate(int argc, char **argv)
             return 1;
         double t = now_seconds();
         if (t >= report) {
-            printf("VGPU-ANIMATE frames=%llu fps=%.1f\n", (unsigned long long)frames, (frames - reported) / (t - report + 5));
+            printf("VGPU-ANIMATE frames=%llu fps=%.1f\n", (unsigned long long)frames,
+                (frames - reported) / (t - report + 5));
             reported = frames;
             report = t + 5;
         }
     }
-    printf("VGPU-ANIMATE frames=%llu seconds=%.1f\n", (unsigned long long)frames, now_seconds() - start);
+    printf("VGPU-ANIMATE frames=%llu seconds=%.1f\n", (unsigned long long)frames,
+        now_seconds() - start);
     return 0;
 }
 
@@ -1118,7 +1188,7 @@ static int cmd_animate(int argc, char **argv)
  * SET_SCANOUT + RESOURCE_FLUSH, i.e. exactly one visible change for the host's CRC capture. The
  * flip event does not wait for the host (non-blob resources), but a buffer is redrawn only two
  * flips after it was shown, after a whole frame has been drawn into the other one. */
-static int cmd_frames(int argc, char **argv)
+static int cmd_frames(int argc, char** argv)
 {
     uint32_t count = count_arg(argc, argv, 8);
     if (count == 0 || count > FRAMES_MAX) {
@@ -1127,15 +1197,16 @@ static int cmd_frames(int argc, char **argv)
     }
     struct Display d;
     struct Buffer b[2];
-    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0]) ||
-        buffer_create(d.fd, d.width, d.height, DRM_FORMAT_XRGB8888, &b[1]) || set_crtc(&d, b[0].fb_id))
+    if (display_open(&d, 0, 0) || buffer_with_pattern(&d, 0, &b[0])
+        || buffer_create(d.fd, d.width, d.height, DRM_FORMAT_XRGB8888, &b[1])
+        || set_crtc(&d, b[0].fb_id))
         return 1;
     marker_and_hold("VGPU-FRAMES-READY %ux%u n=%u", d.width, d.height, count);
-    char *variants = xcalloc(count, 2); /* "V," per frame, the last ',' becomes the NUL */
+    char* variants = xcalloc(count, 2); /* "V," per frame, the last ',' becomes the NUL */
     size_t length = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t variant = (i + 1) % 8;
-        struct Buffer *back = &b[(i + 1) % 2];
+        struct Buffer* back = &b[(i + 1) % 2];
         draw_pattern(back, variant);
         if (page_flip(&d, back->fb_id, i + 1) || wait_flip_event(d.fd, i + 1))
             return 1;
@@ -1152,7 +1223,7 @@ static int cmd_frames(int argc, char **argv)
  * across a guest reset, so /init uses it to know which part of a test list already ran. */
 #define BOOTCOUNT_CMOS_INDEX 0x7e
 
-static int cmd_bootcount(int argc, char **argv)
+static int cmd_bootcount(int argc, char** argv)
 {
     if (ioperm(0x70, 2, 1))
         return fail("ioperm 0x70");
@@ -1166,12 +1237,20 @@ static int cmd_bootcount(int argc, char **argv)
 }
 
 static const struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
+    const char* name;
+    int (*run)(int argc, char** argv);
 } COMMANDS[] = {
-    {"info", cmd_info},     {"pattern", cmd_pattern}, {"flip", cmd_flip},   {"dirtyfb", cmd_dirtyfb},
-    {"cursor", cmd_cursor}, {"atomic", cmd_atomic},   {"multi", cmd_multi}, {"bench", cmd_bench},
-    {"animate", cmd_animate}, {"frames", cmd_frames}, {"bootcount", cmd_bootcount},
+    { "info", cmd_info },
+    { "pattern", cmd_pattern },
+    { "flip", cmd_flip },
+    { "dirtyfb", cmd_dirtyfb },
+    { "cursor", cmd_cursor },
+    { "atomic", cmd_atomic },
+    { "multi", cmd_multi },
+    { "bench", cmd_bench },
+    { "animate", cmd_animate },
+    { "frames", cmd_frames },
+    { "bootcount", cmd_bootcount },
 };
 
 static int usage(void)
@@ -1183,10 +1262,10 @@ static int usage(void)
     return 2;
 }
 
-int main(int argc, char **argv)
+int main(int argc, char** argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *env_hold = getenv("VGPU_HOLD");
+    const char* env_hold = getenv("VGPU_HOLD");
     if (env_hold && *env_hold)
         g_hold_ms = (int)(strtod(env_hold, NULL) * 1000);
     int i = 1;

@@ -56,10 +56,12 @@ Result<int> run(const app::Options& options)
     display.add_sink(&crc);
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {
-        control = TRY(control::ControlServer::create(*loop, *options.control_path, device, display, crc));
+        control = TRY(
+            control::ControlServer::create(*loop, *options.control_path, device, display, crc));
         display.add_sink(control.get());
     }
-    auto server = TRY(vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
+    auto server = TRY(
+        vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
 
     if (options.socket_path) {
         TRY(server->listen(*options.socket_path));

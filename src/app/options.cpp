@@ -19,20 +19,28 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     std::string max_hostmem = "256M";
     unsigned max_outputs = 0;
     CLI::App cli { "vgpu-display: a virtio-gpu device as a vhost-user backend", "vgpu-display" };
-    auto* socket = cli.add_option("--socket-path", options.socket_path, "listen on this unix socket for the frontend (QEMU)");
-    auto* fd = cli.add_option("--fd", options.fd, "serve an already connected socket (libvirt); exit when it closes")
+    auto* socket = cli.add_option(
+        "--socket-path", options.socket_path, "listen on this unix socket for the frontend (QEMU)");
+    auto* fd = cli.add_option("--fd", options.fd,
+                      "serve an already connected socket (libvirt); exit when it closes")
                    ->check(CLI::NonNegativeNumber);
     socket->excludes(fd);
-    cli.add_flag("--print-capabilities", options.print_capabilities, "print the backend's capabilities as JSON and exit");
+    cli.add_flag("--print-capabilities", options.print_capabilities,
+        "print the backend's capabilities as JSON and exit");
     cli.add_flag("--no-configure-mem-slots", no_mem_slots,
-        "do not offer CONFIGURE_MEM_SLOTS, so the frontend sends SET_MEM_TABLE instead of ADD_MEM_REG");
+        "do not offer CONFIGURE_MEM_SLOTS, so the frontend sends SET_MEM_TABLE instead of "
+        "ADD_MEM_REG");
     cli.add_option("--log-level", level, "error, warn, info, debug or trace")->default_val("info");
     cli.add_option("--output", outputs,
-        "an output WIDTHxHEIGHT the backend owns when QEMU gives no display socket (repeatable, up to 16; default 1280x800)");
-    cli.add_option("--max-hostmem", max_hostmem, "host memory for guest resources, e.g. 256M or 1G (default 256M)");
+        "an output WIDTHxHEIGHT the backend owns when QEMU gives no display socket (repeatable, up "
+        "to 16; default 1280x800)");
+    cli.add_option("--max-hostmem", max_hostmem,
+        "host memory for guest resources, e.g. 256M or 1G (default 256M)");
     cli.add_option("--max-outputs", max_outputs,
-        "output slots (num_scanouts, up to 16); slots beyond the --outputs start unplugged (hotplug them with vgpu-ctl)");
-    cli.add_option("--control", options.control_path, "open the JSON control socket (QMP-style) at this path");
+        "output slots (num_scanouts, up to 16); slots beyond the --outputs start unplugged "
+        "(hotplug them with vgpu-ctl)");
+    cli.add_option(
+        "--control", options.control_path, "open the JSON control socket (QMP-style) at this path");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -46,22 +54,29 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     options.log_level = *parsed_level;
     options.offer_configure_mem_slots = !no_mem_slots;
     if (outputs.size() > virtio_gpu::MAX_SCANOUTS)
-        return ExitNow { 2, fmt::format("vgpu-display: --output: at most {} outputs", virtio_gpu::MAX_SCANOUTS) };
+        return ExitNow { 2,
+            fmt::format("vgpu-display: --output: at most {} outputs", virtio_gpu::MAX_SCANOUTS) };
     for (const auto& text : outputs) {
         auto mode = parse_mode(text);
         if (!mode)
-            return ExitNow { 2, fmt::format("vgpu-display: --output {}: {}", text, mode.error().message) };
+            return ExitNow { 2,
+                fmt::format("vgpu-display: --output {}: {}", text, mode.error().message) };
         options.outputs.push_back(*mode);
     }
     if (options.outputs.empty())
         options.outputs.push_back(virtio_gpu::OutputMode {});
-    if (max_outputs > virtio_gpu::MAX_SCANOUTS || (max_outputs && max_outputs < options.outputs.size()))
-        return ExitNow { 2, fmt::format("vgpu-display: --max-outputs {} must be within {}..{}", max_outputs, options.outputs.size(), virtio_gpu::MAX_SCANOUTS) };
+    if (max_outputs > virtio_gpu::MAX_SCANOUTS
+        || (max_outputs && max_outputs < options.outputs.size()))
+        return ExitNow { 2,
+            fmt::format("vgpu-display: --max-outputs {} must be within {}..{}", max_outputs,
+                options.outputs.size(), virtio_gpu::MAX_SCANOUTS) };
     while (options.outputs.size() < max_outputs)
         options.outputs.push_back(virtio_gpu::OutputMode { 1280, 800, false });
     auto hostmem = parse_size(max_hostmem);
     if (!hostmem)
-        return ExitNow { 2, fmt::format("vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };
+        return ExitNow { 2,
+            fmt::format(
+                "vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };
     options.max_hostmem = *hostmem;
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };

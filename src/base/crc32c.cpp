@@ -88,7 +88,8 @@ Implementation detect()
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("sse4.2"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq")
+        && __builtin_cpu_supports("sse4.2"))
         return Implementation::Avx512Clmul;
     if (__builtin_cpu_supports("sse4.2"))
         return Implementation::Sse42;
@@ -102,7 +103,8 @@ bool g_hardware = g_used != Implementation::Table;
 #if defined(__x86_64__)
 // Three independent streams over thirds of the buffer, then joined with shift operators.
 // `mask` is applied to every 8-byte word (XRGB_MASK for canonical pixels, ~0 for raw bytes).
-__attribute__((target("sse4.2"))) uint32_t raw_hardware(uint32_t crc, const unsigned char* p, size_t n, uint64_t mask)
+__attribute__((target("sse4.2"))) uint32_t raw_hardware(
+    uint32_t crc, const unsigned char* p, size_t n, uint64_t mask)
 {
     constexpr size_t min_stream = 256;
     size_t words = n / 8;
@@ -149,7 +151,8 @@ __attribute__((target("sse4.2"))) uint32_t raw_hardware(uint32_t crc, const unsi
 }
 
 // Three buffers of `n` bytes each, one stream per buffer, raw CRCs from ~0.
-__attribute__((target("sse4.2"))) void raw_hardware_x3(const unsigned char* const p[3], size_t n, uint64_t mask, uint32_t out[3])
+__attribute__((target("sse4.2"))) void raw_hardware_x3(
+    const unsigned char* const p[3], size_t n, uint64_t mask, uint32_t out[3])
 {
     uint64_t c0 = 0xFFFFFFFF, c1 = 0xFFFFFFFF, c2 = 0xFFFFFFFF;
     size_t words = n / 8;
@@ -192,7 +195,10 @@ uint32_t x_power(uint64_t n)
 struct FoldConstants {
     uint64_t high, low;
 };
-FoldConstants fold_by(uint64_t bits) { return { uint64_t(x_power(bits + 63)) << 32, uint64_t(x_power(bits - 1)) << 32 }; }
+FoldConstants fold_by(uint64_t bits)
+{
+    return { uint64_t(x_power(bits + 63)) << 32, uint64_t(x_power(bits - 1)) << 32 };
+}
 
 struct VectorConstants {
     FoldConstants by512, by384, by256, by128;
@@ -219,15 +225,17 @@ const VectorConstants& vector_constants()
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-__attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(unsigned char* dst, const unsigned char* src, size_t block_bytes, size_t blocks, uint32_t* out)
+__attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(
+    unsigned char* dst, const unsigned char* src, size_t block_bytes, size_t blocks, uint32_t* out)
 {
     const auto& c = vector_constants();
     const __m512i mask = _mm512_set1_epi32(0x00FFFFFF);
     const __m512i init = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
-    const __m512i fold = _mm512_broadcast_i32x4(_mm_set_epi64x(int64_t(c.by512.low), int64_t(c.by512.high)));
+    const __m512i fold = _mm512_broadcast_i32x4(
+        _mm_set_epi64x(int64_t(c.by512.low), int64_t(c.by512.high)));
     // Lanes 0..2 move forward onto lane 3 (by 384, 256 and 128 bits); lane 3 stays.
-    const __m512i reduce = _mm512_set_epi64(0, 0, int64_t(c.by128.low), int64_t(c.by128.high), int64_t(c.by256.low),
-        int64_t(c.by256.high), int64_t(c.by384.low), int64_t(c.by384.high));
+    const __m512i reduce = _mm512_set_epi64(0, 0, int64_t(c.by128.low), int64_t(c.by128.high),
+        int64_t(c.by256.low), int64_t(c.by256.high), int64_t(c.by384.low), int64_t(c.by384.high));
     for (size_t first = 0; first < blocks; first += 8) {
         const size_t group = std::min<size_t>(8, blocks - first);
         // Copy the group first (glibc's memcpy is the fastest copy), then checksum the copy
@@ -253,9 +261,12 @@ __attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(unsigned
             }
         }
         for (size_t j = 0; j < group; ++j) {
-            __m512i r = _mm512_xor_si512(_mm512_clmulepi64_epi128(acc[j], reduce, 0x00), _mm512_clmulepi64_epi128(acc[j], reduce, 0x11));
-            __m128i x = _mm_xor_si128(_mm_xor_si128(_mm512_castsi512_si128(r), _mm512_extracti32x4_epi32(r, 1)),
-                _mm_xor_si128(_mm512_extracti32x4_epi32(r, 2), _mm512_extracti32x4_epi32(acc[j], 3)));
+            __m512i r = _mm512_xor_si512(_mm512_clmulepi64_epi128(acc[j], reduce, 0x00),
+                _mm512_clmulepi64_epi128(acc[j], reduce, 0x11));
+            __m128i x = _mm_xor_si128(
+                _mm_xor_si128(_mm512_castsi512_si128(r), _mm512_extracti32x4_epi32(r, 1)),
+                _mm_xor_si128(
+                    _mm512_extracti32x4_epi32(r, 2), _mm512_extracti32x4_epi32(acc[j], 3)));
             // What is left is a 16-byte message with the same CRC as the block.
             uint64_t crc = _mm_crc32_u64(0, uint64_t(_mm_cvtsi128_si64(x)));
             crc = _mm_crc32_u64(crc, uint64_t(_mm_extract_epi64(x, 1)));
@@ -288,7 +299,8 @@ uint32_t raw_update(uint32_t crc, const unsigned char* p, size_t n, uint64_t mas
 
 uint32_t crc32c(uint32_t crc, std::span<const std::byte> data)
 {
-    return ~raw_update(~crc, reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~0ull);
+    return ~raw_update(
+        ~crc, reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~0ull);
 }
 
 uint32_t crc32c_xrgb(uint32_t crc, const uint32_t* pixels, size_t count)
@@ -301,7 +313,8 @@ void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t bloc
     copy_crc32c_xrgb_blocks(nullptr, pixels, block_pixels, blocks, out);
 }
 
-void copy_crc32c_xrgb_blocks(uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out)
+void copy_crc32c_xrgb_blocks(
+    uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out)
 {
     auto* d = reinterpret_cast<unsigned char*>(dst);
     const auto* p = reinterpret_cast<const unsigned char*>(src);
@@ -317,7 +330,8 @@ void copy_crc32c_xrgb_blocks(uint32_t* dst, const uint32_t* src, size_t block_pi
     }
     if (g_hardware) {
         for (; i + 3 <= blocks; i += 3) {
-            const unsigned char* s3[3] = { p + i * block_bytes, p + (i + 1) * block_bytes, p + (i + 2) * block_bytes };
+            const unsigned char* s3[3] = { p + i * block_bytes, p + (i + 1) * block_bytes,
+                p + (i + 2) * block_bytes };
             if (d)
                 std::memcpy(d + i * block_bytes, s3[0], 3 * block_bytes);
             raw_hardware_x3(s3, block_bytes, XRGB_MASK, out + i);

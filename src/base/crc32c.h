@@ -30,7 +30,8 @@ void crc32c_xrgb_blocks(const uint32_t* pixels, size_t block_pixels, size_t bloc
 // overlap; either may be unaligned). With AVX-512 and VPCLMULQDQ, blocks of a multiple of 16
 // pixels are folded 64 bytes at a time, several times faster than the crc32 instruction, so a
 // copy that checksums costs about what a plain copy does.
-void copy_crc32c_xrgb_blocks(uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out);
+void copy_crc32c_xrgb_blocks(
+    uint32_t* dst, const uint32_t* src, size_t block_pixels, size_t blocks, uint32_t* out);
 
 // crc(A || B) from crc(A), crc(B) and B's length.
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
@@ -43,8 +44,8 @@ public:
     // crc(A || B) where B has the block length.
     uint32_t append(uint32_t crc_a, uint32_t crc_b) const
     {
-        return m_table[0][crc_a & 0xff] ^ m_table[1][(crc_a >> 8) & 0xff] ^ m_table[2][(crc_a >> 16) & 0xff]
-            ^ m_table[3][crc_a >> 24] ^ crc_b;
+        return m_table[0][crc_a & 0xff] ^ m_table[1][(crc_a >> 8) & 0xff]
+            ^ m_table[2][(crc_a >> 16) & 0xff] ^ m_table[3][crc_a >> 24] ^ crc_b;
     }
     uint64_t block_length() const { return m_block_length; }
 
@@ -56,7 +57,11 @@ private:
 // Whether the SSE4.2 instruction is used (for benchmarks and logs).
 bool hardware_accelerated();
 
-enum class Implementation { Table, Sse42, Avx512Clmul };
+enum class Implementation {
+    Table,
+    Sse42,
+    Avx512Clmul
+};
 // The one in use: the best this CPU has, unless a test or benchmark chose a simpler one.
 Implementation implementation();
 const char* implementation_name(Implementation implementation);

@@ -68,15 +68,16 @@ void EventLoop::unwatch(WatchId id)
     m_entries.erase(it);
 }
 
-Result<EventLoop::WatchId> EventLoop::add_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds interval,
-    std::function<void()> callback)
+Result<EventLoop::WatchId> EventLoop::add_timer(std::chrono::nanoseconds delay,
+    std::chrono::nanoseconds interval, std::function<void()> callback)
 {
     int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (tfd < 0)
         return Error::from_errno("timerfd_create");
     Fd timer(tfd);
     auto to_timespec = [](std::chrono::nanoseconds ns) {
-        return timespec { static_cast<time_t>(ns.count() / 1000000000), static_cast<long>(ns.count() % 1000000000) };
+        return timespec { static_cast<time_t>(ns.count() / 1000000000),
+            static_cast<long>(ns.count() % 1000000000) };
     };
     itimerspec spec {};
     // A zero it_value disarms a timerfd: the earliest expiry is 1 ns.
@@ -87,14 +88,15 @@ Result<EventLoop::WatchId> EventLoop::add_timer(std::chrono::nanoseconds delay, 
     bool one_shot = interval.count() == 0;
     auto id = std::make_shared<WatchId>(0);
     int raw_fd = timer.get();
-    *id = TRY(watch(raw_fd, EPOLLIN, [this, raw_fd, one_shot, id, callback = std::move(callback)](uint32_t) {
-        uint64_t expirations = 0;
-        if (::read(raw_fd, &expirations, sizeof(expirations)) != sizeof(expirations))
-            return;
-        if (one_shot)
-            unwatch(*id);
-        callback();
-    }));
+    *id = TRY(watch(
+        raw_fd, EPOLLIN, [this, raw_fd, one_shot, id, callback = std::move(callback)](uint32_t) {
+            uint64_t expirations = 0;
+            if (::read(raw_fd, &expirations, sizeof(expirations)) != sizeof(expirations))
+                return;
+            if (one_shot)
+                unwatch(*id);
+            callback();
+        }));
     m_entries[*id]->owned = std::move(timer);
     return *id;
 }

@@ -1,11 +1,11 @@
 #include "base/log.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
-#include <utility>
 #include <ctime>
 #include <unistd.h>
+#include <utility>
 
 #include "base/verify.h"
 
@@ -13,7 +13,8 @@ namespace vgpu {
 
 void verification_failed(const char* expression, const char* file, int line)
 {
-    std::fprintf(stderr, "vgpu-display: internal error: VERIFY(%s) failed at %s:%d\n", expression, file, line);
+    std::fprintf(stderr, "vgpu-display: internal error: VERIFY(%s) failed at %s:%d\n", expression,
+        file, line);
     std::abort();
 }
 
@@ -57,12 +58,16 @@ void write(Level l, std::string_view text)
 {
     timespec ts {};
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    auto line = fmt::format("[{:>6}.{:03}] vgpu-display {}: {}\n", ts.tv_sec, ts.tv_nsec / 1000000, level_name(l), text);
+    auto line = fmt::format("[{:>6}.{:03}] vgpu-display {}: {}\n", ts.tv_sec, ts.tv_nsec / 1000000,
+        level_name(l), text);
     // One write(2) per line so that lines from concurrent processes do not interleave.
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-bool RateLimiter::allow(uint64_t& suppressed) { return allow_at(std::chrono::steady_clock::now(), suppressed); }
+bool RateLimiter::allow(uint64_t& suppressed)
+{
+    return allow_at(std::chrono::steady_clock::now(), suppressed);
+}
 
 bool RateLimiter::allow_at(std::chrono::steady_clock::time_point now, uint64_t& suppressed)
 {

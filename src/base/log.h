@@ -13,7 +13,13 @@
 
 namespace vgpu::log {
 
-enum class Level : int { Error = 0, Warn = 1, Info = 2, Debug = 3, Trace = 4 };
+enum class Level : int {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+    Trace = 4
+};
 
 void set_level(Level level);
 Level level();
@@ -73,8 +79,8 @@ void limited(RateLimiter& limiter, Level l, fmt::format_string<Args...> f, Args&
 #define VGPU_LOG_INFO(...) ::vgpu::log::message(::vgpu::log::Level::Info, __VA_ARGS__)
 #define VGPU_LOG_DEBUG(...) ::vgpu::log::message(::vgpu::log::Level::Debug, __VA_ARGS__)
 // Guest- or frontend-caused: rate-limited per call site (10 at once, then one a second).
-#define VGPU_LOG_GUEST(level, ...)                                                          \
-    do {                                                                                    \
-        static ::vgpu::log::RateLimiter _vgpu_limiter { 10, std::chrono::milliseconds(1000) }; \
-        ::vgpu::log::limited(_vgpu_limiter, ::vgpu::log::Level::level, __VA_ARGS__);         \
+#define VGPU_LOG_GUEST(level, ...)                                                                 \
+    do {                                                                                           \
+        static ::vgpu::log::RateLimiter _vgpu_limiter { 10, std::chrono::milliseconds(1000) };     \
+        ::vgpu::log::limited(_vgpu_limiter, ::vgpu::log::Level::level, __VA_ARGS__);               \
     } while (0)

@@ -10,7 +10,8 @@ Result<MemoryMap> MemoryMap::map(int fd, uint64_t size, uint64_t offset, Access 
 {
     if (size == 0)
         return Error::format("mmap: zero size");
-    if (size > std::numeric_limits<size_t>::max() || offset > uint64_t(std::numeric_limits<off_t>::max()))
+    if (size > std::numeric_limits<size_t>::max()
+        || offset > uint64_t(std::numeric_limits<off_t>::max()))
         return Error::format("mmap: size {} or offset {} out of range", size, offset);
     int prot = access == Access::ReadWrite ? PROT_READ | PROT_WRITE : PROT_READ;
     void* p = ::mmap(nullptr, size_t(size), prot, MAP_SHARED, fd, off_t(offset));

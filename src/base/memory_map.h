@@ -31,7 +31,10 @@ public:
     MemoryMap(const MemoryMap&) = delete;
     MemoryMap& operator=(const MemoryMap&) = delete;
 
-    enum class Access { ReadOnly, ReadWrite };
+    enum class Access {
+        ReadOnly,
+        ReadWrite
+    };
     // Maps `size` bytes of `fd` from `offset` shared; offset must be page aligned.
     static Result<MemoryMap> map(int fd, uint64_t size, uint64_t offset, Access access);
 

@@ -42,7 +42,7 @@ public:
     {
     }
     template <typename U>
-        requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, E>
+        requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, E>
             && !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, Result>)
     Result(U&& value)
         : m_storage(std::in_place_index<0>, T(std::forward<U>(value)))
@@ -127,10 +127,10 @@ private:
 
 // Evaluates a Result; on failure returns its error from the enclosing function, otherwise yields
 // the value. GCC/Clang statement expression (as SerenityOS AK/Try.h).
-#define TRY(expression)                                   \
-    ({                                                    \
-        auto&& _vgpu_try_result = (expression);           \
-        if (!_vgpu_try_result.has_value()) [[unlikely]]   \
-            return _vgpu_try_result.release_error();      \
-        _vgpu_try_result.release_value();                 \
+#define TRY(expression)                                                                            \
+    ({                                                                                             \
+        auto&& _vgpu_try_result = (expression);                                                    \
+        if (!_vgpu_try_result.has_value()) [[unlikely]]                                            \
+            return _vgpu_try_result.release_error();                                               \
+        _vgpu_try_result.release_value();                                                          \
     })

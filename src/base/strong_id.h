@@ -26,5 +26,8 @@ private:
 
 template <typename Tag, typename T>
 struct std::hash<vgpu::StrongId<Tag, T>> {
-    size_t operator()(const vgpu::StrongId<Tag, T>& id) const noexcept { return std::hash<T> {}(id.value()); }
+    size_t operator()(const vgpu::StrongId<Tag, T>& id) const noexcept
+    {
+        return std::hash<T> {}(id.value());
+    }
 };

@@ -14,12 +14,13 @@ Result<Fd> listen_unix(const std::string& path, int backlog)
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return Error::format("socket path '{}' is empty or longer than {} bytes", path, sizeof(address.sun_path) - 1);
+        return Error::format("socket path '{}' is empty or longer than {} bytes", path,
+            sizeof(address.sun_path) - 1);
     std::memcpy(address.sun_path, path.data(), path.size());
     Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!socket.valid())
         return Error::from_errno("socket");
-    struct stat st {};
+    struct stat st { };
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return Error::format("{} exists and is not a socket", path);

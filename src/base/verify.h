@@ -6,8 +6,8 @@ namespace vgpu {
 [[noreturn]] void verification_failed(const char* expression, const char* file, int line);
 }
 
-#define VGPU_VERIFY(expression)                                         \
-    do {                                                                \
-        if (!(expression)) [[unlikely]]                                 \
-            ::vgpu::verification_failed(#expression, __FILE__, __LINE__); \
+#define VGPU_VERIFY(expression)                                                                    \
+    do {                                                                                           \
+        if (!(expression)) [[unlikely]]                                                            \
+            ::vgpu::verification_failed(#expression, __FILE__, __LINE__);                          \
     } while (0)

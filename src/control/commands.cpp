@@ -14,11 +14,18 @@ namespace vgpu::control {
 
 namespace {
 
-CommandError invalid(std::string desc) { return CommandError { "InvalidParameter", std::move(desc) }; }
-CommandError inactive(std::string desc) { return CommandError { "DeviceNotActive", std::move(desc) }; }
+CommandError invalid(std::string desc)
+{
+    return CommandError { "InvalidParameter", std::move(desc) };
+}
+CommandError inactive(std::string desc)
+{
+    return CommandError { "DeviceNotActive", std::move(desc) };
+}
 CommandError generic(std::string desc) { return CommandError { "GenericError", std::move(desc) }; }
 
-Result<uint32_t, CommandError> uint_argument(const json& arguments, const char* name, uint32_t max, uint32_t min = 0)
+Result<uint32_t, CommandError> uint_argument(
+    const json& arguments, const char* name, uint32_t max, uint32_t min = 0)
 {
     if (!arguments.contains(name))
         return invalid(fmt::format("missing argument '{}'", name));
@@ -71,8 +78,8 @@ CommandResult ControlServer::cmd_qmp_capabilities(const json&, Client&) { return
 
 CommandResult ControlServer::cmd_query_version(const json&, Client&)
 {
-    return json { { "major", VGPU_VERSION_MAJOR }, { "minor", VGPU_VERSION_MINOR }, { "micro", VGPU_VERSION_PATCH },
-        { "package", "vgpu-display " VGPU_VERSION } };
+    return json { { "major", VGPU_VERSION_MAJOR }, { "minor", VGPU_VERSION_MINOR },
+        { "micro", VGPU_VERSION_PATCH }, { "package", "vgpu-display " VGPU_VERSION } };
 }
 
 CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
@@ -82,8 +89,11 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
         commands.push_back(name);
     return json { { "type", "gpu" }, { "features", json::array() }, { "commands", commands },
         { "events", json::array({ "FLIP", "MODE_CHANGE", "CRC" }) },
-        { "crc", { { "algorithm", "crc32c" }, { "layout", "0x00RRGGBB little-endian" }, { "ring", display::capture::CrcCapture::ring_size } } },
-        { "screendump-formats", json::array({ "png", "ppm" }) }, { "outputs", m_device.outputs().size() } };
+        { "crc",
+            { { "algorithm", "crc32c" }, { "layout", "0x00RRGGBB little-endian" },
+                { "ring", display::capture::CrcCapture::ring_size } } },
+        { "screendump-formats", json::array({ "png", "ppm" }) },
+        { "outputs", m_device.outputs().size() } };
 }
 
 CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
@@ -91,9 +101,10 @@ CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
     json list = json::array();
     for (uint32_t i = 0; i < m_device.outputs().size(); ++i) {
         const auto& output = m_display.output(i);
-        json entry = { { "output", i }, { "enabled", output.enabled() }, { "width", output.width() }, { "height", output.height() },
-            { "frames", output.generation }, { "flips", output.flips }, { "crc-capture", m_crc.active(i) },
-            { "plugged", m_device.outputs()[i].enabled } };
+        json entry = { { "output", i }, { "enabled", output.enabled() },
+            { "width", output.width() }, { "height", output.height() },
+            { "frames", output.generation }, { "flips", output.flips },
+            { "crc-capture", m_crc.active(i) }, { "plugged", m_device.outputs()[i].enabled } };
         if (output.source) {
             entry["resource"] = output.source->resource.value();
             entry["format"] = output.source->format.name;
@@ -111,7 +122,8 @@ CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
 CommandResult ControlServer::cmd_query_resources(const json&, Client&)
 {
     const auto& resources = m_device.resources();
-    return json { { "count", resources.count() }, { "bytes", resources.host_bytes() }, { "max-bytes", resources.max_host_bytes() } };
+    return json { { "count", resources.count() }, { "bytes", resources.host_bytes() },
+        { "max-bytes", resources.max_host_bytes() } };
 }
 
 CommandResult ControlServer::cmd_query_stats(const json&, Client&)
@@ -122,23 +134,40 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         json le = i + 1 == s.flush_latency.buckets ? json("inf") : json(uint64_t(1) << i);
         buckets.push_back({ { "le", le }, { "count", s.flush_latency.count[i] } });
     }
-    json display_stats = { { "flips", m_display.stats().flips }, { "visible-changes", m_display.stats().damage_events },
-        { "cursor-updates", m_display.stats().cursor_updates }, { "cursor-moves", m_display.stats().cursor_moves } };
+    json display_stats = { { "flips", m_display.stats().flips },
+        { "visible-changes", m_display.stats().damage_events },
+        { "cursor-updates", m_display.stats().cursor_updates },
+        { "cursor-moves", m_display.stats().cursor_moves } };
     if (auto* qemu = const_cast<display::Display&>(m_display).qemu()) {
         const auto& q = qemu->stats();
-        display_stats["qemu"] = { { "scanouts", q.scanouts }, { "updates", q.updates }, { "update-bytes", q.update_bytes },
-            { "direct-updates", q.direct_updates }, { "cursor-updates", q.cursor_updates }, { "cursor-moves", q.cursor_moves },
+        display_stats["qemu"] = { { "scanouts", q.scanouts }, { "updates", q.updates },
+            { "update-bytes", q.update_bytes }, { "direct-updates", q.direct_updates },
+            { "cursor-updates", q.cursor_updates }, { "cursor-moves", q.cursor_moves },
             { "queries", q.queries }, { "query-timeouts", q.query_timeouts } };
     }
     return json {
-        { "commands", s.control_commands }, { "cursor-commands", s.cursor_commands }, { "errors", s.error_responses },
-        { "cursor-errors", s.cursor_errors }, { "flips", s.scanout_changes }, { "flushes", s.flushes }, { "transfers", s.transfers },
-        { "bytes-copied", s.bytes_transferred }, { "cursor-updates", s.cursor_updates }, { "cursor-moves", s.cursor_moves },
-        { "crc-entries", m_crc.entries_total() }, { "crc-jobs", m_crc.stats().jobs },
-        { "crc-inline-jobs", m_crc.stats().inline_jobs }, { "crc-overwrite-waits", m_crc.stats().overwrite_waits }, { "display", display_stats },
-        { "flip-latency-us", { { "buckets", buckets }, { "count", s.flush_latency.total }, { "sum", s.flush_latency.sum_us } } },
-        { "control", { { "clients", m_clients.size() }, { "requests", m_stats.requests }, { "errors", m_stats.errors },
-                         { "events-sent", m_stats.events_sent }, { "events-dropped", m_stats.events_dropped } } },
+        { "commands", s.control_commands },
+        { "cursor-commands", s.cursor_commands },
+        { "errors", s.error_responses },
+        { "cursor-errors", s.cursor_errors },
+        { "flips", s.scanout_changes },
+        { "flushes", s.flushes },
+        { "transfers", s.transfers },
+        { "bytes-copied", s.bytes_transferred },
+        { "cursor-updates", s.cursor_updates },
+        { "cursor-moves", s.cursor_moves },
+        { "crc-entries", m_crc.entries_total() },
+        { "crc-jobs", m_crc.stats().jobs },
+        { "crc-inline-jobs", m_crc.stats().inline_jobs },
+        { "crc-overwrite-waits", m_crc.stats().overwrite_waits },
+        { "display", display_stats },
+        { "flip-latency-us",
+            { { "buckets", buckets }, { "count", s.flush_latency.total },
+                { "sum", s.flush_latency.sum_us } } },
+        { "control",
+            { { "clients", m_clients.size() }, { "requests", m_stats.requests },
+                { "errors", m_stats.errors }, { "events-sent", m_stats.events_sent },
+                { "events-dropped", m_stats.events_dropped } } },
     };
 }
 
@@ -164,7 +193,8 @@ CommandResult ControlServer::cmd_screendump(const json& arguments, Client&)
     auto image = display::capture::grab(m_display.output(output));
     if (!image)
         return inactive(image.error().message);
-    auto encoded = format == "png" ? display::capture::encode_png(*image) : display::capture::encode_ppm(*image);
+    auto encoded = format == "png" ? display::capture::encode_png(*image)
+                                   : display::capture::encode_ppm(*image);
     if (!encoded)
         return generic(encoded.error().message);
     json reply = { { "width", image->width }, { "height", image->height }, { "format", format } };

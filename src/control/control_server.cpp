@@ -25,15 +25,20 @@ json now_timestamp()
 
 } // namespace
 
-Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop, const std::string& path, virtio_gpu::Device& device,
-    display::Display& display, display::capture::CrcCapture& crc, ControlLimits limits)
+Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop,
+    const std::string& path, virtio_gpu::Device& device, display::Display& display,
+    display::capture::CrcCapture& crc, ControlLimits limits)
 {
     auto socket = TRY(listen_unix(path, 16));
     std::unique_ptr<ControlServer> server(new ControlServer(loop, device, display, crc, limits));
     server->m_listen = std::move(socket);
     server->m_path = path;
-    server->m_listen_watch = TRY(loop.watch(server->m_listen.get(), EPOLLIN, [raw = server.get()](uint32_t) { raw->on_accept(); }));
-    crc.set_entry_listener([raw = server.get()](uint32_t output, const display::capture::CrcEntry& entry) { raw->crc_entry(output, entry); });
+    server->m_listen_watch = TRY(loop.watch(
+        server->m_listen.get(), EPOLLIN, [raw = server.get()](uint32_t) { raw->on_accept(); }));
+    crc.set_entry_listener(
+        [raw = server.get()](uint32_t output, const display::capture::CrcEntry& entry) {
+            raw->crc_entry(output, entry);
+        });
     VGPU_LOG_INFO("control socket on {}", path);
     return server;
 }
@@ -65,7 +70,8 @@ void ControlServer::on_accept()
         if (s < 0)
             return;
         uint64_t id = m_next_client++;
-        auto watch = m_loop.watch(s, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t events) { on_client(id, events); });
+        auto watch = m_loop.watch(
+            s, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t events) { on_client(id, events); });
         if (!watch) {
             ::close(s);
             continue;
@@ -74,8 +80,12 @@ void ControlServer::on_accept()
         client.socket = Fd(s);
         client.watch = *watch;
         ++m_stats.clients;
-        send(id, { { "QMP", { { "version", { { "vgpu-display", { { "major", 0 }, { "minor", 1 }, { "micro", 0 } } }, { "package", "vgpu-display 0.1.0" } } },
-                          { "capabilities", json::array({ "events" }) } } } });
+        send(id,
+            { { "QMP",
+                { { "version",
+                      { { "vgpu-display", { { "major", 0 }, { "minor", 1 }, { "micro", 0 } } },
+                          { "package", "vgpu-display 0.1.0" } } },
+                    { "capabilities", json::array({ "events" }) } } } });
     }
 }
 
@@ -122,7 +132,9 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
             if (newline == std::string::npos) {
                 if (in.size() > m_limits.max_message) {
                     if (!client->second.discarding)
-                        bad_message(id, fmt::format("message larger than {} bytes", m_limits.max_message), nullptr);
+                        bad_message(id,
+                            fmt::format("message larger than {} bytes", m_limits.max_message),
+                            nullptr);
                     if (auto c = m_clients.find(id); c != m_clients.end()) {
                         c->second.discarding = true;
                         c->second.in.clear();
@@ -138,7 +150,8 @@ void ControlServer::on_client(uint64_t id, uint32_t events)
                 continue;
             }
             if (line.size() > m_limits.max_message) {
-                bad_message(id, fmt::format("message larger than {} bytes", m_limits.max_message), nullptr);
+                bad_message(
+                    id, fmt::format("message larger than {} bytes", m_limits.max_message), nullptr);
                 continue;
             }
             handle_line(id, line);
@@ -185,9 +198,12 @@ void ControlServer::handle_line(uint64_t id, std::string_view line)
     json reply;
     auto handler = m_handlers.find(name);
     if (handler == m_handlers.end()) {
-        reply = { { "error", { { "class", "CommandNotFound" }, { "desc", fmt::format("the command {} has not been found", name) } } } };
+        reply = { { "error",
+            { { "class", "CommandNotFound" },
+                { "desc", fmt::format("the command {} has not been found", name) } } } };
     } else if (!arguments.is_object()) {
-        reply = { { "error", { { "class", "InvalidParameter" }, { "desc", "\"arguments\" must be an object" } } } };
+        reply = { { "error",
+            { { "class", "InvalidParameter" }, { "desc", "\"arguments\" must be an object" } } } };
     } else {
         CommandResult result = CommandError {};
         try {
@@ -199,7 +215,8 @@ void ControlServer::handle_line(uint64_t id, std::string_view line)
         if (result)
             reply = { { "return", *result } };
         else
-            reply = { { "error", { { "class", result.error().error_class }, { "desc", result.error().desc } } } };
+            reply = { { "error",
+                { { "class", result.error().error_class }, { "desc", result.error().desc } } } };
     }
     if (reply.contains("error"))
         ++m_stats.errors;
@@ -232,8 +249,8 @@ void ControlServer::flush(uint64_t id)
         return;
     auto& client = it->second;
     while (client.out_sent < client.out.size()) {
-        ssize_t n = ::send(client.socket.get(), client.out.data() + client.out_sent, client.out.size() - client.out_sent,
-            MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = ::send(client.socket.get(), client.out.data() + client.out_sent,
+            client.out.size() - client.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -292,20 +309,23 @@ void ControlServer::output_changed(const display::Output& output)
     if (mode == m_modes[output.index])
         return;
     m_modes[output.index] = mode;
-    broadcast("MODE_CHANGE", { { "output", output.index }, { "width", output.width() }, { "height", output.height() },
-                                 { "enabled", output.enabled() } });
+    broadcast("MODE_CHANGE",
+        { { "output", output.index }, { "width", output.width() }, { "height", output.height() },
+            { "enabled", output.enabled() } });
 }
 
 void ControlServer::output_damaged(const display::Output& output, display::Rect)
 {
-    broadcast("FLIP", { { "output", output.index }, { "frame", output.generation },
-                          { "resource", output.source ? output.source->resource.value() : 0 } });
+    broadcast("FLIP",
+        { { "output", output.index }, { "frame", output.generation },
+            { "resource", output.source ? output.source->resource.value() : 0 } });
 }
 
 void ControlServer::crc_entry(uint32_t output, const display::capture::CrcEntry& entry)
 {
-    broadcast("CRC", { { "output", output }, { "frame", entry.frame }, { "crc", entry.crc },
-                         { "line", fmt::format("0x{:08x} 0x{:08x}", uint32_t(entry.frame), entry.crc) } });
+    broadcast("CRC",
+        { { "output", output }, { "frame", entry.frame }, { "crc", entry.crc },
+            { "line", fmt::format("0x{:08x} 0x{:08x}", uint32_t(entry.frame), entry.crc) } });
 }
 
 const std::map<std::string, ControlServer::Handler, std::less<>>& ControlServer::handler_table()

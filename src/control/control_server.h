@@ -3,16 +3,16 @@
 // hostile client gets errors, dropped events or a disconnect, never the device's time.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <array>
 #include <map>
-#include <tuple>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -51,8 +51,9 @@ struct ControlStats {
 
 class ControlServer final : public display::DisplaySink {
 public:
-    static Result<std::unique_ptr<ControlServer>> create(EventLoop& loop, const std::string& path, virtio_gpu::Device& device,
-        display::Display& display, display::capture::CrcCapture& crc, ControlLimits limits = {});
+    static Result<std::unique_ptr<ControlServer>> create(EventLoop& loop, const std::string& path,
+        virtio_gpu::Device& device, display::Display& display, display::capture::CrcCapture& crc,
+        ControlLimits limits = {});
     ~ControlServer() override;
 
     size_t client_count() const { return m_clients.size(); }
@@ -80,8 +81,8 @@ private:
     };
     using Handler = CommandResult (ControlServer::*)(const json& arguments, Client& client);
 
-    ControlServer(EventLoop& loop, virtio_gpu::Device& device, display::Display& display, display::capture::CrcCapture& crc,
-        ControlLimits limits);
+    ControlServer(EventLoop& loop, virtio_gpu::Device& device, display::Display& display,
+        display::capture::CrcCapture& crc, ControlLimits limits);
     void on_accept();
     void on_client(uint64_t id, uint32_t events);
     void handle_line(uint64_t id, std::string_view line);

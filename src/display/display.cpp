@@ -39,7 +39,8 @@ void Display::detach_qemu_display() { m_qemu.reset(); }
 
 bool Display::has_qemu_display() const { return m_qemu && m_qemu->open(); }
 
-void Display::query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
+void Display::query_display_info(
+    std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
 {
     if (!has_qemu_display()) {
         m_loop.post([done = std::move(done)] { done(std::nullopt); });
@@ -48,7 +49,8 @@ void Display::query_display_info(std::function<void(std::optional<virtio_gpu::Re
     m_qemu->query_display_info(std::move(done));
 }
 
-void Display::query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
+void Display::query_edid(
+    uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
 {
     if (!has_qemu_display()) {
         m_loop.post([done = std::move(done)] { done(std::nullopt); });
@@ -83,14 +85,16 @@ bool Display::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
     return checksum;
 }
 
-void Display::cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y)
+void Display::cursor_set(
+    uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y)
 {
     auto& cursor = m_cursors[scanout];
     cursor.image = std::move(image);
     cursor.x = x;
     cursor.y = y;
     ++m_stats.cursor_updates;
-    VGPU_LOG_DEBUG("cursor {} on scanout {} at {},{}", cursor.image ? "image" : "hidden", scanout, x, y);
+    VGPU_LOG_DEBUG(
+        "cursor {} on scanout {} at {},{}", cursor.image ? "image" : "hidden", scanout, x, y);
     for_each_sink([&](DisplaySink& sink) { sink.cursor_changed(scanout, cursor, false); });
 }
 

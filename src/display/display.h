@@ -32,12 +32,15 @@ public:
     Result<void> attach_qemu_display(Fd socket) override;
     void detach_qemu_display() override;
     bool has_qemu_display() const override;
-    void query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done) override;
-    void query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done) override;
+    void query_display_info(
+        std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done) override;
+    void query_edid(
+        uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done) override;
     void scanout_set(uint32_t scanout, std::optional<virtio_gpu::ScanoutSource> source) override;
     void scanout_damaged(uint32_t scanout, Rect damage) override;
     bool pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
-    void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y) override;
+    void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x,
+        uint32_t y) override;
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
 
     const Output& output(uint32_t index) const { return m_outputs[index]; }

@@ -27,7 +27,8 @@ constexpr uint64_t bit(unsigned b) { return uint64_t(1) << b; }
 
 } // namespace
 
-Result<std::unique_ptr<BackendServer>> BackendServer::create(EventLoop& loop, virtio::Device& device, BackendOptions options)
+Result<std::unique_ptr<BackendServer>> BackendServer::create(
+    EventLoop& loop, virtio::Device& device, BackendOptions options)
 {
     std::unique_ptr<BackendServer> server(new BackendServer(loop, device, options));
     device.set_config_changed_callback([raw = server.get()] { raw->notify_config_changed(); });
@@ -64,7 +65,8 @@ uint64_t BackendServer::offered_features() const
 
 uint64_t BackendServer::offered_protocol_features() const
 {
-    uint64_t features = bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) | bit(PF_RESET_DEVICE) | bit(PF_STATUS);
+    uint64_t features = bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG)
+        | bit(PF_RESET_DEVICE) | bit(PF_STATUS);
     if (m_options.offer_configure_mem_slots)
         features |= bit(PF_CONFIGURE_MEM_SLOTS);
     return features;
@@ -75,14 +77,15 @@ Result<void> BackendServer::listen(const std::string& path)
     auto socket = TRY(listen_unix(path, 4));
     m_listen_socket = std::move(socket);
     m_listen_path = path;
-    m_listen_watch = TRY(m_loop.watch(m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); }));
+    m_listen_watch = TRY(
+        m_loop.watch(m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); }));
     VGPU_LOG_INFO("listening on {}", path);
     return {};
 }
 
 Result<void> BackendServer::serve_connected(Fd socket)
 {
-    struct stat st {};
+    struct stat st { };
     if (::fstat(socket.get(), &st) < 0 || !S_ISSOCK(st.st_mode))
         return Error::format("fd {} is not a socket", socket.get());
     accept_connection(std::move(socket));
@@ -110,7 +113,8 @@ void BackendServer::accept_connection(Fd socket)
         return;
     }
     int fd = connection->fd();
-    auto watch = m_loop.watch(fd, EPOLLIN | EPOLLRDHUP, [this](uint32_t events) { on_connection_ready(events); });
+    auto watch = m_loop.watch(
+        fd, EPOLLIN | EPOLLRDHUP, [this](uint32_t events) { on_connection_ready(events); });
     if (!watch) {
         VGPU_LOG_ERROR("frontend connection: {}", watch.error().message);
         return;
@@ -140,7 +144,8 @@ void BackendServer::disconnect(std::string_view why)
     m_features = 0;
     m_features_set = false;
     if (m_listen_socket.valid() && !m_listen_watch) {
-        auto watch = m_loop.watch(m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); });
+        auto watch = m_loop.watch(
+            m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); });
         if (watch)
             m_listen_watch = *watch;
         else
@@ -187,7 +192,8 @@ void BackendServer::handle_message(Message& message)
     } else {
         Context context { message };
         reply = std::visit(
-            [&](const auto& request) -> Result<Reply> { return handle(request, context); }, *decoded);
+            [&](const auto& request) -> Result<Reply> { return handle(request, context); },
+            *decoded);
     }
     // Descriptors nobody took are closed here, as Fds.
     message.fds.clear();
@@ -226,13 +232,17 @@ void BackendServer::handle_message(Message& message)
 Result<virtio::SplitQueue*> BackendServer::queue_for(uint32_t index, std::string_view request)
 {
     if (index >= m_queues.size())
-        return Error::format("{}: queue index {} out of range (the device has {})", request, index, m_queues.size());
+        return Error::format(
+            "{}: queue index {} out of range (the device has {})", request, index, m_queues.size());
     return m_queues[index].get();
 }
 
 // ---- features -------------------------------------------------------------------------------
 
-BackendServer::Reply BackendServer::handle(const req::GetFeatures&, Context&) { return bytes_of(offered_features()); }
+BackendServer::Reply BackendServer::handle(const req::GetFeatures&, Context&)
+{
+    return bytes_of(offered_features());
+}
 
 Result<BackendServer::Reply> BackendServer::handle(const req::SetFeatures& request, Context&)
 {
@@ -241,7 +251,8 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetFeatures& reque
     // QEMU 10 acks VIRTIO_F_RING_RESET (bit 40) although nobody offered it: mask, log, go on.
     m_stats.masked_feature_bits = unoffered;
     if (unoffered)
-        VGPU_LOG_GUEST(Info, "SET_FEATURES {:#x}: ignoring bits {:#x} that were never offered", request.features, unoffered);
+        VGPU_LOG_GUEST(Info, "SET_FEATURES {:#x}: ignoring bits {:#x} that were never offered",
+            request.features, unoffered);
     m_features = request.features & offered;
     m_features_set = true;
     for (auto& q : m_queues) {
@@ -261,7 +272,9 @@ BackendServer::Reply BackendServer::handle(const req::SetProtocolFeatures& reque
 {
     uint64_t unoffered = request.features & ~offered_protocol_features();
     if (unoffered)
-        VGPU_LOG_GUEST(Info, "SET_PROTOCOL_FEATURES {:#x}: ignoring bits {:#x} that were never offered", request.features, unoffered);
+        VGPU_LOG_GUEST(Info,
+            "SET_PROTOCOL_FEATURES {:#x}: ignoring bits {:#x} that were never offered",
+            request.features, unoffered);
     m_protocol_features = request.features & offered_protocol_features();
     return Reply {};
 }
@@ -302,7 +315,10 @@ BackendServer::Reply BackendServer::handle(const req::SetStatus& request, Contex
     return Reply {};
 }
 
-BackendServer::Reply BackendServer::handle(const req::GetStatus&, Context&) { return bytes_of(uint64_t(m_status)); }
+BackendServer::Reply BackendServer::handle(const req::GetStatus&, Context&)
+{
+    return bytes_of(uint64_t(m_status));
+}
 
 void BackendServer::reset_device()
 {
@@ -318,7 +334,8 @@ void BackendServer::reset_device()
 
 // ---- memory ---------------------------------------------------------------------------------
 
-Result<BackendServer::Reply> BackendServer::handle(const req::SetMemTable& request, Context& context)
+Result<BackendServer::Reply> BackendServer::handle(
+    const req::SetMemTable& request, Context& context)
 {
     TRY(m_memory.replace(request.regions, context.message.fds));
     memory_changed();
@@ -395,7 +412,8 @@ Result<BackendServer::Reply> BackendServer::handle(const req::GetVringBase& requ
 
 Result<BackendServer::Reply> BackendServer::handle(const req::SetVringFd& request, Context& context)
 {
-    static constexpr std::string_view names[] = { "SET_VRING_KICK", "SET_VRING_CALL", "SET_VRING_ERR" };
+    static constexpr std::string_view names[] = { "SET_VRING_KICK", "SET_VRING_CALL",
+        "SET_VRING_ERR" };
     auto* q = TRY(queue_for(request.index, names[size_t(request.kind)]));
     Fd fd = request.has_fd ? std::move(context.message.fds.at(0)) : Fd();
     switch (request.kind) {
@@ -436,7 +454,8 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringEnable& re
 
 Result<void> BackendServer::maybe_start(virtio::SplitQueue& q)
 {
-    if (q.running() || !q.enabled() || !q.kick().valid() || !q.has_addresses() || q.size() == 0 || m_memory.region_count() == 0)
+    if (q.running() || !q.enabled() || !q.kick().valid() || !q.has_addresses() || q.size() == 0
+        || m_memory.region_count() == 0)
         return {};
     TRY(q.start(m_memory));
     auto watch = m_loop.watch(q.kick().get(), EPOLLIN, [this, &q](uint32_t) { on_kick(q); });

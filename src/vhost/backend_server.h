@@ -38,7 +38,8 @@ struct BackendStats {
 
 class BackendServer {
 public:
-    static Result<std::unique_ptr<BackendServer>> create(EventLoop& loop, virtio::Device& device, BackendOptions options);
+    static Result<std::unique_ptr<BackendServer>> create(
+        EventLoop& loop, virtio::Device& device, BackendOptions options);
     ~BackendServer();
 
     // Listens on a unix socket path (replacing a stale socket file) and serves frontends one
@@ -46,7 +47,10 @@ public:
     Result<void> listen(const std::string& path);
     // Serves one already-connected socket (--fd); `on_disconnect` runs when it goes away.
     Result<void> serve_connected(Fd socket);
-    void set_disconnect_callback(std::function<void()> callback) { m_on_disconnect = std::move(callback); }
+    void set_disconnect_callback(std::function<void()> callback)
+    {
+        m_on_disconnect = std::move(callback);
+    }
 
     // Tells the frontend that the device configuration changed (CONFIG_CHANGE_MSG on the backend
     // channel), when the channel and the CONFIG protocol feature are there.

@@ -45,12 +45,14 @@ Result<void> read_exact(int socket, std::span<std::byte> out, std::vector<Fd>& l
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return Error::from_errno(errno == EAGAIN ? "recvmsg (timed out mid-message)" : "recvmsg");
+            return Error::from_errno(
+                errno == EAGAIN ? "recvmsg (timed out mid-message)" : "recvmsg");
         TRY(collect_fds(msg, late_fds));
         if (!late_fds.empty())
             return Error::format("file descriptors arrived in the middle of a message");
         if (n == 0)
-            return Error::format("connection closed mid-message ({} of {} bytes)", done, out.size());
+            return Error::format(
+                "connection closed mid-message ({} of {} bytes)", done, out.size());
         done += size_t(n);
     }
     return {};
@@ -93,14 +95,16 @@ Result<std::optional<Message>> Connection::receive()
     }
     std::vector<Fd> late;
     if (size_t(n) < sizeof(Header))
-        TRY(read_exact(m_socket.get(), std::span(header_bytes + n, sizeof(Header) - size_t(n)), late));
+        TRY(read_exact(
+            m_socket.get(), std::span(header_bytes + n, sizeof(Header) - size_t(n)), late));
     TRY(validate_header(message.header));
     message.payload.resize(message.header.size);
     TRY(read_exact(m_socket.get(), message.payload, late));
     return std::optional<Message>(std::move(message));
 }
 
-Result<void> Connection::send_with_flags(const Header& header, std::span<const std::byte> payload, std::span<const int> fds, int flags)
+Result<void> Connection::send_with_flags(
+    const Header& header, std::span<const std::byte> payload, std::span<const int> fds, int flags)
 {
     if (fds.size() > MAX_FDS)
         return Error::format("too many descriptors to send ({})", fds.size());
@@ -131,7 +135,8 @@ Result<void> Connection::send_with_flags(const Header& header, std::span<const s
     return {};
 }
 
-Result<void> Connection::send(const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
+Result<void> Connection::send(
+    const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
 {
     return send_with_flags(header, payload, fds, 0);
 }

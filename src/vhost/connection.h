@@ -34,7 +34,8 @@ public:
     Result<std::optional<Message>> receive();
 
     // Sends a message whole (header, payload, descriptors) with one sendmsg.
-    Result<void> send(const Header& header, std::span<const std::byte> payload, std::span<const int> fds = {});
+    Result<void> send(
+        const Header& header, std::span<const std::byte> payload, std::span<const int> fds = {});
     // Non-blocking variant for the backend channel: fails with EAGAIN instead of waiting.
     Result<void> send_nonblocking(const Header& header, std::span<const std::byte> payload);
 
@@ -43,7 +44,8 @@ private:
         : m_socket(std::move(socket))
     {
     }
-    Result<void> send_with_flags(const Header& header, std::span<const std::byte> payload, std::span<const int> fds, int flags);
+    Result<void> send_with_flags(const Header& header, std::span<const std::byte> payload,
+        std::span<const int> fds, int flags);
     Fd m_socket;
 };
 

@@ -29,9 +29,11 @@ struct Decoder {
     Result<void> expect(size_t size, size_t fds) const
     {
         if (payload.size() != size)
-            return Error::format("{}: payload of {} bytes, expected {}", request_name(header.request), payload.size(), size);
+            return Error::format("{}: payload of {} bytes, expected {}",
+                request_name(header.request), payload.size(), size);
         if (fd_count != fds)
-            return Error::format("{}: {} file descriptors, expected {}", request_name(header.request), fd_count, fds);
+            return Error::format("{}: {} file descriptors, expected {}",
+                request_name(header.request), fd_count, fds);
         return {};
     }
     Result<uint64_t> u64_payload() const
@@ -47,10 +49,12 @@ struct Decoder {
     Result<DecodedRequest> vring_fd(req::VringFdKind kind) const
     {
         if (payload.size() != sizeof(uint64_t))
-            return Error::format("{}: payload of {} bytes, expected 8", request_name(header.request), payload.size());
+            return Error::format("{}: payload of {} bytes, expected 8",
+                request_name(header.request), payload.size());
         auto value = load<uint64_t>(payload);
         if (value & ~(VRING_INDEX_MASK | VRING_NOFD_MASK))
-            return Error::format("{}: reserved bits set in {:#x}", request_name(header.request), value);
+            return Error::format(
+                "{}: reserved bits set in {:#x}", request_name(header.request), value);
         bool has_fd = !(value & VRING_NOFD_MASK);
         TRY(expect(sizeof(uint64_t), has_fd ? 1 : 0));
         return req::SetVringFd { kind, uint32_t(value & VRING_INDEX_MASK), has_fd };
@@ -66,26 +70,32 @@ struct Decoder {
             return Error::format("SET_MEM_TABLE: payload of {} bytes is too short", payload.size());
         auto table = load<MemoryTableHeader>(payload);
         if (table.nregions == 0 || table.nregions > MAX_FDS)
-            return Error::format("SET_MEM_TABLE: {} regions, expected 1..{}", table.nregions, MAX_FDS);
-        TRY(expect(sizeof(MemoryTableHeader) + table.nregions * sizeof(MemoryRegion), table.nregions));
+            return Error::format(
+                "SET_MEM_TABLE: {} regions, expected 1..{}", table.nregions, MAX_FDS);
+        TRY(expect(
+            sizeof(MemoryTableHeader) + table.nregions * sizeof(MemoryRegion), table.nregions));
         req::SetMemTable out;
         for (size_t i = 0; i < table.nregions; ++i)
-            out.regions.push_back(to_description(load<MemoryRegion>(payload, sizeof(MemoryTableHeader) + i * sizeof(MemoryRegion))));
+            out.regions.push_back(to_description(
+                load<MemoryRegion>(payload, sizeof(MemoryTableHeader) + i * sizeof(MemoryRegion))));
         return out;
     }
     Result<ConfigHeader> config_header() const
     {
         if (fd_count != 0)
-            return Error::format("{}: {} file descriptors, expected 0", request_name(header.request), fd_count);
+            return Error::format(
+                "{}: {} file descriptors, expected 0", request_name(header.request), fd_count);
         if (payload.size() < sizeof(ConfigHeader))
-            return Error::format("{}: payload of {} bytes is too short", request_name(header.request), payload.size());
+            return Error::format("{}: payload of {} bytes is too short",
+                request_name(header.request), payload.size());
         auto config = load<ConfigHeader>(payload);
         if (config.size > MAX_CONFIG_SIZE)
-            return Error::format("{}: config size {} exceeds {}", request_name(header.request), config.size, MAX_CONFIG_SIZE);
+            return Error::format("{}: config size {} exceeds {}", request_name(header.request),
+                config.size, MAX_CONFIG_SIZE);
         // GET_CONFIG carries a buffer of `size` bytes too (QEMU sends it zeroed).
         if (payload.size() != sizeof(ConfigHeader) + config.size)
-            return Error::format("{}: payload of {} bytes does not match config size {}", request_name(header.request),
-                payload.size(), config.size);
+            return Error::format("{}: payload of {} bytes does not match config size {}",
+                request_name(header.request), payload.size(), config.size);
         return config;
     }
 };
@@ -95,8 +105,8 @@ struct Decoder {
 std::string_view request_name(uint32_t request)
 {
     switch (static_cast<Request>(request)) {
-#define NAME(id, text) \
-    case Request::id:  \
+#define NAME(id, text)                                                                             \
+    case Request::id:                                                                              \
         return text;
         NAME(GetFeatures, "GET_FEATURES")
         NAME(SetFeatures, "SET_FEATURES")
@@ -141,11 +151,13 @@ std::string_view request_name(uint32_t request)
 Result<void> validate_header(const Header& header)
 {
     if ((header.flags & FLAG_VERSION_MASK) != VERSION)
-        return Error::format("message version {} (flags {:#x}), expected {}", header.flags & FLAG_VERSION_MASK, header.flags, VERSION);
+        return Error::format("message version {} (flags {:#x}), expected {}",
+            header.flags & FLAG_VERSION_MASK, header.flags, VERSION);
     if (header.flags & FLAG_REPLY)
         return Error::format("{}: reply flag set on a request", request_name(header.request));
     if (header.size > MAX_PAYLOAD)
-        return Error::format("{}: payload of {} bytes exceeds the limit of {}", request_name(header.request), header.size, MAX_PAYLOAD);
+        return Error::format("{}: payload of {} bytes exceeds the limit of {}",
+            request_name(header.request), header.size, MAX_PAYLOAD);
     return {};
 }
 
@@ -166,7 +178,8 @@ bool has_mandatory_reply(uint32_t request)
     }
 }
 
-Result<DecodedRequest> decode_request(const Header& header, std::span<const std::byte> payload, size_t fd_count)
+Result<DecodedRequest> decode_request(
+    const Header& header, std::span<const std::byte> payload, size_t fd_count)
 {
     Decoder d { header, payload, fd_count };
     switch (static_cast<Request>(header.request)) {
@@ -226,7 +239,8 @@ Result<DecodedRequest> decode_request(const Header& header, std::span<const std:
     case Request::SetConfig: {
         auto c = TRY(d.config_header());
         auto data = payload.subspan(sizeof(ConfigHeader));
-        return req::SetConfig { c.offset, c.flags, std::vector<std::byte>(data.begin(), data.end()) };
+        return req::SetConfig { c.offset, c.flags,
+            std::vector<std::byte>(data.begin(), data.end()) };
     }
     case Request::GpuSetSocket:
         TRY(d.expect(0, 1));
@@ -261,7 +275,8 @@ Result<DecodedRequest> decode_request(const Header& header, std::span<const std:
     case Request::GetInflightFd:
     case Request::SetInflightFd:
     case Request::VringKick:
-        return Error::format("{}: not supported (its feature was not offered)", request_name(header.request));
+        return Error::format(
+            "{}: not supported (its feature was not offered)", request_name(header.request));
     }
     return Error::format("unknown request {}", header.request);
 }

@@ -18,37 +18,80 @@ namespace vgpu::vhost {
 
 namespace req {
 struct GetFeatures { };
-struct SetFeatures { uint64_t features; };
+struct SetFeatures {
+    uint64_t features;
+};
 struct SetOwner { };
 struct ResetOwner { };
-struct SetMemTable { std::vector<virtio::RegionDescription> regions; };
-struct SetVringNum { uint32_t index; uint32_t num; };
-struct SetVringAddr { VringAddr addr; };
-struct SetVringBase { uint32_t index; uint32_t num; };
-struct GetVringBase { uint32_t index; };
+struct SetMemTable {
+    std::vector<virtio::RegionDescription> regions;
+};
+struct SetVringNum {
+    uint32_t index;
+    uint32_t num;
+};
+struct SetVringAddr {
+    VringAddr addr;
+};
+struct SetVringBase {
+    uint32_t index;
+    uint32_t num;
+};
+struct GetVringBase {
+    uint32_t index;
+};
 // SET_VRING_KICK, CALL and ERR: which eventfd, and whether one came with the message.
-enum class VringFdKind { Kick, Call, Err };
-struct SetVringFd { VringFdKind kind; uint32_t index; bool has_fd; };
+enum class VringFdKind {
+    Kick,
+    Call,
+    Err
+};
+struct SetVringFd {
+    VringFdKind kind;
+    uint32_t index;
+    bool has_fd;
+};
 struct GetProtocolFeatures { };
-struct SetProtocolFeatures { uint64_t features; };
+struct SetProtocolFeatures {
+    uint64_t features;
+};
 struct GetQueueNum { };
-struct SetVringEnable { uint32_t index; bool enable; };
+struct SetVringEnable {
+    uint32_t index;
+    bool enable;
+};
 struct SetBackendReqFd { };
-struct GetConfig { uint32_t offset; uint32_t size; uint32_t flags; };
-struct SetConfig { uint32_t offset; uint32_t flags; std::vector<std::byte> data; };
+struct GetConfig {
+    uint32_t offset;
+    uint32_t size;
+    uint32_t flags;
+};
+struct SetConfig {
+    uint32_t offset;
+    uint32_t flags;
+    std::vector<std::byte> data;
+};
 struct GpuSetSocket { };
 struct ResetDevice { };
 struct GetMaxMemSlots { };
-struct AddMemReg { virtio::RegionDescription region; };
-struct RemMemReg { virtio::RegionDescription region; };
-struct SetStatus { uint8_t status; };
+struct AddMemReg {
+    virtio::RegionDescription region;
+};
+struct RemMemReg {
+    virtio::RegionDescription region;
+};
+struct SetStatus {
+    uint8_t status;
+};
 struct GetStatus { };
 } // namespace req
 
-using DecodedRequest = std::variant<req::GetFeatures, req::SetFeatures, req::SetOwner, req::ResetOwner, req::SetMemTable,
-    req::SetVringNum, req::SetVringAddr, req::SetVringBase, req::GetVringBase, req::SetVringFd, req::GetProtocolFeatures,
-    req::SetProtocolFeatures, req::GetQueueNum, req::SetVringEnable, req::SetBackendReqFd, req::GetConfig, req::SetConfig,
-    req::GpuSetSocket, req::ResetDevice, req::GetMaxMemSlots, req::AddMemReg, req::RemMemReg, req::SetStatus, req::GetStatus>;
+using DecodedRequest = std::variant<req::GetFeatures, req::SetFeatures, req::SetOwner,
+    req::ResetOwner, req::SetMemTable, req::SetVringNum, req::SetVringAddr, req::SetVringBase,
+    req::GetVringBase, req::SetVringFd, req::GetProtocolFeatures, req::SetProtocolFeatures,
+    req::GetQueueNum, req::SetVringEnable, req::SetBackendReqFd, req::GetConfig, req::SetConfig,
+    req::GpuSetSocket, req::ResetDevice, req::GetMaxMemSlots, req::AddMemReg, req::RemMemReg,
+    req::SetStatus, req::GetStatus>;
 
 std::string_view request_name(uint32_t request);
 
@@ -59,7 +102,8 @@ Result<void> validate_header(const Header& header);
 // Decodes one request whose header passed validate_header. `fd_count` is how many descriptors
 // arrived with it. Fails with a message naming the request for an unknown or unsupported request,
 // a wrong payload size, a wrong fd count or an out-of-range field.
-Result<DecodedRequest> decode_request(const Header& header, std::span<const std::byte> payload, size_t fd_count);
+Result<DecodedRequest> decode_request(
+    const Header& header, std::span<const std::byte> payload, size_t fd_count);
 
 // Whether the spec obliges the backend to answer this request (the GET_* family), independent of
 // NEED_REPLY.

@@ -21,7 +21,8 @@ public:
     Result<VirtqDesc> descriptor(uint32_t index) const override
     {
         VirtqDesc d {};
-        TRY(m_memory.read(m_gpa + uint64_t(index) * sizeof(VirtqDesc), std::as_writable_bytes(std::span(&d, 1))));
+        TRY(m_memory.read(
+            m_gpa + uint64_t(index) * sizeof(VirtqDesc), std::as_writable_bytes(std::span(&d, 1))));
         return d;
     }
     uint32_t count() const override { return m_count; }
@@ -52,7 +53,8 @@ Result<void> add_segment(DescriptorChain& chain, const VirtqDesc& d, const Guest
 
 } // namespace
 
-Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head, const GuestMemory& memory, const WalkLimits& limits)
+Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head,
+    const GuestMemory& memory, const WalkLimits& limits)
 {
     DescriptorChain chain;
     chain.head = head;
@@ -65,7 +67,8 @@ Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head, 
     uint32_t budget = limits.queue_size;
     for (;;) {
         if (index >= table->count())
-            return Error::format("descriptor index {} out of range ({} descriptors)", index, table->count());
+            return Error::format(
+                "descriptor index {} out of range ({} descriptors)", index, table->count());
         if (++visited > budget)
             return Error::format("descriptor chain longer than {} (a loop?)", budget);
         VirtqDesc d = TRY(table->descriptor(index));
@@ -77,10 +80,12 @@ Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head, 
             if (d.flags & VIRTQ_DESC_F_NEXT)
                 return Error::format("indirect descriptor with NEXT set");
             if (d.len == 0 || d.len % sizeof(VirtqDesc) != 0)
-                return Error::format("indirect table length {} is not a non-zero multiple of 16", d.len);
+                return Error::format(
+                    "indirect table length {} is not a non-zero multiple of 16", d.len);
             uint32_t count = d.len / uint32_t(sizeof(VirtqDesc));
             if (count > limits.queue_size)
-                return Error::format("indirect table of {} descriptors exceeds the queue size {}", count, limits.queue_size);
+                return Error::format("indirect table of {} descriptors exceeds the queue size {}",
+                    count, limits.queue_size);
             TRY(memory.translate_gpa(d.addr, d.len));
             indirect.emplace(memory, d.addr, count);
             table = &*indirect;

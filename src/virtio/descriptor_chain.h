@@ -55,6 +55,7 @@ struct WalkLimits {
 // descriptors than the queue size (a loop or an over-long chain), an indirect descriptor without
 // INDIRECT_DESC, nested or chained indirect tables, an indirect table of a bad size or outside
 // guest memory, a readable descriptor after a writable one, or a buffer outside guest memory.
-Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head, const GuestMemory& memory, const WalkLimits& limits);
+Result<DescriptorChain> walk_chain(const DescriptorSource& ring, uint16_t head,
+    const GuestMemory& memory, const WalkLimits& limits);
 
 } // namespace vgpu::virtio

@@ -36,11 +36,17 @@ public:
 
     // vhost-user-gpu: QEMU hands over its display socket (GPU_SET_SOCKET). Devices that have no
     // use for it refuse.
-    virtual Result<void> set_display_socket(Fd) { return Error::format("device takes no display socket"); }
+    virtual Result<void> set_display_socket(Fd)
+    {
+        return Error::format("device takes no display socket");
+    }
 
     // Set by the transport: the device calls it when its configuration changed (a display
     // hotplug), so the transport can tell the frontend.
-    void set_config_changed_callback(std::function<void()> callback) { m_config_changed = std::move(callback); }
+    void set_config_changed_callback(std::function<void()> callback)
+    {
+        m_config_changed = std::move(callback);
+    }
 
 protected:
     void config_changed()

@@ -15,24 +15,29 @@ Result<void> check_description(const RegionDescription& d)
 {
     if (d.memory_size == 0)
         return Error::format("memory region at gpa {:#x} has zero size", d.guest_phys_addr);
-    if (!checked_add(d.guest_phys_addr, d.memory_size) || !checked_add(d.userspace_addr, d.memory_size)
+    if (!checked_add(d.guest_phys_addr, d.memory_size)
+        || !checked_add(d.userspace_addr, d.memory_size)
         || !checked_add(d.mmap_offset, d.memory_size))
-        return Error::format("memory region gpa {:#x} size {:#x} wraps the address space", d.guest_phys_addr, d.memory_size);
+        return Error::format("memory region gpa {:#x} size {:#x} wraps the address space",
+            d.guest_phys_addr, d.memory_size);
     return {};
 }
 
 } // namespace
 
-Result<void> GuestMemory::validate_against(const RegionDescription& d, const std::vector<const RegionDescription*>& others)
+Result<void> GuestMemory::validate_against(
+    const RegionDescription& d, const std::vector<const RegionDescription*>& others)
 {
     TRY(check_description(d));
     for (const auto* other : others) {
-        if (ranges_overlap(d.guest_phys_addr, d.memory_size, other->guest_phys_addr, other->memory_size))
-            return Error::format("memory region gpa {:#x}+{:#x} overlaps gpa {:#x}+{:#x}", d.guest_phys_addr,
-                d.memory_size, other->guest_phys_addr, other->memory_size);
-        if (ranges_overlap(d.userspace_addr, d.memory_size, other->userspace_addr, other->memory_size))
-            return Error::format("memory region frontend address {:#x}+{:#x} overlaps {:#x}+{:#x}", d.userspace_addr,
-                d.memory_size, other->userspace_addr, other->memory_size);
+        if (ranges_overlap(
+                d.guest_phys_addr, d.memory_size, other->guest_phys_addr, other->memory_size))
+            return Error::format("memory region gpa {:#x}+{:#x} overlaps gpa {:#x}+{:#x}",
+                d.guest_phys_addr, d.memory_size, other->guest_phys_addr, other->memory_size);
+        if (ranges_overlap(
+                d.userspace_addr, d.memory_size, other->userspace_addr, other->memory_size))
+            return Error::format("memory region frontend address {:#x}+{:#x} overlaps {:#x}+{:#x}",
+                d.userspace_addr, d.memory_size, other->userspace_addr, other->memory_size);
     }
     return {};
 }
@@ -41,18 +46,21 @@ Result<GuestMemory::Region> GuestMemory::map_region(const RegionDescription& d, 
 {
     if (!fd.valid())
         return Error::format("memory region gpa {:#x}: no file descriptor", d.guest_phys_addr);
-    struct stat st {};
+    struct stat st { };
     if (::fstat(fd.get(), &st) < 0)
         return Error::from_errno("fstat(memory region)");
     // A regular file or memfd must be long enough: mapping past its end would SIGBUS on access.
-    if (S_ISREG(st.st_mode) && (st.st_size < 0 || d.mmap_offset + d.memory_size > uint64_t(st.st_size)))
-        return Error::format("memory region gpa {:#x}: offset {:#x} + size {:#x} exceeds the file ({:#x} bytes)",
+    if (S_ISREG(st.st_mode)
+        && (st.st_size < 0 || d.mmap_offset + d.memory_size > uint64_t(st.st_size)))
+        return Error::format(
+            "memory region gpa {:#x}: offset {:#x} + size {:#x} exceeds the file ({:#x} bytes)",
             d.guest_phys_addr, d.mmap_offset, d.memory_size, st.st_size);
     // mmap needs a page-aligned offset; QEMU's regions may start mid-page in the fd.
     uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
     uint64_t aligned = d.mmap_offset & ~(page - 1);
     uint64_t delta = d.mmap_offset - aligned;
-    auto map = TRY(MemoryMap::map(fd.get(), d.memory_size + delta, aligned, MemoryMap::Access::ReadWrite));
+    auto map = TRY(
+        MemoryMap::map(fd.get(), d.memory_size + delta, aligned, MemoryMap::Access::ReadWrite));
     std::byte* base = map.data() + delta;
     return Region { d, std::move(map), base };
 }
@@ -74,21 +82,26 @@ Result<void> GuestMemory::remove_region(const RegionDescription& d)
 {
     for (auto it = m_regions.begin(); it != m_regions.end(); ++it) {
         const auto& r = it->description;
-        if (r.guest_phys_addr == d.guest_phys_addr && r.userspace_addr == d.userspace_addr && r.memory_size == d.memory_size) {
+        if (r.guest_phys_addr == d.guest_phys_addr && r.userspace_addr == d.userspace_addr
+            && r.memory_size == d.memory_size) {
             m_regions.erase(it);
             ++m_generation;
             return {};
         }
     }
-    return Error::format("no memory region at gpa {:#x} size {:#x} to remove", d.guest_phys_addr, d.memory_size);
+    return Error::format(
+        "no memory region at gpa {:#x} size {:#x} to remove", d.guest_phys_addr, d.memory_size);
 }
 
-Result<void> GuestMemory::replace(std::span<const RegionDescription> descriptions, std::span<const Fd> fds)
+Result<void> GuestMemory::replace(
+    std::span<const RegionDescription> descriptions, std::span<const Fd> fds)
 {
     if (descriptions.size() != fds.size())
-        return Error::format("memory table has {} regions but {} file descriptors", descriptions.size(), fds.size());
+        return Error::format(
+            "memory table has {} regions but {} file descriptors", descriptions.size(), fds.size());
     if (descriptions.size() > max_regions)
-        return Error::format("memory table has {} regions, more than {}", descriptions.size(), max_regions);
+        return Error::format(
+            "memory table has {} regions, more than {}", descriptions.size(), max_regions);
     std::vector<const RegionDescription*> seen;
     for (const auto& d : descriptions) {
         TRY(validate_against(d, seen));
@@ -106,7 +119,8 @@ Result<std::span<std::byte>> GuestMemory::translate_gpa(uint64_t gpa, uint64_t l
 {
     for (const auto& r : m_regions) {
         const auto& d = r.description;
-        if (gpa >= d.guest_phys_addr && range_within(gpa - d.guest_phys_addr, length, d.memory_size))
+        if (gpa >= d.guest_phys_addr
+            && range_within(gpa - d.guest_phys_addr, length, d.memory_size))
             return std::span<std::byte>(r.base + (gpa - d.guest_phys_addr), size_t(length));
     }
     return Error::format("guest range {:#x}+{:#x} is not in guest memory", gpa, length);

@@ -60,7 +60,8 @@ private:
         std::byte* base = nullptr; // host address of guest_phys_addr (inside map)
     };
     Result<Region> map_region(const RegionDescription& description, const Fd& fd) const;
-    static Result<void> validate_against(const RegionDescription& description, const std::vector<const RegionDescription*>& others);
+    static Result<void> validate_against(
+        const RegionDescription& description, const std::vector<const RegionDescription*>& others);
 
     std::vector<Region> m_regions;
     uint64_t m_generation = 0;

@@ -16,8 +16,14 @@ constexpr uint64_t avail_bytes(uint32_t n) { return 6 + 2 * uint64_t(n); }
 constexpr uint64_t used_bytes(uint32_t n) { return 6 + 8 * uint64_t(n); }
 constexpr uint16_t VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
 
-uint16_t load_u16(const std::byte* p, int order) { return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), order); }
-void store_u16(std::byte* p, uint16_t v, int order) { __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, order); }
+uint16_t load_u16(const std::byte* p, int order)
+{
+    return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), order);
+}
+void store_u16(std::byte* p, uint16_t v, int order)
+{
+    __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, order);
+}
 
 // virtio 1.3 §2.7.10.1 vring_need_event.
 bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
@@ -52,7 +58,8 @@ Result<void> SplitQueue::set_size(uint32_t size)
     if (m_running)
         return Error::format("queue {}: size change while running", m_index);
     if (size == 0 || size > max_size || (size & (size - 1)) != 0)
-        return Error::format("queue {}: size {} is not a power of 2 in 1..{}", m_index, size, max_size);
+        return Error::format(
+            "queue {}: size {} is not a power of 2 in 1..{}", m_index, size, max_size);
     m_size = size;
     return {};
 }
@@ -60,7 +67,8 @@ Result<void> SplitQueue::set_size(uint32_t size)
 Result<void> SplitQueue::set_addresses(uint64_t desc_va, uint64_t avail_va, uint64_t used_va)
 {
     if (desc_va % 16 || avail_va % 2 || used_va % 4)
-        return Error::format("queue {}: misaligned ring addresses {:#x} {:#x} {:#x}", m_index, desc_va, avail_va, used_va);
+        return Error::format("queue {}: misaligned ring addresses {:#x} {:#x} {:#x}", m_index,
+            desc_va, avail_va, used_va);
     m_desc_va = desc_va;
     m_avail_va = avail_va;
     m_used_va = used_va;
@@ -92,7 +100,8 @@ Result<void> SplitQueue::start(const GuestMemory& memory)
     auto used = memory.translate_frontend_va(m_used_va, used_bytes(m_size));
     if (!desc || !avail || !used) {
         m_running = false;
-        return Error::format("queue {}: ring addresses desc {:#x} avail {:#x} used {:#x} (size {}) are outside guest memory",
+        return Error::format("queue {}: ring addresses desc {:#x} avail {:#x} used {:#x} (size {}) "
+                             "are outside guest memory",
             m_index, m_desc_va, m_avail_va, m_used_va, m_size);
     }
     m_desc = desc->data();
@@ -130,19 +139,22 @@ std::optional<DescriptorChain> SplitQueue::pop(const GuestMemory& memory)
             return std::nullopt;
         if (pending > m_size) {
             m_broken = true;
-            VGPU_LOG_GUEST(Warn, "queue {}: avail index moved by {} (queue size {}): queue stopped until reset", m_index,
-                pending, m_size);
+            VGPU_LOG_GUEST(Warn,
+                "queue {}: avail index moved by {} (queue size {}): queue stopped until reset",
+                m_index, pending, m_size);
             return std::nullopt;
         }
         uint16_t head = load_u16(m_avail + 4 + 2 * size_t(m_next_avail % m_size), __ATOMIC_RELAXED);
         ++m_next_avail;
-        auto chain = walk_chain(RingDescriptors(m_desc, m_size), head, memory, { m_size, m_indirect });
+        auto chain = walk_chain(
+            RingDescriptors(m_desc, m_size), head, memory, { m_size, m_indirect });
         if (chain) {
             ++m_stats.chains;
             return chain.release_value();
         }
         ++m_stats.malformed_chains;
-        VGPU_LOG_GUEST(Warn, "queue {}: malformed descriptor chain at head {}: {}", m_index, head, chain.error().message);
+        VGPU_LOG_GUEST(Warn, "queue {}: malformed descriptor chain at head {}: {}", m_index, head,
+            chain.error().message);
         push(head, 0);
     }
     return std::nullopt;

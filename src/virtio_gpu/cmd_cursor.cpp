@@ -19,10 +19,11 @@ std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
     image.hot_y = c.hot_y;
     image.argb.resize(CURSOR_SIZE * CURSOR_SIZE);
     // The image is copied now: the guest may reuse the resource for the next cursor at once.
-    auto* dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, int(CURSOR_SIZE), int(CURSOR_SIZE), image.argb.data(),
-        int(CURSOR_SIZE * BYTES_PER_PIXEL));
-    auto* src = pixman_image_create_bits(resource->format.pixman, int(CURSOR_SIZE), int(CURSOR_SIZE),
-        reinterpret_cast<uint32_t*>(resource->pixels->data()), int(resource->stride));
+    auto* dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, int(CURSOR_SIZE), int(CURSOR_SIZE),
+        image.argb.data(), int(CURSOR_SIZE * BYTES_PER_PIXEL));
+    auto* src = pixman_image_create_bits(resource->format.pixman, int(CURSOR_SIZE),
+        int(CURSOR_SIZE), reinterpret_cast<uint32_t*>(resource->pixels->data()),
+        int(resource->stride));
     if (!dst || !src) {
         if (dst)
             pixman_image_unref(dst);
@@ -30,7 +31,8 @@ std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
             pixman_image_unref(src);
         return std::nullopt;
     }
-    pixman_image_composite32(PIXMAN_OP_SRC, src, nullptr, dst, 0, 0, 0, 0, 0, 0, int(CURSOR_SIZE), int(CURSOR_SIZE));
+    pixman_image_composite32(
+        PIXMAN_OP_SRC, src, nullptr, dst, 0, 0, 0, 0, 0, 0, int(CURSOR_SIZE), int(CURSOR_SIZE));
     pixman_image_unref(src);
     pixman_image_unref(dst);
     return image;
@@ -50,10 +52,12 @@ Device::HandlerResult Device::handle(const cmd::UpdateCursor& c)
         return GpuError::InvalidResourceId;
     auto image = cursor_image(c);
     if (!image) {
-        VGPU_LOG_GUEST(Warn, "UPDATE_CURSOR: resource {} is not {}x{}", c.resource_id, CURSOR_SIZE, CURSOR_SIZE);
+        VGPU_LOG_GUEST(Warn, "UPDATE_CURSOR: resource {} is not {}x{}", c.resource_id, CURSOR_SIZE,
+            CURSOR_SIZE);
         return GpuError::InvalidParameter;
     }
-    VGPU_LOG_GUEST(Debug, "cursor update: scanout {} at {},{} hot {},{}", c.pos.scanout_id, c.pos.x, c.pos.y, c.hot_x, c.hot_y);
+    VGPU_LOG_GUEST(Debug, "cursor update: scanout {} at {},{} hot {},{}", c.pos.scanout_id, c.pos.x,
+        c.pos.y, c.hot_x, c.hot_y);
     if (m_display)
         m_display->cursor_set(c.pos.scanout_id, std::move(image), c.pos.x, c.pos.y);
     return nodata();

@@ -31,7 +31,8 @@ GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
     if (!m_options.outputs[scanout].enabled)
         return GpuError::Unspec;
     const auto& mode = m_options.outputs[scanout];
-    auto edid = build_edid(EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout + 1 });
+    auto edid = build_edid(
+        EdidInfo { .width = mode.width, .height = mode.height, .serial = scanout + 1 });
     if (!edid) {
         VGPU_LOG_GUEST(Warn, "GET_EDID {}: {}", scanout, edid.error().message);
         return GpuError::Unspec;
@@ -72,25 +73,26 @@ Device::HandlerResult Device::handle(const cmd::GetEdid& c)
         return with_payload(*edid);
     }
     ++m_stats.forwarded_queries;
-    m_display->query_edid(c.scanout, [this, epoch = m_epoch, scanout = c.scanout](std::optional<RespEdid> answer) {
-        if (epoch != m_epoch)
-            return;
-        if (!answer) {
-            ++m_stats.forwarded_timeouts;
-            auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
-            if (own)
-                answer = *own;
-        }
-        if (!answer) {
-            RespEdid error {};
-            error.hdr.type = uint32_t(CtrlType::ErrUnspec);
-            auto bytes = std::as_bytes(std::span(&error.hdr, 1));
-            complete_deferred(std::vector<std::byte>(bytes.begin(), bytes.end()));
-            return;
-        }
-        answer->hdr.type = uint32_t(CtrlType::OkEdid);
-        complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
-    });
+    m_display->query_edid(
+        c.scanout, [this, epoch = m_epoch, scanout = c.scanout](std::optional<RespEdid> answer) {
+            if (epoch != m_epoch)
+                return;
+            if (!answer) {
+                ++m_stats.forwarded_timeouts;
+                auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
+                if (own)
+                    answer = *own;
+            }
+            if (!answer) {
+                RespEdid error {};
+                error.hdr.type = uint32_t(CtrlType::ErrUnspec);
+                auto bytes = std::as_bytes(std::span(&error.hdr, 1));
+                complete_deferred(std::vector<std::byte>(bytes.begin(), bytes.end()));
+                return;
+            }
+            answer->hdr.type = uint32_t(CtrlType::OkEdid);
+            complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
+        });
     return Response(Deferred {});
 }
 
@@ -113,7 +115,8 @@ Device::HandlerResult Device::handle(const cmd::Unsupported& c)
     VGPU_LOG_GUEST(Debug, "{} ({:#x}): not supported", command_name(c.type), c.type);
     // QEMU answers the blob commands with ERR_INVALID_PARAMETER when blobs are not enabled,
     // everything else it does not know with ERR_UNSPEC.
-    if (c.type == uint32_t(CtrlType::ResourceCreateBlob) || c.type == uint32_t(CtrlType::SetScanoutBlob))
+    if (c.type == uint32_t(CtrlType::ResourceCreateBlob)
+        || c.type == uint32_t(CtrlType::SetScanoutBlob))
         return GpuError::InvalidParameter;
     return GpuError::Unspec;
 }

@@ -16,8 +16,8 @@ Device::HandlerResult Device::handle(const cmd::ResourceCreate2d& c)
 {
     auto resource = m_resources.create_2d(ResourceId(c.resource_id), c.format, c.width, c.height);
     if (!resource) {
-        VGPU_LOG_GUEST(Debug, "RESOURCE_CREATE_2D {} format {} {}x{}: {}", c.resource_id, c.format, c.width, c.height,
-            error_name(resource.error()));
+        VGPU_LOG_GUEST(Debug, "RESOURCE_CREATE_2D {} format {} {}x{}: {}", c.resource_id, c.format,
+            c.width, c.height, error_name(resource.error()));
         return resource.release_error();
     }
     return nodata();
@@ -55,11 +55,13 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
         // Every entry must lie in guest RAM now; it is translated again on each transfer, since
         // the memory table may change. QEMU cannot map an empty entry either (ERR_UNSPEC).
         if (e.length == 0) {
-            VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: empty entry at {:#x}", c.resource_id, e.addr);
+            VGPU_LOG_GUEST(
+                Debug, "RESOURCE_ATTACH_BACKING {}: empty entry at {:#x}", c.resource_id, e.addr);
             return GpuError::Unspec;
         }
         if (auto r = m_memory->translate_gpa(e.addr, e.length); !r) {
-            VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: {}", c.resource_id, r.error().message);
+            VGPU_LOG_GUEST(
+                Debug, "RESOURCE_ATTACH_BACKING {}: {}", c.resource_id, r.error().message);
             return GpuError::Unspec;
         }
         total += e.length;
@@ -86,17 +88,20 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
     return nodata();
 }
 
-GpuResult<void> Device::copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length, bool checksum)
+GpuResult<void> Device::copy_from_backing(
+    const Resource& resource, uint64_t offset, size_t destination, size_t length, bool checksum)
 {
     // The entry holding `offset` (the last one starting at or before it; binary search, since a
     // backing is often thousands of pages and a transfer copies row by row), then entry by entry.
-    auto it = std::upper_bound(resource.backing_starts.begin(), resource.backing_starts.end(), offset);
+    auto it = std::upper_bound(
+        resource.backing_starts.begin(), resource.backing_starts.end(), offset);
     if (it == resource.backing_starts.begin())
         return {}; // no backing: nothing to copy
     size_t index = size_t(it - resource.backing_starts.begin()) - 1;
     uint64_t entry_start = resource.backing_starts[index];
     // Skip zero-length entries that start at the same offset.
-    while (index < resource.backing.size() && offset >= entry_start + resource.backing[index].length) {
+    while (
+        index < resource.backing.size() && offset >= entry_start + resource.backing[index].length) {
         entry_start += resource.backing[index].length;
         ++index;
     }
@@ -126,8 +131,8 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     if (!resource->has_backing)
         return GpuError::Unspec;
     if (!rect_within(c.r, resource->width, resource->height)) {
-        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: rect {}x{}+{}+{} outside {}x{}", c.resource_id, c.r.width, c.r.height,
-            c.r.x, c.r.y, resource->width, resource->height);
+        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: rect {}x{}+{}+{} outside {}x{}",
+            c.resource_id, c.r.width, c.r.height, c.r.x, c.r.y, resource->width, resource->height);
         return GpuError::InvalidParameter;
     }
     if (rect_empty(c.r))
@@ -138,22 +143,26 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     uint64_t row_bytes = uint64_t(c.r.width) * BYTES_PER_PIXEL;
     auto last = checked_add<uint64_t>(c.offset, uint64_t(c.r.height - 1) * resource->stride);
     if (!last || !range_within<uint64_t>(*last, row_bytes, resource->backing_bytes))
-        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing", c.resource_id, c.offset,
-            resource->backing_bytes);
+        VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing",
+            c.resource_id, c.offset, resource->backing_bytes);
     const size_t dst = size_t(c.r.y) * resource->stride + size_t(c.r.x) * BYTES_PER_PIXEL;
     // Sinks still reading these pixels (a CRC not computed yet) take them before they change.
     const bool checksum = m_display && m_display->pixels_will_change(*resource->pixels);
     if (c.r.x == 0 && c.r.width == resource->width) {
         // Whole rows are contiguous on both sides (at most the resource's size, checked at
         // creation): one copy per backing entry.
-        if (auto r = copy_from_backing(*resource, c.offset, dst, size_t(row_bytes) * c.r.height, checksum); !r)
+        if (auto r = copy_from_backing(
+                *resource, c.offset, dst, size_t(row_bytes) * c.r.height, checksum);
+            !r)
             return r.release_error();
     } else {
         for (uint32_t h = 0; h < c.r.height; ++h) {
             auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
             if (!offset)
                 break; // past any backing
-            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride, size_t(row_bytes), checksum); !r)
+            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride,
+                    size_t(row_bytes), checksum);
+                !r)
                 return r.release_error();
         }
     }
@@ -179,7 +188,8 @@ Device::HandlerResult Device::handle(const cmd::ResourceFlush& c)
         Rect visible = rect_intersect(c.r, s.rect);
         if (rect_empty(visible) || !m_display)
             continue;
-        m_display->scanout_damaged(i, Rect { visible.x - s.rect.x, visible.y - s.rect.y, visible.width, visible.height });
+        m_display->scanout_damaged(
+            i, Rect { visible.x - s.rect.x, visible.y - s.rect.y, visible.width, visible.height });
     }
     return nodata();
 }

@@ -8,7 +8,8 @@ namespace vgpu::virtio_gpu {
 Device::HandlerResult Device::handle(const cmd::SetScanout& c)
 {
     if (c.scanout_id >= scanout_limit()) {
-        VGPU_LOG_GUEST(Debug, "SET_SCANOUT: scanout {} out of range ({})", c.scanout_id, scanout_limit());
+        VGPU_LOG_GUEST(
+            Debug, "SET_SCANOUT: scanout {} out of range ({})", c.scanout_id, scanout_limit());
         return GpuError::InvalidScanoutId;
     }
     if (c.resource_id == 0) {
@@ -24,13 +25,14 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     // The spec names no error; QEMU (virtio_gpu_find_check_resource with require_backing)
     // answers ERR_UNSPEC for a resource without backing, before it looks at the rectangle.
     if (!resource->has_backing) {
-        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: resource {} has no backing", c.scanout_id, c.resource_id);
+        VGPU_LOG_GUEST(
+            Debug, "SET_SCANOUT {}: resource {} has no backing", c.scanout_id, c.resource_id);
         return GpuError::Unspec;
     }
     // QEMU's check: inside the resource, and at least 16x16.
     if (!rect_within(c.r, resource->width, resource->height) || c.r.width < 16 || c.r.height < 16) {
-        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: rect {}x{}+{}+{} not inside {}x{} (or below 16x16)", c.scanout_id, c.r.width,
-            c.r.height, c.r.x, c.r.y, resource->width, resource->height);
+        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: rect {}x{}+{}+{} not inside {}x{} (or below 16x16)",
+            c.scanout_id, c.r.width, c.r.height, c.r.x, c.r.y, resource->width, resource->height);
         return GpuError::InvalidParameter;
     }
     auto& s = m_scanouts[c.scanout_id];
@@ -42,7 +44,8 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     resource->scanout_mask |= 1u << c.scanout_id;
     ++m_stats.scanout_changes;
     if (m_display) {
-        ScanoutSource source { resource->id, resource->format, resource->width, resource->height, resource->stride, c.r, resource->pixels };
+        ScanoutSource source { resource->id, resource->format, resource->width, resource->height,
+            resource->stride, c.r, resource->pixels };
         m_display->scanout_set(c.scanout_id, std::move(source));
     }
     return nodata();

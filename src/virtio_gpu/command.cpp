@@ -60,12 +60,13 @@ GpuResult<T> read_rest(const CtrlHdr& header, virtio::Reader& reader)
     return value;
 }
 
-#define READ(T) ({                                    \
-    auto _r = read_rest<T>(header, reader);          \
-    if (!_r.has_value())                             \
-        return _r.release_error();                   \
-    _r.release_value();                              \
-})
+#define READ(T)                                                                                    \
+    ({                                                                                             \
+        auto _r = read_rest<T>(header, reader);                                                    \
+        if (!_r.has_value())                                                                       \
+            return _r.release_error();                                                             \
+        _r.release_value();                                                                        \
+    })
 
 GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reader& reader)
 {
@@ -73,12 +74,14 @@ GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reade
     // Bad entries are the handler's ERR_UNSPEC, after its resource checks (QEMU looks the
     // resource up before it reads the entries).
     if (c.nr_entries > MAX_BACKING_ENTRIES) {
-        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries exceed {}", c.nr_entries, MAX_BACKING_ENTRIES);
+        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries exceed {}", c.nr_entries,
+            MAX_BACKING_ENTRIES);
         return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     }
     // Checked against what the buffer holds before allocating anything.
     if (uint64_t(c.nr_entries) * sizeof(MemEntry) > reader.remaining()) {
-        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries but {} bytes left", c.nr_entries, reader.remaining());
+        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries but {} bytes left", c.nr_entries,
+            reader.remaining());
         return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     }
     std::vector<MemEntry> entries(c.nr_entries);

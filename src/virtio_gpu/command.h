@@ -17,27 +17,61 @@ constexpr uint32_t MAX_BACKING_ENTRIES = 16384;
 
 namespace cmd {
 struct GetDisplayInfo { };
-struct ResourceCreate2d { uint32_t resource_id, format, width, height; };
-struct ResourceUnref { uint32_t resource_id; };
-struct SetScanout { Rect r; uint32_t scanout_id, resource_id; };
-struct ResourceFlush { Rect r; uint32_t resource_id; };
-struct TransferToHost2d { Rect r; uint64_t offset; uint32_t resource_id; };
+struct ResourceCreate2d {
+    uint32_t resource_id, format, width, height;
+};
+struct ResourceUnref {
+    uint32_t resource_id;
+};
+struct SetScanout {
+    Rect r;
+    uint32_t scanout_id, resource_id;
+};
+struct ResourceFlush {
+    Rect r;
+    uint32_t resource_id;
+};
+struct TransferToHost2d {
+    Rect r;
+    uint64_t offset;
+    uint32_t resource_id;
+};
 // entries_valid is false when nr_entries was over MAX_BACKING_ENTRIES or more than the buffer
 // holds: the handler answers ERR_UNSPEC, after checking the resource as QEMU does.
-struct ResourceAttachBacking { uint32_t resource_id; std::vector<MemEntry> entries; bool entries_valid = true; };
-struct ResourceDetachBacking { uint32_t resource_id; };
-struct GetCapsetInfo { uint32_t capset_index; };
-struct GetCapset { uint32_t capset_id, capset_version; };
-struct GetEdid { uint32_t scanout; };
-struct UpdateCursor { CursorPos pos; uint32_t resource_id, hot_x, hot_y; };
-struct MoveCursor { CursorPos pos; };
+struct ResourceAttachBacking {
+    uint32_t resource_id;
+    std::vector<MemEntry> entries;
+    bool entries_valid = true;
+};
+struct ResourceDetachBacking {
+    uint32_t resource_id;
+};
+struct GetCapsetInfo {
+    uint32_t capset_index;
+};
+struct GetCapset {
+    uint32_t capset_id, capset_version;
+};
+struct GetEdid {
+    uint32_t scanout;
+};
+struct UpdateCursor {
+    CursorPos pos;
+    uint32_t resource_id, hot_x, hot_y;
+};
+struct MoveCursor {
+    CursorPos pos;
+};
 // A command we know but do not implement (3D, blob, UUID): ERR_UNSPEC.
-struct Unsupported { uint32_t type; };
+struct Unsupported {
+    uint32_t type;
+};
 } // namespace cmd
 
-using GpuCommand = std::variant<cmd::GetDisplayInfo, cmd::ResourceCreate2d, cmd::ResourceUnref, cmd::SetScanout,
-    cmd::ResourceFlush, cmd::TransferToHost2d, cmd::ResourceAttachBacking, cmd::ResourceDetachBacking, cmd::GetCapsetInfo,
-    cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor, cmd::MoveCursor, cmd::Unsupported>;
+using GpuCommand = std::variant<cmd::GetDisplayInfo, cmd::ResourceCreate2d, cmd::ResourceUnref,
+    cmd::SetScanout, cmd::ResourceFlush, cmd::TransferToHost2d, cmd::ResourceAttachBacking,
+    cmd::ResourceDetachBacking, cmd::GetCapsetInfo, cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor,
+    cmd::MoveCursor, cmd::Unsupported>;
 
 struct DecodedCommand {
     CtrlHdr header;

@@ -25,7 +25,8 @@ uint64_t Device::device_features() const { return uint64_t(1) << F_EDID; }
 Result<void> Device::read_config(uint32_t offset, std::span<std::byte> out) const
 {
     if (!range_within<uint64_t>(offset, out.size(), sizeof(Config)))
-        return Error::format("config read {}+{} outside the {}-byte config space", offset, out.size(), sizeof(Config));
+        return Error::format("config read {}+{} outside the {}-byte config space", offset,
+            out.size(), sizeof(Config));
     std::memcpy(out.data(), reinterpret_cast<const std::byte*>(&m_config) + offset, out.size());
     return {};
 }
@@ -36,7 +37,9 @@ Result<void> Device::write_config(uint32_t offset, std::span<const std::byte> in
     // events_read.
     constexpr uint32_t clear_offset = offsetof(Config, events_clear);
     if (offset != clear_offset || in.size() != sizeof(uint32_t))
-        return Error::format("config write {}+{}: only events_clear (offset {}, 4 bytes) is writable", offset, in.size(), clear_offset);
+        return Error::format(
+            "config write {}+{}: only events_clear (offset {}, 4 bytes) is writable", offset,
+            in.size(), clear_offset);
     uint32_t clear;
     std::memcpy(&clear, in.data(), sizeof(clear));
     m_config.events_read &= ~clear;
@@ -176,7 +179,8 @@ void Device::drain_cursor(virtio::SplitQueue& queue)
                 else if (auto* move = std::get_if<cmd::MoveCursor>(&decoded->command))
                     result = handle(*move);
                 else
-                    VGPU_LOG_GUEST(Debug, "cursor queue: {} is not a cursor command", command_name(decoded->header.type));
+                    VGPU_LOG_GUEST(Debug, "cursor queue: {} is not a cursor command",
+                        command_name(decoded->header.type));
             }
             // The cursor queue has no response: errors are counted and logged only.
             if (!result) {
@@ -206,7 +210,8 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
     virtio::Reader reader(*m_memory, chain.readable);
     auto header = reader.read_obj<CtrlHdr>();
     if (!header) {
-        VGPU_LOG_GUEST(Debug, "control command shorter than its header: {}", header.error().message);
+        VGPU_LOG_GUEST(
+            Debug, "control command shorter than its header: {}", header.error().message);
         complete(chain, CtrlHdr {}, GpuError::Unspec);
         return true;
     }
@@ -229,7 +234,8 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
     }
     complete(chain, *header, result);
     if (header->type == uint32_t(CtrlType::ResourceFlush)) {
-        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::steady_clock::now() - started);
         m_stats.flush_latency.record(uint64_t(us.count()));
     }
     return true;
@@ -243,7 +249,8 @@ Device::Response Device::nodata()
 
 // The one place a response header is encoded (virtio 1.3 §5.7.6.7): the type, and for a fenced
 // request its fence id, context and ring index.
-void Device::complete(const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result)
+void Device::complete(
+    const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result)
 {
     std::vector<std::byte> bytes;
     CtrlHdr header {};
@@ -274,9 +281,11 @@ void Device::complete(const virtio::DescriptorChain& chain, const CtrlHdr& reque
     // sees the header.
     size_t fits = std::min(bytes.size(), writer.remaining());
     if (fits < bytes.size())
-        VGPU_LOG_GUEST(Debug, "{}: response of {} bytes truncated to {}", command_name(request.type), bytes.size(), fits);
+        VGPU_LOG_GUEST(Debug, "{}: response of {} bytes truncated to {}",
+            command_name(request.type), bytes.size(), fits);
     if (auto r = writer.write(std::span(bytes).first(fits)); !r)
-        VGPU_LOG_GUEST(Debug, "{}: response not written: {}", command_name(request.type), r.error().message);
+        VGPU_LOG_GUEST(
+            Debug, "{}: response not written: {}", command_name(request.type), r.error().message);
     m_control->push(chain.head, uint32_t(writer.written()));
 }
 
@@ -314,6 +323,5 @@ void Device::disable_scanout(uint32_t scanout)
     if (m_display)
         m_display->scanout_set(scanout, std::nullopt);
 }
-
 
 } // namespace vgpu::virtio_gpu

@@ -118,7 +118,8 @@ private:
     void drain_cursor(virtio::SplitQueue& queue);
     // Handles one control command; returns false when the queue must wait (deferred).
     bool handle_control(virtio::DescriptorChain& chain);
-    void complete(const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result);
+    void complete(
+        const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result);
     void complete_deferred(std::vector<std::byte> response);
     uint32_t scanout_limit() const;
 
@@ -143,7 +144,8 @@ private:
     void disable_scanout(uint32_t scanout);
     // Copies `length` bytes of the backing from `offset` to byte `destination` of the pixels,
     // checksumming them on the way when asked to.
-    GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination, size_t length, bool checksum);
+    GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination,
+        size_t length, bool checksum);
     std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
 
     DeviceOptions m_options;

@@ -51,7 +51,8 @@ public:
     // Forwarded to QEMU when it has a display socket. The callback runs exactly once, later,
     // with nothing if QEMU did not answer in time or has no socket.
     virtual void query_display_info(std::function<void(std::optional<RespDisplayInfo>)> done) = 0;
-    virtual void query_edid(uint32_t scanout, std::function<void(std::optional<RespEdid>)> done) = 0;
+    virtual void query_edid(uint32_t scanout, std::function<void(std::optional<RespEdid>)> done)
+        = 0;
 
     // `scanout` now shows `source`, or nothing (disabled).
     virtual void scanout_set(uint32_t scanout, std::optional<ScanoutSource> source) = 0;
@@ -62,7 +63,9 @@ public:
     // new pixels checksummed as they are copied (CRC capture of the output showing them).
     virtual bool pixels_will_change(const PixelStorage& pixels) = 0;
     // A new cursor image (nullopt: hide) at x, y on `scanout`, or a move of the current one.
-    virtual void cursor_set(uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y) = 0;
+    virtual void cursor_set(
+        uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y)
+        = 0;
     virtual void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) = 0;
 };
 

@@ -129,7 +129,10 @@ constexpr uint8_t bits(uint64_t value, unsigned shift, unsigned count)
 {
     return static_cast<uint8_t>((value >> shift) & ((1u << count) - 1));
 }
-constexpr bool fits_bits(uint64_t value, unsigned count) { return value < (uint64_t { 1 } << count); }
+constexpr bool fits_bits(uint64_t value, unsigned count)
+{
+    return value < (uint64_t { 1 } << count);
+}
 constexpr uint64_t divide_rounding_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // CVT signals the aspect ratio through the vertical sync width (CVT 1.2 Table 3-3); any ratio
@@ -166,8 +169,9 @@ Result<Timing> cvt_reduced_blanking(uint32_t width, uint32_t height, uint32_t re
     // The estimated line period is (1e6 / refresh - 460) / height µs, and the blanking takes
     // floor(460 µs / period) + 1 lines; the same in integers. refresh <= 250 keeps the divisor > 0.
     const uint64_t refresh = refresh_hz;
-    const uint64_t blank_lines
-        = RB_MIN_V_BLANK_US * height * refresh / (1'000'000 - RB_MIN_V_BLANK_US * refresh) + 1;
+    const uint64_t blank_lines = RB_MIN_V_BLANK_US * height * refresh
+            / (1'000'000 - RB_MIN_V_BLANK_US * refresh)
+        + 1;
     const uint64_t min_blank_lines = RB_V_FRONT_PORCH + timing.v_sync + RB_MIN_V_BACK_PORCH;
     timing.v_blank = static_cast<uint32_t>(std::max(blank_lines, min_blank_lines));
 
@@ -193,8 +197,8 @@ Result<RangeLimits> range_limits_for(const Timing& timing)
     limits.max_v_hz = static_cast<uint32_t>(divide_rounding_up(clock_hz, frame_pixels));
     limits.min_h_khz = static_cast<uint32_t>(clock_hz / line_pixels_khz);
     limits.max_h_khz = static_cast<uint32_t>(divide_rounding_up(clock_hz, line_pixels_khz));
-    limits.max_pixel_clock_10mhz
-        = static_cast<uint32_t>(divide_rounding_up(timing.pixel_clock_10khz, 1'000));
+    limits.max_pixel_clock_10mhz = static_cast<uint32_t>(
+        divide_rounding_up(timing.pixel_clock_10khz, 1'000));
     // Table 3.26: rates are 1..255 (the offset flags for higher rates are not used here).
     if (limits.min_v_hz < 1 || limits.max_v_hz > 255)
         return Error::format("EDID: a {} Hz frame rate is outside the range limits' 1..255 Hz",
@@ -272,7 +276,8 @@ Result<void> write_detailed_timing(Descriptor out, const Timing& t, PhysicalSize
         || !fits_bits(t.h_front_porch, 10) || !fits_bits(t.h_sync, 10)
         || !fits_bits(t.v_front_porch, 6) || !fits_bits(t.v_sync, 6)
         || !fits_bits(size.width_mm, 12) || !fits_bits(size.height_mm, 12))
-        return Error::format("EDID: the preferred timing does not fit a detailed timing descriptor");
+        return Error::format(
+            "EDID: the preferred timing does not fit a detailed timing descriptor");
     out[0] = low_byte(t.pixel_clock_10khz);
     out[1] = bits(t.pixel_clock_10khz, 8, 8);
     out[2] = low_byte(t.h_active);
@@ -345,7 +350,8 @@ void write_serial_or_dummy(Descriptor out, uint32_t serial)
 // Three letters A..Z as 5-bit values 1..26, big-endian (§3.4.1, Table 3.5).
 constexpr uint16_t manufacturer_code(std::string_view id)
 {
-    return static_cast<uint16_t>((id[0] - 'A' + 1) << 10 | (id[1] - 'A' + 1) << 5 | (id[2] - 'A' + 1));
+    return static_cast<uint16_t>(
+        (id[0] - 'A' + 1) << 10 | (id[1] - 'A' + 1) << 5 | (id[2] - 'A' + 1));
 }
 
 // Chromaticity (§3.7, Table 3.16): the two low bits of all eight coordinates first, then the high
@@ -384,11 +390,12 @@ void write_fixed_fields(Block& block, const EdidInfo& info, PhysicalSize size)
     block[OFFSET_SCREEN_SIZE] = low_byte(std::max<uint32_t>((size.width_mm + 5) / 10, 1));
     block[OFFSET_SCREEN_SIZE + 1] = low_byte(std::max<uint32_t>((size.height_mm + 5) / 10, 1));
     block[OFFSET_GAMMA] = GAMMA_2_2;
-    block[OFFSET_FEATURES]
-        = FEATURE_SRGB_DEFAULT | FEATURE_PREFERRED_IS_NATIVE | FEATURE_CONTINUOUS_FREQUENCY;
+    block[OFFSET_FEATURES] = FEATURE_SRGB_DEFAULT | FEATURE_PREFERRED_IS_NATIVE
+        | FEATURE_CONTINUOUS_FREQUENCY;
     write_chromaticity(std::span<uint8_t, 10>(block.data() + OFFSET_CHROMATICITY, 10));
     // Established timings (bytes 35-37) stay zero; unused standard timings are 01h 01h (§3.9).
-    std::fill_n(block.begin() + OFFSET_STANDARD_TIMINGS, 2 * STANDARD_TIMING_COUNT, uint8_t { 0x01 });
+    std::fill_n(
+        block.begin() + OFFSET_STANDARD_TIMINGS, 2 * STANDARD_TIMING_COUNT, uint8_t { 0x01 });
 }
 
 } // namespace

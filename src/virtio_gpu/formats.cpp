@@ -28,7 +28,10 @@ std::optional<FormatInfo> format_info(uint32_t format)
     return std::nullopt;
 }
 
-bool is_x8r8g8b8_layout(Format format) { return format == Format::B8G8R8X8Unorm || format == Format::B8G8R8A8Unorm; }
+bool is_x8r8g8b8_layout(Format format)
+{
+    return format == Format::B8G8R8X8Unorm || format == Format::B8G8R8A8Unorm;
+}
 
 void canonical_row(const std::byte* row, uint32_t width, const FormatInfo& format, uint32_t* out)
 {
@@ -37,7 +40,8 @@ void canonical_row(const std::byte* row, uint32_t width, const FormatInfo& forma
         out[x] = (uint32_t(p[format.r]) << 16) | (uint32_t(p[format.g]) << 8) | p[format.b];
 }
 
-uint32_t canonical_row_crc(uint32_t crc, const std::byte* row, uint32_t width, const FormatInfo& format)
+uint32_t canonical_row_crc(
+    uint32_t crc, const std::byte* row, uint32_t width, const FormatInfo& format)
 {
     if (is_x8r8g8b8_layout(format.format)) {
         // Already 0xXXRRGGBB in memory: the CRC masks the top byte as it goes.

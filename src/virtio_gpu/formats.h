@@ -29,7 +29,8 @@ bool is_x8r8g8b8_layout(Format format);
 
 // CRC-32C of `width` pixels of one row in the canonical layout 0x00RRGGBB little-endian,
 // continuing from `crc`: what CRC capture and `vgpu-ctl crc-file` both compute.
-uint32_t canonical_row_crc(uint32_t crc, const std::byte* row, uint32_t width, const FormatInfo& format);
+uint32_t canonical_row_crc(
+    uint32_t crc, const std::byte* row, uint32_t width, const FormatInfo& format);
 // The row converted to canonical 0x00RRGGBB pixels.
 void canonical_row(const std::byte* row, uint32_t width, const FormatInfo& format, uint32_t* out);
 

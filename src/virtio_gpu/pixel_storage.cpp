@@ -48,7 +48,8 @@ struct PixelStorage::CrcCache {
 
 void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
 
-std::shared_ptr<PixelStorage> PixelStorage::allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
+std::shared_ptr<PixelStorage> PixelStorage::allocate(
+    uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
 {
     size_t size = size_t(stride) * height;
     // 64-byte alignment for vectorised copies and pixman; size rounded up as aligned_alloc needs.
@@ -93,7 +94,8 @@ void PixelStorage::mark_row(uint32_t y, uint32_t begin, uint32_t end) const
     c.row_state[y] = begin == 0 && end == m_stride ? RowState::Whole : RowState::Tiles;
 }
 
-void PixelStorage::copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end, const std::byte* source)
+void PixelStorage::copy_row_checksummed(
+    uint32_t y, uint32_t begin, uint32_t end, const std::byte* source)
 {
     // Bytes [begin, end) of row y arrive from `source`: the tiles wholly inside are copied and
     // checksummed together, the partial ones at the edges copied and marked.
@@ -106,7 +108,8 @@ void PixelStorage::copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end
     // ends before a full one would); the short last tile counts when the range reaches the end
     // of the row.
     const uint32_t full_end = end / tile_bytes;
-    const bool short_last = c.last_tile_pixels != TILE_PIXELS && end == m_stride && begin <= last_tile_start;
+    const bool short_last = c.last_tile_pixels != TILE_PIXELS && end == m_stride
+        && begin <= last_tile_start;
     if (first >= full_end && !short_last) {
         std::memcpy(row + begin, source, end - begin);
         mark_row(y, begin, end);
@@ -121,15 +124,18 @@ void PixelStorage::copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end
     }
     if (full_end > first) {
         crc::copy_crc32c_xrgb_blocks(reinterpret_cast<uint32_t*>(row + size_t(first) * tile_bytes),
-            reinterpret_cast<const uint32_t*>(source + (size_t(first) * tile_bytes - begin)), TILE_PIXELS, full_end - first, crcs + first);
+            reinterpret_cast<const uint32_t*>(source + (size_t(first) * tile_bytes - begin)),
+            TILE_PIXELS, full_end - first, crcs + first);
         std::fill(valid + first, valid + full_end, uint8_t(1));
         m_pixels_checksummed += uint64_t(full_end - first) * TILE_PIXELS;
     }
     uint32_t tail_begin = std::max(full_end * tile_bytes, head_end);
     if (short_last) {
         const uint32_t t = c.tiles_per_row - 1;
-        std::memcpy(row + last_tile_start, source + (last_tile_start - begin), m_stride - last_tile_start);
-        crcs[t] = crc::crc32c_xrgb(0, reinterpret_cast<const uint32_t*>(row + last_tile_start), c.last_tile_pixels);
+        std::memcpy(
+            row + last_tile_start, source + (last_tile_start - begin), m_stride - last_tile_start);
+        crcs[t] = crc::crc32c_xrgb(
+            0, reinterpret_cast<const uint32_t*>(row + last_tile_start), c.last_tile_pixels);
         valid[t] = 1;
         m_pixels_checksummed += c.last_tile_pixels;
         tail_begin = end;
@@ -185,7 +191,8 @@ void PixelStorage::compute_tiles(uint32_t y, uint32_t first, uint32_t count) con
     if (first + count == c.tiles_per_row && c.last_tile_pixels != TILE_PIXELS)
         --full; // the short last tile goes on its own
     if (is_x8r8g8b8_layout(m_format.format)) {
-        crc::crc32c_xrgb_blocks(reinterpret_cast<const uint32_t*>(pixel(first * TILE_PIXELS, y)), TILE_PIXELS, full, out);
+        crc::crc32c_xrgb_blocks(reinterpret_cast<const uint32_t*>(pixel(first * TILE_PIXELS, y)),
+            TILE_PIXELS, full, out);
         m_pixels_checksummed += uint64_t(full) * TILE_PIXELS;
     } else {
         for (uint32_t i = 0; i < full; ++i)

@@ -25,7 +25,8 @@ class PixelStorage {
 public:
     static constexpr uint32_t TILE_PIXELS = 128;
 
-    static std::shared_ptr<PixelStorage> allocate(uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
+    static std::shared_ptr<PixelStorage> allocate(
+        uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
     std::byte* data() const { return m_data.get(); }
     size_t size() const { return m_size; }
     uint32_t width() const { return m_width; }
@@ -53,7 +54,10 @@ private:
         void operator()(std::byte* p) const;
     };
     struct CrcCache;
-    const std::byte* pixel(uint32_t x, uint32_t y) const { return data() + size_t(y) * m_stride + size_t(x) * BYTES_PER_PIXEL; }
+    const std::byte* pixel(uint32_t x, uint32_t y) const
+    {
+        return data() + size_t(y) * m_stride + size_t(x) * BYTES_PER_PIXEL;
+    }
     CrcCache& cache() const;
     uint32_t row_crc(uint32_t y) const;
     void compute_tiles(uint32_t y, uint32_t first, uint32_t count) const;

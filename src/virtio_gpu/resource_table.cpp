@@ -23,7 +23,8 @@ const char* error_name(GpuError error)
     return "ERR_?";
 }
 
-GpuResult<Resource*> ResourceTable::create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height)
+GpuResult<Resource*> ResourceTable::create_2d(
+    ResourceId id, uint32_t format, uint32_t width, uint32_t height)
 {
     if (id.value() == 0 || m_resources.contains(id))
         return GpuError::InvalidResourceId;

@@ -1,7 +1,8 @@
 // libFuzzer target for the EDID generator: virtio_gpu::build_edid. Input (little-endian):
 // [width: 2 bytes, low 13 bits] [height: 2 bytes, low 13 bits] [refresh_hz: 1 byte]
-// [width_mm: 2 bytes, low 12 bits] [height_mm: 2 bytes, low 12 bits] [serial: 4 bytes] [name: rest].
-// The masks keep about half of the sizes valid, so that both the builder and its checks are reached.
+// [width_mm: 2 bytes, low 12 bits] [height_mm: 2 bytes, low 12 bits] [serial: 4 bytes] [name:
+// rest]. The masks keep about half of the sizes valid, so that both the builder and its checks are
+// reached.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -18,13 +19,13 @@ using namespace vgpu::virtio_gpu;
 
 // The builder's documented contract: a violation must show as a crash, in release builds too
 // (so not assert()).
-#define FUZZ_CHECK(expression)                                                               \
-    do {                                                                                     \
-        if (!(expression)) {                                                                 \
-            std::fprintf(stderr, "fuzz_edid: check failed: %s (%s:%d)\n", #expression, __FILE__, \
-                __LINE__);                                                                   \
-            std::abort();                                                                    \
-        }                                                                                    \
+#define FUZZ_CHECK(expression)                                                                     \
+    do {                                                                                           \
+        if (!(expression)) {                                                                       \
+            std::fprintf(                                                                          \
+                stderr, "fuzz_edid: check failed: %s (%s:%d)\n", #expression, __FILE__, __LINE__); \
+            std::abort();                                                                          \
+        }                                                                                          \
     } while (0)
 
 constexpr size_t FIXED_SIZE = 13;
@@ -78,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         .refresh_hz = data[4],
         .width_mm = le(data + 5, 2) & 0xFFF,
         .height_mm = le(data + 7, 2) & 0xFFF,
-        .name = std::string_view(reinterpret_cast<const char*>(data + FIXED_SIZE), size - FIXED_SIZE),
+        .name = std::string_view(
+            reinterpret_cast<const char*>(data + FIXED_SIZE), size - FIXED_SIZE),
         .serial = le(data + 9, 4),
     };
     auto edid = build_edid(info);

@@ -29,13 +29,13 @@ namespace {
 using namespace vgpu;
 using namespace vgpu::virtio_gpu;
 
-#define FUZZ_CHECK(expression)                                                                        \
-    do {                                                                                              \
-        if (!(expression)) {                                                                          \
-            std::fprintf(stderr, "fuzz_gpu_command: check failed: %s (%s:%d)\n", #expression, __FILE__, \
-                __LINE__);                                                                            \
-            std::abort();                                                                             \
-        }                                                                                             \
+#define FUZZ_CHECK(expression)                                                                     \
+    do {                                                                                           \
+        if (!(expression)) {                                                                       \
+            std::fprintf(stderr, "fuzz_gpu_command: check failed: %s (%s:%d)\n", #expression,      \
+                __FILE__, __LINE__);                                                               \
+            std::abort();                                                                          \
+        }                                                                                          \
     } while (0)
 
 // Room for the largest valid command: ATTACH_BACKING with 16384 entries (262176 bytes).
@@ -139,7 +139,8 @@ void check_attach_backing(const cmd::ResourceAttachBacking& c, const uint8_t* da
 {
     auto w = wire<ResourceAttachBacking>(data);
     FUZZ_CHECK(c.resource_id == w.resource_id);
-    bool fits = w.nr_entries <= MAX_BACKING_ENTRIES && sizeof(w) + uint64_t(w.nr_entries) * sizeof(MemEntry) <= size;
+    bool fits = w.nr_entries <= MAX_BACKING_ENTRIES
+        && sizeof(w) + uint64_t(w.nr_entries) * sizeof(MemEntry) <= size;
     FUZZ_CHECK(c.entries_valid == fits);
     if (!fits) {
         FUZZ_CHECK(c.entries.empty());
@@ -147,7 +148,9 @@ void check_attach_backing(const cmd::ResourceAttachBacking& c, const uint8_t* da
     }
     FUZZ_CHECK(c.entries.size() == w.nr_entries);
     if (!c.entries.empty())
-        FUZZ_CHECK(std::memcmp(c.entries.data(), data + sizeof(w), c.entries.size() * sizeof(MemEntry)) == 0);
+        FUZZ_CHECK(
+            std::memcmp(c.entries.data(), data + sizeof(w), c.entries.size() * sizeof(MemEntry))
+            == 0);
 }
 
 // The decoded fields are the input's.
@@ -158,18 +161,21 @@ void check_fields(const GpuCommand& command, const uint8_t* data, size_t size)
             using T = std::decay_t<decltype(c)>;
             if constexpr (std::is_same_v<T, cmd::ResourceCreate2d>) {
                 auto w = wire<ResourceCreate2d>(data);
-                FUZZ_CHECK(c.resource_id == w.resource_id && c.format == w.format && c.width == w.width && c.height == w.height);
+                FUZZ_CHECK(c.resource_id == w.resource_id && c.format == w.format
+                    && c.width == w.width && c.height == w.height);
             } else if constexpr (std::is_same_v<T, cmd::ResourceUnref>) {
                 FUZZ_CHECK(c.resource_id == wire<ResourceUnref>(data).resource_id);
             } else if constexpr (std::is_same_v<T, cmd::SetScanout>) {
                 auto w = wire<SetScanout>(data);
-                FUZZ_CHECK(same_rect(c.r, w.r) && c.scanout_id == w.scanout_id && c.resource_id == w.resource_id);
+                FUZZ_CHECK(same_rect(c.r, w.r) && c.scanout_id == w.scanout_id
+                    && c.resource_id == w.resource_id);
             } else if constexpr (std::is_same_v<T, cmd::ResourceFlush>) {
                 auto w = wire<ResourceFlush>(data);
                 FUZZ_CHECK(same_rect(c.r, w.r) && c.resource_id == w.resource_id);
             } else if constexpr (std::is_same_v<T, cmd::TransferToHost2d>) {
                 auto w = wire<TransferToHost2d>(data);
-                FUZZ_CHECK(same_rect(c.r, w.r) && c.offset == w.offset && c.resource_id == w.resource_id);
+                FUZZ_CHECK(
+                    same_rect(c.r, w.r) && c.offset == w.offset && c.resource_id == w.resource_id);
             } else if constexpr (std::is_same_v<T, cmd::ResourceAttachBacking>) {
                 check_attach_backing(c, data, size);
             } else if constexpr (std::is_same_v<T, cmd::ResourceDetachBacking>) {
@@ -184,7 +190,8 @@ void check_fields(const GpuCommand& command, const uint8_t* data, size_t size)
             } else if constexpr (std::is_same_v<T, cmd::UpdateCursor>) {
                 auto w = wire<UpdateCursor>(data);
                 FUZZ_CHECK(std::memcmp(&c.pos, &w.pos, sizeof(CursorPos)) == 0);
-                FUZZ_CHECK(c.resource_id == w.resource_id && c.hot_x == w.hot_x && c.hot_y == w.hot_y);
+                FUZZ_CHECK(
+                    c.resource_id == w.resource_id && c.hot_x == w.hot_x && c.hot_y == w.hot_y);
             } else if constexpr (std::is_same_v<T, cmd::MoveCursor>) {
                 auto w = wire<UpdateCursor>(data);
                 FUZZ_CHECK(std::memcmp(&c.pos, &w.pos, sizeof(CursorPos)) == 0);

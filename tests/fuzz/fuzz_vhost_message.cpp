@@ -19,16 +19,17 @@ using namespace vgpu::vhost;
 
 // The decoder's documented contract, checked on every accepted request: a violation is a parser
 // bug and must show as a crash, in release builds too (so not assert()).
-#define FUZZ_CHECK(expression)                                                                  \
-    do {                                                                                        \
-        if (!(expression)) {                                                                    \
-            std::fprintf(stderr, "fuzz_vhost_message: check failed: %s (%s:%d)\n", #expression, \
-                __FILE__, __LINE__);                                                            \
-            std::abort();                                                                       \
-        }                                                                                       \
+#define FUZZ_CHECK(expression)                                                                     \
+    do {                                                                                           \
+        if (!(expression)) {                                                                       \
+            std::fprintf(stderr, "fuzz_vhost_message: check failed: %s (%s:%d)\n", #expression,    \
+                __FILE__, __LINE__);                                                               \
+            std::abort();                                                                          \
+        }                                                                                          \
     } while (0)
 
-void check_accepted(const Header& header, const DecodedRequest& request, std::span<const std::byte> payload, size_t fd_count)
+void check_accepted(const Header& header, const DecodedRequest& request,
+    std::span<const std::byte> payload, size_t fd_count)
 {
     FUZZ_CHECK(request_name(header.request) != "UNKNOWN");
     FUZZ_CHECK(payload.size() <= MAX_PAYLOAD);
@@ -42,9 +43,11 @@ void check_accepted(const Header& header, const DecodedRequest& request, std::sp
     if (const auto* vring = std::get_if<req::SetVringFd>(&request))
         FUZZ_CHECK(vring->has_fd == (fd_count == 1) && vring->index <= VRING_INDEX_MASK);
     if (const auto* get = std::get_if<req::GetConfig>(&request))
-        FUZZ_CHECK(get->size <= MAX_CONFIG_SIZE && payload.size() == sizeof(ConfigHeader) + get->size);
+        FUZZ_CHECK(
+            get->size <= MAX_CONFIG_SIZE && payload.size() == sizeof(ConfigHeader) + get->size);
     if (const auto* set = std::get_if<req::SetConfig>(&request))
-        FUZZ_CHECK(set->data.size() <= MAX_CONFIG_SIZE && payload.size() == sizeof(ConfigHeader) + set->data.size());
+        FUZZ_CHECK(set->data.size() <= MAX_CONFIG_SIZE
+            && payload.size() == sizeof(ConfigHeader) + set->data.size());
 }
 
 } // namespace

@@ -31,13 +31,13 @@ using namespace vgpu::fuzz;
 
 // Checks the walker's contract (a chain that pop() returned is readable and writable in full): a
 // violation must show as a crash, in release builds too (so not assert()).
-#define FUZZ_CHECK(expression)                                                                      \
-    do {                                                                                            \
-        if (!(expression)) {                                                                        \
-            std::fprintf(stderr, "fuzz_virtqueue: check failed: %s (%s:%d)\n", #expression, __FILE__, \
-                __LINE__);                                                                          \
-            std::abort();                                                                           \
-        }                                                                                           \
+#define FUZZ_CHECK(expression)                                                                     \
+    do {                                                                                           \
+        if (!(expression)) {                                                                       \
+            std::fprintf(stderr, "fuzz_virtqueue: check failed: %s (%s:%d)\n", #expression,        \
+                __FILE__, __LINE__);                                                               \
+            std::abort();                                                                          \
+        }                                                                                          \
     } while (0)
 
 [[noreturn]] void setup_failed(const char* what)
@@ -174,7 +174,8 @@ void run_echo(const VirtqueueInput& input, Guest& g)
 
 void run_device(const VirtqueueInput& input, Guest& g)
 {
-    size_t index = (input.flags & INPUT_F_CURSOR) ? virtio_gpu::Device::CURSOR_QUEUE : virtio_gpu::Device::CONTROL_QUEUE;
+    size_t index = (input.flags & INPUT_F_CURSOR) ? virtio_gpu::Device::CURSOR_QUEUE
+                                                  : virtio_gpu::Device::CONTROL_QUEUE;
     virtio::SplitQueue queue { uint16_t(index) };
     if (!start_queue(queue, input, g))
         return;

@@ -51,7 +51,8 @@ bool write_seed(const fs::path& dir, const std::string& name, const Bytes& conte
 
 using vhost::Request;
 
-Bytes message(uint8_t fd_count, Request request, const Bytes& payload, uint32_t flags = vhost::VERSION)
+Bytes message(
+    uint8_t fd_count, Request request, const Bytes& payload, uint32_t flags = vhost::VERSION)
 {
     Bytes out { std::byte(fd_count) };
     append(out, vhost::Header { uint32_t(request), flags, uint32_t(payload.size()) });
@@ -97,10 +98,11 @@ std::vector<Seed> vhost_seeds()
 {
     using vhost::VringAddr;
     using vhost::VringState;
-    constexpr uint64_t features = (uint64_t(1) << 32) | (uint64_t(1) << vhost::F_PROTOCOL_FEATURES) | (uint64_t(1) << 40)
-        | (uint64_t(1) << 28) | (uint64_t(1) << 29);
-    constexpr uint64_t protocol_features = (1u << vhost::PF_MQ) | (1u << vhost::PF_REPLY_ACK) | (1u << vhost::PF_BACKEND_REQ)
-        | (1u << vhost::PF_CONFIG) | (1u << vhost::PF_RESET_DEVICE) | (1u << vhost::PF_CONFIGURE_MEM_SLOTS) | (1u << vhost::PF_STATUS);
+    constexpr uint64_t features = (uint64_t(1) << 32) | (uint64_t(1) << vhost::F_PROTOCOL_FEATURES)
+        | (uint64_t(1) << 40) | (uint64_t(1) << 28) | (uint64_t(1) << 29);
+    constexpr uint64_t protocol_features = (1u << vhost::PF_MQ) | (1u << vhost::PF_REPLY_ACK)
+        | (1u << vhost::PF_BACKEND_REQ) | (1u << vhost::PF_CONFIG) | (1u << vhost::PF_RESET_DEVICE)
+        | (1u << vhost::PF_CONFIGURE_MEM_SLOTS) | (1u << vhost::PF_STATUS);
     const VringAddr addr { 0, 0, 0x7f1200010000, 0x7f1200012000, 0x7f1200011000, 0 };
     const Bytes add_region = payload_of(vhost::SingleMemoryRegion { 0, high_region });
     constexpr uint32_t need_reply = vhost::VERSION | vhost::FLAG_NEED_REPLY;
@@ -109,7 +111,8 @@ std::vector<Seed> vhost_seeds()
         // What QEMU 10 sends, in about the order it sends it.
         { "get-features", message(0, Request::GetFeatures, {}) },
         { "get-protocol-features", message(0, Request::GetProtocolFeatures, {}) },
-        { "set-protocol-features", message(0, Request::SetProtocolFeatures, u64(protocol_features)) },
+        { "set-protocol-features",
+            message(0, Request::SetProtocolFeatures, u64(protocol_features)) },
         { "get-queue-num", message(0, Request::GetQueueNum, {}) },
         { "get-max-mem-slots", message(0, Request::GetMaxMemSlots, {}) },
         { "set-backend-req-fd", message(1, Request::SetBackendReqFd, {}, need_reply) },
@@ -127,9 +130,11 @@ std::vector<Seed> vhost_seeds()
         { "set-vring-base", message(0, Request::SetVringBase, payload_of(VringState { 1, 0 })) },
         { "set-vring-kick", message(1, Request::SetVringKick, u64(0)) },
         { "set-vring-call", message(1, Request::SetVringCall, u64(1)) },
-        { "set-vring-call-nofd", message(0, Request::SetVringCall, u64(vhost::VRING_NOFD_MASK | 1)) },
+        { "set-vring-call-nofd",
+            message(0, Request::SetVringCall, u64(vhost::VRING_NOFD_MASK | 1)) },
         { "set-vring-err", message(1, Request::SetVringErr, u64(0)) },
-        { "set-vring-enable", message(0, Request::SetVringEnable, payload_of(VringState { 0, 1 })) },
+        { "set-vring-enable",
+            message(0, Request::SetVringEnable, payload_of(VringState { 0, 1 })) },
         { "set-status-driver-ok", message(0, Request::SetStatus, u64(0x0f), need_reply) },
         { "get-status", message(0, Request::GetStatus, {}) },
         { "get-vring-base", message(0, Request::GetVringBase, payload_of(VringState { 0, 0 })) },
@@ -138,17 +143,19 @@ std::vector<Seed> vhost_seeds()
         // Malformed: framing.
         { "bad-version", message(0, Request::GetFeatures, {}, 2) },
         { "reply-flag", message(0, Request::GetFeatures, {}, vhost::VERSION | vhost::FLAG_REPLY) },
-        { "oversized-payload", [] {
-             Bytes m = message(0, Request::SetConfig, {});
-             uint32_t size = vhost::MAX_PAYLOAD + 1;
-             std::memcpy(m.data() + 9, &size, sizeof(size));
-             return m;
-         }() },
-        { "truncated-payload", [&] {
-             Bytes m = message(0, Request::SetVringAddr, payload_of(addr));
-             m.resize(m.size() - 8);
-             return m;
-         }() },
+        { "oversized-payload",
+            [] {
+                Bytes m = message(0, Request::SetConfig, {});
+                uint32_t size = vhost::MAX_PAYLOAD + 1;
+                std::memcpy(m.data() + 9, &size, sizeof(size));
+                return m;
+            }() },
+        { "truncated-payload",
+            [&] {
+                Bytes m = message(0, Request::SetVringAddr, payload_of(addr));
+                m.resize(m.size() - 8);
+                return m;
+            }() },
         // Malformed: payloads and fds.
         { "get-features-with-payload", message(0, Request::GetFeatures, u64(0)) },
         { "set-features-short", message(0, Request::SetFeatures, payload_of(uint32_t(1))) },
@@ -156,14 +163,17 @@ std::vector<Seed> vhost_seeds()
         { "set-mem-table-9-regions", message(8, Request::SetMemTable, mem_table(9)) },
         { "set-mem-table-fd-mismatch", message(1, Request::SetMemTable, mem_table(2)) },
         { "get-config-257", message(0, Request::GetConfig, config(0, 257, 0)) },
-        { "get-config-size-mismatch", [] {
-             Bytes p = config(0, 16, 0);
-             p.resize(p.size() - 4);
-             return message(0, Request::GetConfig, p);
-         }() },
+        { "get-config-size-mismatch",
+            [] {
+                Bytes p = config(0, 16, 0);
+                p.resize(p.size() - 4);
+                return message(0, Request::GetConfig, p);
+            }() },
         { "set-vring-kick-reserved-bits", message(1, Request::SetVringKick, u64(0x200)) },
-        { "set-vring-kick-nofd-with-fd", message(1, Request::SetVringKick, u64(vhost::VRING_NOFD_MASK)) },
-        { "set-vring-enable-2", message(0, Request::SetVringEnable, payload_of(VringState { 0, 2 })) },
+        { "set-vring-kick-nofd-with-fd",
+            message(1, Request::SetVringKick, u64(vhost::VRING_NOFD_MASK)) },
+        { "set-vring-enable-2",
+            message(0, Request::SetVringEnable, payload_of(VringState { 0, 2 })) },
         { "set-status-too-wide", message(0, Request::SetStatus, u64(0x100)) },
         { "gpu-set-socket-no-fd", message(0, Request::GpuSetSocket, {}) },
         { "add-mem-reg-no-fd", message(0, Request::AddMemReg, add_region) },
@@ -174,10 +184,10 @@ std::vector<Seed> vhost_seeds()
 
 // ---- virtqueues: VirtqueueInput + memory image ----
 
-using virtio::VirtqDesc;
 using virtio::VIRTQ_DESC_F_INDIRECT;
 using virtio::VIRTQ_DESC_F_NEXT;
 using virtio::VIRTQ_DESC_F_WRITE;
+using virtio::VirtqDesc;
 
 // The driver's side of a ring written into a memory image. Default layout for small queues:
 // descriptors at 0x000, avail ring at 0x080, used ring at 0x0a0, indirect tables from 0x100,
@@ -213,7 +223,10 @@ public:
         std::memcpy(m_image.data() + gpa, &value, sizeof(T));
     }
     void desc(uint16_t index, const VirtqDesc& d) { put(m_desc + 16 * uint64_t(index), d); }
-    void indirect_desc(uint16_t index, const VirtqDesc& d) { put(indirect_gpa + 16 * uint64_t(index), d); }
+    void indirect_desc(uint16_t index, const VirtqDesc& d)
+    {
+        put(indirect_gpa + 16 * uint64_t(index), d);
+    }
     // Makes `head` available and publishes the new avail index.
     void make_available(uint16_t head)
     {
@@ -258,7 +271,8 @@ constexpr uint32_t GET_DISPLAY_INFO = uint32_t(virtio_gpu::CtrlType::GetDisplayI
 constexpr uint32_t RESPONSE_SIZE = 408; // virtio_gpu_resp_display_info
 
 // One control command: a readable header and a writable response buffer.
-void add_command(Ring& ring, uint16_t first_desc, uint64_t buffer, uint32_t type = GET_DISPLAY_INFO, uint32_t flags = 0)
+void add_command(Ring& ring, uint16_t first_desc, uint64_t buffer, uint32_t type = GET_DISPLAY_INFO,
+    uint32_t flags = 0)
 {
     ring.command(buffer, type, flags, 7);
     ring.desc(first_desc, { buffer, 24, VIRTQ_DESC_F_NEXT, uint16_t(first_desc + 1) });
@@ -269,7 +283,9 @@ void add_command(Ring& ring, uint16_t first_desc, uint64_t buffer, uint32_t type
 std::vector<Seed> virtqueue_seeds()
 {
     std::vector<Seed> seeds;
-    auto add = [&](std::string name, Ring& ring) { seeds.push_back({ std::move(name), ring.bytes() }); };
+    auto add = [&](std::string name, Ring& ring) {
+        seeds.push_back({ std::move(name), ring.bytes() });
+    };
     constexpr uint64_t buffer = Ring::buffer_gpa;
 
     { // Nothing available.
@@ -296,7 +312,8 @@ std::vector<Seed> virtqueue_seeds()
         Ring ring(6, fuzz::INPUT_F_CALL);
         ring.set_layout(0x000, 0x400, 0x600);
         for (uint16_t i = 0; i < 64; ++i) {
-            ring.desc(i, { 0x1000 + 0x20 * uint64_t(i), 0x20, uint16_t(i % 2 ? VIRTQ_DESC_F_WRITE : 0), 0 });
+            ring.desc(i,
+                { 0x1000 + 0x20 * uint64_t(i), 0x20, uint16_t(i % 2 ? VIRTQ_DESC_F_WRITE : 0), 0 });
             ring.make_available(i);
         }
         add("full-queue-64", ring);
@@ -415,7 +432,10 @@ std::vector<Seed> virtqueue_seeds()
         for (uint16_t i = 0; i < 4; ++i)
             ring.desc(i, { buffer + 6 * uint64_t(i), 6, VIRTQ_DESC_F_NEXT, uint16_t(i + 1) });
         for (uint16_t i = 4; i < 8; ++i)
-            ring.desc(i, { buffer + 0x40 + 7 * uint64_t(i), 7, uint16_t(VIRTQ_DESC_F_WRITE | (i < 7 ? VIRTQ_DESC_F_NEXT : 0)), uint16_t(i + 1) });
+            ring.desc(i,
+                { buffer + 0x40 + 7 * uint64_t(i), 7,
+                    uint16_t(VIRTQ_DESC_F_WRITE | (i < 7 ? VIRTQ_DESC_F_NEXT : 0)),
+                    uint16_t(i + 1) });
         ring.make_available(0);
         add("scattered-command", ring);
     }
@@ -473,7 +493,8 @@ CtrlHdr header(CtrlType type, uint32_t flags = 0, uint64_t fence = 0)
 
 Bytes attach_backing(uint32_t nr_entries, uint32_t entries_present)
 {
-    Bytes out = payload_of(ResourceAttachBacking { header(CtrlType::ResourceAttachBacking), 1, nr_entries });
+    Bytes out = payload_of(
+        ResourceAttachBacking { header(CtrlType::ResourceAttachBacking), 1, nr_entries });
     for (uint32_t i = 0; i < entries_present; ++i)
         append(out, MemEntry { 0x100000 + 0x1000 * uint64_t(i), 0x1000, 0 });
     return out;
@@ -495,7 +516,8 @@ std::vector<Seed> gpu_command_seeds()
     using gpu::header;
     const Rect screen { 0, 0, 1280, 800 };
     const CursorPos pos { 0, 100, 200, 0 };
-    Bytes truncated_create = payload_of(ResourceCreate2d { header(CtrlType::ResourceCreate2d), 1, 2, 1280, 800 });
+    Bytes truncated_create = payload_of(
+        ResourceCreate2d { header(CtrlType::ResourceCreate2d), 1, 2, 1280, 800 });
     truncated_create.resize(sizeof(ResourceCreate2d) - 1);
     Bytes short_header = payload_of(header(CtrlType::GetDisplayInfo));
     short_header.resize(10);
@@ -503,25 +525,37 @@ std::vector<Seed> gpu_command_seeds()
     return {
         // One valid command of each type, as the Linux driver sends them.
         { "get-display-info", payload_of(header(CtrlType::GetDisplayInfo)) },
-        { "get-display-info-fenced-ring", payload_of(CtrlHdr { uint32_t(CtrlType::GetDisplayInfo), FLAG_FENCE | FLAG_INFO_RING_IDX, 42, 3, 1, {} }) },
-        { "resource-create-2d", payload_of(ResourceCreate2d { header(CtrlType::ResourceCreate2d, FLAG_FENCE, 1), 1, 2, 1280, 800 }) },
+        { "get-display-info-fenced-ring",
+            payload_of(CtrlHdr { uint32_t(CtrlType::GetDisplayInfo),
+                FLAG_FENCE | FLAG_INFO_RING_IDX, 42, 3, 1, {} }) },
+        { "resource-create-2d",
+            payload_of(ResourceCreate2d {
+                header(CtrlType::ResourceCreate2d, FLAG_FENCE, 1), 1, 2, 1280, 800 }) },
         { "resource-unref", payload_of(ResourceUnref { header(CtrlType::ResourceUnref), 1, 0 }) },
         { "set-scanout", payload_of(SetScanout { header(CtrlType::SetScanout), screen, 0, 1 }) },
-        { "resource-flush", payload_of(ResourceFlush { header(CtrlType::ResourceFlush, FLAG_FENCE, 2), screen, 1, 0 }) },
-        { "transfer-to-host-2d", payload_of(TransferToHost2d { header(CtrlType::TransferToHost2d), { 16, 8, 64, 32 }, 8 * 5120 + 16 * 4, 1, 0 }) },
+        { "resource-flush",
+            payload_of(
+                ResourceFlush { header(CtrlType::ResourceFlush, FLAG_FENCE, 2), screen, 1, 0 }) },
+        { "transfer-to-host-2d",
+            payload_of(TransferToHost2d {
+                header(CtrlType::TransferToHost2d), { 16, 8, 64, 32 }, 8 * 5120 + 16 * 4, 1, 0 }) },
         { "resource-attach-backing", gpu::attach_backing(3, 3) },
-        { "resource-detach-backing", payload_of(ResourceDetachBacking { header(CtrlType::ResourceDetachBacking), 1, 0 }) },
+        { "resource-detach-backing",
+            payload_of(ResourceDetachBacking { header(CtrlType::ResourceDetachBacking), 1, 0 }) },
         { "get-capset-info", payload_of(GetCapsetInfo { header(CtrlType::GetCapsetInfo), 0, 0 }) },
         { "get-capset", payload_of(GetCapset { header(CtrlType::GetCapset), 1, 1 }) },
         { "get-edid", payload_of(GetEdid { header(CtrlType::GetEdid), 0, 0 }) },
-        { "resource-assign-uuid", payload_of(ResourceAssignUuid { header(CtrlType::ResourceAssignUuid), 1, 0 }) },
+        { "resource-assign-uuid",
+            payload_of(ResourceAssignUuid { header(CtrlType::ResourceAssignUuid), 1, 0 }) },
         { "resource-create-blob", gpu::bare(CtrlType::ResourceCreateBlob, 48) },
         { "set-scanout-blob", gpu::bare(CtrlType::SetScanoutBlob, 96) },
         { "ctx-create", gpu::bare(CtrlType::CtxCreate, 96) },
         { "submit-3d", gpu::bare(CtrlType::Submit3d, 32) },
         { "resource-map-blob", gpu::bare(CtrlType::ResourceMapBlob, 40) },
-        { "update-cursor", payload_of(UpdateCursor { header(CtrlType::UpdateCursor), pos, 5, 2, 3, 0 }) },
-        { "move-cursor", payload_of(UpdateCursor { header(CtrlType::MoveCursor), pos, 0, 0, 0, 0 }) },
+        { "update-cursor",
+            payload_of(UpdateCursor { header(CtrlType::UpdateCursor), pos, 5, 2, 3, 0 }) },
+        { "move-cursor",
+            payload_of(UpdateCursor { header(CtrlType::MoveCursor), pos, 0, 0, 0, 0 }) },
         // Hostile ones.
         { "attach-backing-too-many", gpu::attach_backing(MAX_BACKING_ENTRIES + 1, 1) },
         { "attach-backing-short", gpu::attach_backing(4, 2) },
@@ -537,7 +571,8 @@ bool write_corpus(const fs::path& dir, const std::vector<Seed>& seeds)
     std::error_code error;
     fs::create_directories(dir, error);
     if (error) {
-        std::fprintf(stderr, "make_fuzz_seeds: cannot create %s: %s\n", dir.c_str(), error.message().c_str());
+        std::fprintf(stderr, "make_fuzz_seeds: cannot create %s: %s\n", dir.c_str(),
+            error.message().c_str());
         return false;
     }
     for (const auto& seed : seeds) {
@@ -553,11 +588,15 @@ bool write_corpus(const fs::path& dir, const std::vector<Seed>& seeds)
 int main(int argc, char** argv)
 {
     if (argc != 2) {
-        std::fprintf(stderr, "usage: %s <corpus dir>  (writes <dir>/fuzz_vhost_message, fuzz_virtqueue and fuzz_gpu_command)\n", argv[0]);
+        std::fprintf(stderr,
+            "usage: %s <corpus dir>  (writes <dir>/fuzz_vhost_message, fuzz_virtqueue and "
+            "fuzz_gpu_command)\n",
+            argv[0]);
         return 2;
     }
     fs::path root = argv[1];
-    if (!write_corpus(root / "fuzz_vhost_message", vhost_seeds()) || !write_corpus(root / "fuzz_virtqueue", virtqueue_seeds())
+    if (!write_corpus(root / "fuzz_vhost_message", vhost_seeds())
+        || !write_corpus(root / "fuzz_virtqueue", virtqueue_seeds())
         || !write_corpus(root / "fuzz_gpu_command", gpu_command_seeds()))
         return 1;
     return 0;

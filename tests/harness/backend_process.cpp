@@ -45,14 +45,16 @@ std::string slurp(const std::string& path)
 }
 } // namespace
 
-BackendProcess BackendProcess::spawn(const std::vector<std::string>& args, int keep_fd, const std::string& binary_path)
+BackendProcess BackendProcess::spawn(
+    const std::vector<std::string>& args, int keep_fd, const std::string& binary_path)
 {
     BackendProcess p;
     p.m_dir = make_temp_dir();
     p.m_log_path = p.m_dir + "/backend.log";
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, p.m_log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(
+        &actions, STDERR_FILENO, p.m_log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     if (keep_fd >= 0)
         posix_spawn_file_actions_adddup2(&actions, keep_fd, 3); // clears CLOEXEC on fd 3
@@ -79,7 +81,8 @@ BackendProcess BackendProcess::listen(const std::vector<std::string>& extra_args
     return wait_for_socket(spawn(args, -1), dir, socket);
 }
 
-BackendProcess BackendProcess::listen_binary(const std::string& binary, const std::vector<std::string>& extra_args)
+BackendProcess BackendProcess::listen_binary(
+    const std::string& binary, const std::vector<std::string>& extra_args)
 {
     std::string dir = make_temp_dir();
     std::string socket = dir + "/vhost.sock";
@@ -88,12 +91,13 @@ BackendProcess BackendProcess::listen_binary(const std::string& binary, const st
     return wait_for_socket(spawn(args, -1, binary), dir, socket);
 }
 
-BackendProcess BackendProcess::wait_for_socket(BackendProcess p, const std::string& dir, const std::string& socket)
+BackendProcess BackendProcess::wait_for_socket(
+    BackendProcess p, const std::string& dir, const std::string& socket)
 {
     p.m_socket_path = socket;
     p.m_socket_dir = dir;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    struct stat st {};
+    struct stat st { };
     while (::stat(socket.c_str(), &st) != 0) {
         if (!p.alive() || std::chrono::steady_clock::now() > deadline)
             throw std::runtime_error("backend did not create its socket; log:\n" + p.log());

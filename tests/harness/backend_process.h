@@ -24,7 +24,8 @@ public:
     static BackendProcess with_fd(Fd& peer, const std::vector<std::string>& extra_args = {});
     // Starts another vhost-user backend binary (e.g. QEMU's /usr/lib/qemu/vhost-user-gpu) with
     // `args` plus --socket-path=PATH in a fresh directory, and waits for the socket.
-    static BackendProcess listen_binary(const std::string& binary, const std::vector<std::string>& args = {});
+    static BackendProcess listen_binary(
+        const std::string& binary, const std::vector<std::string>& args = {});
     // Runs the binary with `args` to completion; returns exit code and stdout.
     struct Output {
         int exit_code;
@@ -42,13 +43,16 @@ public:
     bool alive();
     void signal(int signo);
     // Waits for exit; returns the exit code, or 128+signal, or nullopt on timeout.
-    std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+    std::optional<int> wait_exit(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     std::string log() const;
 
 private:
     BackendProcess() = default;
-    static BackendProcess spawn(const std::vector<std::string>& args, int keep_fd, const std::string& binary = backend_binary());
-    static BackendProcess wait_for_socket(BackendProcess p, const std::string& dir, const std::string& socket);
+    static BackendProcess spawn(const std::vector<std::string>& args, int keep_fd,
+        const std::string& binary = backend_binary());
+    static BackendProcess wait_for_socket(
+        BackendProcess p, const std::string& dir, const std::string& socket);
 
     pid_t m_pid = -1;
     std::optional<int> m_status;

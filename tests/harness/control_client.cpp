@@ -54,7 +54,8 @@ std::optional<std::string> ControlClient::read_line(std::chrono::milliseconds ti
             m_in.erase(0, newline + 1);
             return line;
         }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         pollfd p { m_socket.get(), POLLIN, 0 };
         if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0)
             return std::nullopt;
@@ -77,14 +78,16 @@ std::optional<nlohmann::json> ControlClient::read_message(std::chrono::milliseco
     return message;
 }
 
-std::optional<nlohmann::json> ControlClient::execute(const std::string& name, const json& arguments, std::chrono::milliseconds timeout)
+std::optional<nlohmann::json> ControlClient::execute(
+    const std::string& name, const json& arguments, std::chrono::milliseconds timeout)
 {
     uint64_t id = m_next_id++;
     json request = { { "execute", name }, { "arguments", arguments }, { "id", id } };
     send_raw(request.dump() + "\n");
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return std::nullopt;
         auto message = read_message(left);
@@ -118,7 +121,8 @@ std::optional<nlohmann::json> ControlClient::next_event(std::chrono::millisecond
     }
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return std::nullopt;
         auto message = read_message(left);
@@ -133,7 +137,8 @@ bool ControlClient::closed_by_server(std::chrono::milliseconds timeout)
 {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         pollfd p { m_socket.get(), POLLIN, 0 };
         if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0)
             return false;

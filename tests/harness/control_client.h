@@ -29,9 +29,11 @@ public:
     // Sends raw bytes (malformed-message tests).
     void send_raw(std::string_view bytes);
     // The next message of any kind (reply or event).
-    std::optional<json> read_message(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+    std::optional<json> read_message(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     // The next event (events that arrived while waiting for replies come first).
-    std::optional<json> next_event(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+    std::optional<json> next_event(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     bool closed_by_server(std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
     const Fd& socket() const { return m_socket; }
 

@@ -80,7 +80,8 @@ void DisplayPeer::run()
         GpuHeader header;
         if (!read_exact(reinterpret_cast<std::byte*>(&header), sizeof(header)))
             break;
-        DisplayMessage message { header.request, header.flags, std::vector<std::byte>(header.size) };
+        DisplayMessage message { header.request, header.flags,
+            std::vector<std::byte>(header.size) };
         if (header.size && !read_exact(message.payload.data(), header.size))
             break;
         answer(message);
@@ -171,7 +172,8 @@ std::vector<DisplayMessage> DisplayPeer::messages() const
     return m_messages;
 }
 
-std::optional<DisplayMessage> DisplayPeer::wait_for(uint32_t request, std::chrono::milliseconds timeout) const
+std::optional<DisplayMessage> DisplayPeer::wait_for(
+    uint32_t request, std::chrono::milliseconds timeout) const
 {
     std::unique_lock lock(m_mutex);
     std::optional<DisplayMessage> found;
@@ -186,7 +188,8 @@ std::optional<DisplayMessage> DisplayPeer::wait_for(uint32_t request, std::chron
     return found;
 }
 
-std::optional<DisplayMessage> DisplayPeer::wait_for_matching(uint32_t request, const std::function<bool(const DisplayMessage&)>& match,
+std::optional<DisplayMessage> DisplayPeer::wait_for_matching(uint32_t request,
+    const std::function<bool(const DisplayMessage&)>& match,
     std::chrono::milliseconds timeout) const
 {
     std::unique_lock lock(m_mutex);
@@ -202,7 +205,8 @@ std::optional<DisplayMessage> DisplayPeer::wait_for_matching(uint32_t request, c
     return found;
 }
 
-std::optional<DisplayMessage> DisplayPeer::wait_for_nth(uint32_t request, size_t index, std::chrono::milliseconds timeout) const
+std::optional<DisplayMessage> DisplayPeer::wait_for_nth(
+    uint32_t request, size_t index, std::chrono::milliseconds timeout) const
 {
     std::unique_lock lock(m_mutex);
     std::optional<DisplayMessage> found;
@@ -227,13 +231,15 @@ size_t DisplayPeer::count(uint32_t request) const
     return n;
 }
 
-bool DisplayPeer::wait_quiet(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) const
+bool DisplayPeer::wait_quiet(
+    std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) const
 {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::unique_lock lock(m_mutex);
     for (;;) {
         size_t before = m_messages.size();
-        if (!m_changed.wait_for(lock, quiet, [&] { return m_messages.size() != before || m_closed; }))
+        if (!m_changed.wait_for(
+                lock, quiet, [&] { return m_messages.size() != before || m_closed; }))
             return true; // nothing for `quiet`
         if (m_closed)
             return true;

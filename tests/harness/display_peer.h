@@ -45,16 +45,20 @@ public:
 
     std::vector<DisplayMessage> messages() const;
     // Waits until a message of this type has arrived (counting from the start).
-    std::optional<DisplayMessage> wait_for(uint32_t request, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+    std::optional<DisplayMessage> wait_for(uint32_t request,
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
     // The index-th message of this type (0 is the first), waiting for it to arrive.
-    std::optional<DisplayMessage> wait_for_nth(uint32_t request, size_t index, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+    std::optional<DisplayMessage> wait_for_nth(uint32_t request, size_t index,
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
     // The first message of this type for which `match` holds, waiting for it to arrive.
-    std::optional<DisplayMessage> wait_for_matching(uint32_t request, const std::function<bool(const DisplayMessage&)>& match,
+    std::optional<DisplayMessage> wait_for_matching(uint32_t request,
+        const std::function<bool(const DisplayMessage&)>& match,
         std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
     size_t count(uint32_t request) const;
     // Waits until no message has arrived for `quiet` (the backend paces its UPDATEs); false if
     // messages kept coming for `timeout`.
-    bool wait_quiet(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+    bool wait_quiet(std::chrono::milliseconds quiet,
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
     bool closed() const;
 
 private:

@@ -41,21 +41,28 @@ uint16_t DriverQueue::alloc_desc()
     return d;
 }
 
-void DriverQueue::write_desc(uint16_t index, const virtio::VirtqDesc& desc) { m_ram.put(m_desc + 16 * uint64_t(index), desc); }
+void DriverQueue::write_desc(uint16_t index, const virtio::VirtqDesc& desc)
+{
+    m_ram.put(m_desc + 16 * uint64_t(index), desc);
+}
 
 uint16_t DriverQueue::add(const std::vector<Buffer>& buffers, bool indirect)
 {
-    auto flags_of = [](const Buffer& b) { return uint16_t(b.writable ? virtio::VIRTQ_DESC_F_WRITE : 0); };
+    auto flags_of = [](const Buffer& b) {
+        return uint16_t(b.writable ? virtio::VIRTQ_DESC_F_WRITE : 0);
+    };
     if (indirect) {
         uint64_t table = m_ram.alloc(16 * buffers.size(), 16);
         for (size_t i = 0; i < buffers.size(); ++i) {
             uint16_t f = flags_of(buffers[i]);
             if (i + 1 < buffers.size())
                 f |= virtio::VIRTQ_DESC_F_NEXT;
-            m_ram.put(table + 16 * i, virtio::VirtqDesc { buffers[i].gpa, buffers[i].length, f, uint16_t(i + 1) });
+            m_ram.put(table + 16 * i,
+                virtio::VirtqDesc { buffers[i].gpa, buffers[i].length, f, uint16_t(i + 1) });
         }
         uint16_t head = alloc_desc();
-        write_desc(head, { table, uint32_t(16 * buffers.size()), virtio::VIRTQ_DESC_F_INDIRECT, 0 });
+        write_desc(
+            head, { table, uint32_t(16 * buffers.size()), virtio::VIRTQ_DESC_F_INDIRECT, 0 });
         m_chains[head] = { head };
         make_available(head);
         return head;
@@ -93,10 +100,14 @@ void DriverQueue::notify_kick() { (void)eventfd_signal(m_kick.get()); }
 
 uint16_t DriverQueue::used_idx() const
 {
-    return __atomic_load_n(reinterpret_cast<const uint16_t*>(m_ram.host(m_used + 2)), __ATOMIC_ACQUIRE);
+    return __atomic_load_n(
+        reinterpret_cast<const uint16_t*>(m_ram.host(m_used + 2)), __ATOMIC_ACQUIRE);
 }
 
-uint16_t DriverQueue::avail_event() const { return m_ram.get<uint16_t>(m_used + 4 + 8 * uint64_t(m_size)); }
+uint16_t DriverQueue::avail_event() const
+{
+    return m_ram.get<uint16_t>(m_used + 4 + 8 * uint64_t(m_size));
+}
 
 bool DriverQueue::used_pending() const { return used_idx() != m_last_used; }
 
@@ -113,7 +124,8 @@ std::optional<UsedElement> DriverQueue::wait_used(std::chrono::milliseconds time
 {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!used_pending()) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return std::nullopt;
         pollfd p { m_call.get(), POLLIN, 0 };

@@ -49,7 +49,8 @@ public:
 
     // Waits for the next used element (true interrupt through the call eventfd or, with
     // poll=true, by watching the used index).
-    std::optional<UsedElement> wait_used(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+    std::optional<UsedElement> wait_used(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     // Whether any used element is pending without waiting.
     bool used_pending() const;
     uint16_t used_idx() const;

@@ -58,7 +58,8 @@ void Frontend::send_bytes(std::span<const std::byte> bytes, std::span<const int>
     (void)::sendmsg(m_socket.get(), &msg, MSG_NOSIGNAL);
 }
 
-void Frontend::send_raw(const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
+void Frontend::send_raw(
+    const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
 {
     std::vector<std::byte> bytes(sizeof(header) + payload.size());
     std::memcpy(bytes.data(), &header, sizeof(header));
@@ -72,7 +73,8 @@ bool recv_exact(int fd, std::byte* out, size_t size, std::chrono::steady_clock::
 {
     size_t done = 0;
     while (done < size) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         pollfd p { fd, POLLIN, 0 };
         if (left.count() <= 0 || ::poll(&p, 1, int(left.count())) <= 0)
             return false;
@@ -89,10 +91,12 @@ std::optional<RawReply> Frontend::read_reply(std::chrono::milliseconds timeout)
 {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     RawReply reply {};
-    if (!recv_exact(m_socket.get(), reinterpret_cast<std::byte*>(&reply.header), sizeof(Header), deadline))
+    if (!recv_exact(
+            m_socket.get(), reinterpret_cast<std::byte*>(&reply.header), sizeof(Header), deadline))
         return std::nullopt;
     reply.payload.resize(reply.header.size);
-    if (reply.header.size && !recv_exact(m_socket.get(), reply.payload.data(), reply.header.size, deadline))
+    if (reply.header.size
+        && !recv_exact(m_socket.get(), reply.payload.data(), reply.header.size, deadline))
         return std::nullopt;
     return reply;
 }
@@ -106,9 +110,11 @@ bool Frontend::closed_by_backend(std::chrono::milliseconds timeout)
     return ::recv(m_socket.get(), &b, 1, MSG_DONTWAIT) == 0;
 }
 
-std::optional<uint64_t> Frontend::request(Request r, std::span<const std::byte> payload, std::span<const int> fds, bool need_reply)
+std::optional<uint64_t> Frontend::request(
+    Request r, std::span<const std::byte> payload, std::span<const int> fds, bool need_reply)
 {
-    Header header { uint32_t(r), vhost::VERSION | (need_reply ? vhost::FLAG_NEED_REPLY : 0), uint32_t(payload.size()) };
+    Header header { uint32_t(r), vhost::VERSION | (need_reply ? vhost::FLAG_NEED_REPLY : 0),
+        uint32_t(payload.size()) };
     send_raw(header, payload, fds);
     if (!need_reply)
         return uint64_t(0);
@@ -173,11 +179,12 @@ void QemuSession::qemu_start()
     auto protocol = f.get_u64(Request::GetProtocolFeatures);
     require(protocol.has_value(), "GET_PROTOCOL_FEATURES");
     // QEMU acks what it knows of what was offered.
-    uint64_t wanted = bit(vhost::PF_MQ) | bit(vhost::PF_REPLY_ACK) | bit(vhost::PF_BACKEND_REQ) | bit(vhost::PF_CONFIG)
-        | bit(vhost::PF_RESET_DEVICE) | bit(vhost::PF_CONFIGURE_MEM_SLOTS) | bit(vhost::PF_STATUS) | bit(vhost::PF_LOG_SHMFD)
-        | bit(vhost::PF_INFLIGHT_SHMFD);
+    uint64_t wanted = bit(vhost::PF_MQ) | bit(vhost::PF_REPLY_ACK) | bit(vhost::PF_BACKEND_REQ)
+        | bit(vhost::PF_CONFIG) | bit(vhost::PF_RESET_DEVICE) | bit(vhost::PF_CONFIGURE_MEM_SLOTS)
+        | bit(vhost::PF_STATUS) | bit(vhost::PF_LOG_SHMFD) | bit(vhost::PF_INFLIGHT_SHMFD);
     f.m_protocol_features = *protocol & wanted;
-    require(f.request_obj(Request::SetProtocolFeatures, f.m_protocol_features).has_value(), "SET_PROTOCOL_FEATURES");
+    require(f.request_obj(Request::SetProtocolFeatures, f.m_protocol_features).has_value(),
+        "SET_PROTOCOL_FEATURES");
     require(f.get_u64(Request::GetQueueNum) == 2u, "GET_QUEUE_NUM == 2");
     if (f.m_protocol_features & bit(vhost::PF_CONFIGURE_MEM_SLOTS))
         require(f.get_u64(Request::GetMaxMemSlots).value_or(0) >= 2, "GET_MAX_MEM_SLOTS");
@@ -187,7 +194,8 @@ void QemuSession::qemu_start()
         m_backend_channel = Fd(pair[0]);
         Fd theirs(pair[1]);
         int fd = theirs.get();
-        require(f.request(Request::SetBackendReqFd, {}, std::span(&fd, 1), true) == 0u, "SET_BACKEND_REQ_FD");
+        require(f.request(Request::SetBackendReqFd, {}, std::span(&fd, 1), true) == 0u,
+            "SET_BACKEND_REQ_FD");
     }
     require(f.request(Request::SetOwner).has_value(), "SET_OWNER");
     require(f.get_u64(Request::GetFeatures).has_value(), "GET_FEATURES again");
@@ -210,7 +218,8 @@ void QemuSession::driver_ok()
         std::byte payload[sizeof(vhost::ConfigHeader) + sizeof(virtio_gpu::Config)] {};
         vhost::ConfigHeader h { 0, sizeof(virtio_gpu::Config), 0 };
         std::memcpy(payload, &h, sizeof(h));
-        f.send_raw(Header { uint32_t(Request::GetConfig), vhost::VERSION, sizeof(payload) }, payload);
+        f.send_raw(
+            Header { uint32_t(Request::GetConfig), vhost::VERSION, sizeof(payload) }, payload);
         auto reply = f.read_reply();
         require(reply && reply->payload.size() == sizeof(payload), "GET_CONFIG");
     }
@@ -218,7 +227,8 @@ void QemuSession::driver_ok()
         m_display = std::make_unique<DisplayPeer>();
         Fd end = m_display->take_backend_end();
         int fd = end.get();
-        require(f.request(Request::GpuSetSocket, {}, std::span(&fd, 1)).has_value(), "GPU_SET_SOCKET");
+        require(
+            f.request(Request::GpuSetSocket, {}, std::span(&fd, 1)).has_value(), "GPU_SET_SOCKET");
     }
     {
         int call = m_control->call().get();
@@ -258,13 +268,16 @@ void QemuSession::setup_memory()
     if (f.m_protocol_features & bit(vhost::PF_CONFIGURE_MEM_SLOTS)) {
         m_used_add_mem_reg = true;
         for (const auto& r : regions) {
-            vhost::SingleMemoryRegion m { 0, { r.guest_phys_addr, r.memory_size, r.userspace_addr, r.mmap_offset } };
+            vhost::SingleMemoryRegion m { 0,
+                { r.guest_phys_addr, r.memory_size, r.userspace_addr, r.mmap_offset } };
             int fd = m_ram.fd().get();
-            require(f.request_obj(Request::AddMemReg, m, std::span(&fd, 1), true) == 0u, "ADD_MEM_REG");
+            require(
+                f.request_obj(Request::AddMemReg, m, std::span(&fd, 1), true) == 0u, "ADD_MEM_REG");
         }
         return;
     }
-    std::vector<std::byte> payload(sizeof(vhost::MemoryTableHeader) + regions.size() * sizeof(vhost::MemoryRegion));
+    std::vector<std::byte> payload(
+        sizeof(vhost::MemoryTableHeader) + regions.size() * sizeof(vhost::MemoryRegion));
     vhost::MemoryTableHeader h { uint32_t(regions.size()), 0 };
     std::memcpy(payload.data(), &h, sizeof(h));
     std::vector<int> fds;
@@ -284,7 +297,8 @@ void QemuSession::setup_ring(uint32_t index, DriverQueue& q, uint16_t base)
     auto& f = m_frontend;
     f.request_obj(Request::SetVringNum, vhost::VringState { index, q.size() });
     f.request_obj(Request::SetVringBase, vhost::VringState { index, base });
-    vhost::VringAddr addr { index, 0, m_ram.frontend_va(q.desc_gpa()), m_ram.frontend_va(q.used_gpa()), m_ram.frontend_va(q.avail_gpa()), 0 };
+    vhost::VringAddr addr { index, 0, m_ram.frontend_va(q.desc_gpa()),
+        m_ram.frontend_va(q.used_gpa()), m_ram.frontend_va(q.avail_gpa()), 0 };
     f.request_obj(Request::SetVringAddr, addr);
     int kick = q.kick().get();
     f.request_obj(Request::SetVringKick, uint64_t(index), std::span(&kick, 1));
@@ -296,7 +310,8 @@ void QemuSession::setup_rings(uint16_t base)
     setup_ring(0, *m_control, base);
     setup_ring(1, *m_cursor, base);
     for (uint32_t i = 0; i < 2; ++i)
-        require(f.request_obj(Request::SetVringEnable, vhost::VringState { i, 1 }, {}, true) == 0u, "SET_VRING_ENABLE");
+        require(f.request_obj(Request::SetVringEnable, vhost::VringState { i, 1 }, {}, true) == 0u,
+            "SET_VRING_ENABLE");
     if (m_options.swap_call_fds) {
         for (uint32_t i = 0; i < 2; ++i) {
             DriverQueue& q = i == 0 ? *m_control : *m_cursor;
@@ -307,12 +322,15 @@ void QemuSession::setup_rings(uint16_t base)
     }
 }
 
-std::optional<std::vector<std::byte>> QemuSession::control_round_trip(std::span<const std::byte> request, uint32_t response_size, bool indirect)
+std::optional<std::vector<std::byte>> QemuSession::control_round_trip(
+    std::span<const std::byte> request, uint32_t response_size, bool indirect)
 {
     uint64_t req_gpa = m_ram.alloc(request.size());
     m_ram.write(req_gpa, request);
     uint64_t resp_gpa = m_ram.alloc(response_size);
-    m_control->add({ { req_gpa, uint32_t(request.size()), false }, { resp_gpa, response_size, true } }, indirect);
+    m_control->add(
+        { { req_gpa, uint32_t(request.size()), false }, { resp_gpa, response_size, true } },
+        indirect);
     m_control->notify_kick();
     auto used = m_control->wait_used();
     if (!used)

@@ -29,10 +29,12 @@ public:
     explicit Frontend(Fd socket);
 
     // Sends one message as given (for malformed-message tests: any header, payload, fds).
-    void send_raw(const vhost::Header& header, std::span<const std::byte> payload, std::span<const int> fds = {});
+    void send_raw(const vhost::Header& header, std::span<const std::byte> payload,
+        std::span<const int> fds = {});
     void send_bytes(std::span<const std::byte> bytes, std::span<const int> fds = {});
     // Reads one reply; nullopt if the backend closed the connection (or on timeout).
-    std::optional<RawReply> read_reply(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+    std::optional<RawReply> read_reply(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     // True when the backend has closed its end (EOF within `timeout`).
     bool closed_by_backend(std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
 
@@ -41,7 +43,8 @@ public:
     std::optional<uint64_t> request(vhost::Request request, std::span<const std::byte> payload = {},
         std::span<const int> fds = {}, bool need_reply = false);
     template <typename T>
-    std::optional<uint64_t> request_obj(vhost::Request r, const T& payload, std::span<const int> fds = {}, bool need_reply = false)
+    std::optional<uint64_t> request_obj(
+        vhost::Request r, const T& payload, std::span<const int> fds = {}, bool need_reply = false)
     {
         return request(r, std::as_bytes(std::span(&payload, 1)), fds, need_reply);
     }
@@ -97,7 +100,8 @@ public:
     // Sends `request` on the control queue with `response_size` bytes of writable space and
     // waits for the used entry; returns the written bytes (empty on timeout: check with
     // last_used()).
-    std::optional<std::vector<std::byte>> control_round_trip(std::span<const std::byte> request, uint32_t response_size = 64, bool indirect = false);
+    std::optional<std::vector<std::byte>> control_round_trip(
+        std::span<const std::byte> request, uint32_t response_size = 64, bool indirect = false);
     // Sends a cursor command and waits for its used entry.
     std::optional<UsedElement> cursor_round_trip(std::span<const std::byte> request);
 

@@ -36,7 +36,8 @@ std::optional<T> response_as(const std::optional<std::vector<std::byte>>& respon
 
 } // namespace
 
-std::optional<std::vector<std::byte>> GpuDriver::submit(std::span<const std::byte> command, uint32_t response_size)
+std::optional<std::vector<std::byte>> GpuDriver::submit(
+    std::span<const std::byte> command, uint32_t response_size)
 {
     return m_session.control_round_trip(command, response_size);
 }
@@ -65,7 +66,8 @@ CtrlHdr GpuDriver::unref(uint32_t id)
     return command_struct(c);
 }
 
-CtrlHdr GpuDriver::attach_backing(uint32_t id, std::span<const MemEntry> entries, std::optional<uint32_t> nr_entries)
+CtrlHdr GpuDriver::attach_backing(
+    uint32_t id, std::span<const MemEntry> entries, std::optional<uint32_t> nr_entries)
 {
     ResourceAttachBacking c {};
     c.hdr = header(CtrlType::ResourceAttachBacking);
@@ -128,7 +130,8 @@ CtrlHdr GpuDriver::simple(uint32_t type, size_t size)
 std::optional<RespDisplayInfo> GpuDriver::get_display_info()
 {
     auto h = header(CtrlType::GetDisplayInfo);
-    return response_as<RespDisplayInfo>(submit(std::as_bytes(std::span(&h, 1)), sizeof(RespDisplayInfo)));
+    return response_as<RespDisplayInfo>(
+        submit(std::as_bytes(std::span(&h, 1)), sizeof(RespDisplayInfo)));
 }
 
 std::optional<RespEdid> GpuDriver::get_edid(uint32_t scanout)
@@ -146,11 +149,13 @@ std::optional<RespEdid> GpuDriver::get_edid(uint32_t scanout)
     return response_as<RespEdid>(response);
 }
 
-uint64_t GpuDriver::create_with_backing(uint32_t id, uint32_t width, uint32_t height, uint32_t format, std::span<const std::byte> pixels)
+uint64_t GpuDriver::create_with_backing(uint32_t id, uint32_t width, uint32_t height,
+    uint32_t format, std::span<const std::byte> pixels)
 {
     auto expect_ok = [&](const CtrlHdr& h, const char* what) {
         if (h.type != uint32_t(CtrlType::OkNodata))
-            throw std::runtime_error(std::string("GpuDriver: ") + what + " failed with " + std::to_string(h.type));
+            throw std::runtime_error(
+                std::string("GpuDriver: ") + what + " failed with " + std::to_string(h.type));
     };
     uint64_t size = uint64_t(width) * height * 4;
     if (!pixels.empty() && pixels.size() != size)
@@ -164,7 +169,8 @@ uint64_t GpuDriver::create_with_backing(uint32_t id, uint32_t width, uint32_t he
     return gpa;
 }
 
-std::optional<uint32_t> GpuDriver::update_cursor(uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y)
+std::optional<uint32_t> GpuDriver::update_cursor(
+    uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y)
 {
     UpdateCursor c {};
     c.hdr = header(CtrlType::UpdateCursor);

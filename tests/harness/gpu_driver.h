@@ -22,7 +22,8 @@ public:
 
     // Sends any bytes as a control command with `response_size` writable bytes; returns what
     // the device wrote (nullopt when no used entry came).
-    std::optional<std::vector<std::byte>> submit(std::span<const std::byte> command, uint32_t response_size = sizeof(virtio_gpu::CtrlHdr));
+    std::optional<std::vector<std::byte>> submit(
+        std::span<const std::byte> command, uint32_t response_size = sizeof(virtio_gpu::CtrlHdr));
     // The response header of a command (type 0 when no response came or it was short).
     virtio_gpu::CtrlHdr command(std::span<const std::byte> command);
     template <typename T>
@@ -53,7 +54,8 @@ public:
 
     // Cursor queue commands: no response, only a used entry (returns its length, nullopt if
     // none came).
-    std::optional<uint32_t> update_cursor(uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y);
+    std::optional<uint32_t> update_cursor(
+        uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y);
     std::optional<uint32_t> move_cursor(uint32_t scanout, uint32_t x, uint32_t y);
 
     QemuSession& session() { return m_session; }

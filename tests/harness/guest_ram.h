@@ -29,11 +29,23 @@ public:
     void reset_allocator() { m_next = 1 << 20; }
 
     std::byte* host(uint64_t gpa) const;
-    uint64_t frontend_va(uint64_t gpa) const { return uint64_t(reinterpret_cast<uintptr_t>(host(gpa))); }
-    void write(uint64_t gpa, std::span<const std::byte> bytes) const { std::memcpy(host(gpa), bytes.data(), bytes.size()); }
-    void read(uint64_t gpa, std::span<std::byte> out) const { std::memcpy(out.data(), host(gpa), out.size()); }
+    uint64_t frontend_va(uint64_t gpa) const
+    {
+        return uint64_t(reinterpret_cast<uintptr_t>(host(gpa)));
+    }
+    void write(uint64_t gpa, std::span<const std::byte> bytes) const
+    {
+        std::memcpy(host(gpa), bytes.data(), bytes.size());
+    }
+    void read(uint64_t gpa, std::span<std::byte> out) const
+    {
+        std::memcpy(out.data(), host(gpa), out.size());
+    }
     template <typename T>
-    void put(uint64_t gpa, const T& value) const { write(gpa, std::as_bytes(std::span(&value, 1))); }
+    void put(uint64_t gpa, const T& value) const
+    {
+        write(gpa, std::as_bytes(std::span(&value, 1)));
+    }
     template <typename T>
     T get(uint64_t gpa) const
     {

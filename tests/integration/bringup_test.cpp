@@ -2,8 +2,8 @@
 // and round trips on both queues.
 #include <nlohmann/json.hpp>
 
-#include "integration/common.h"
 #include "display/qemu/wire.h"
+#include "integration/common.h"
 #include "virtio/features.h"
 
 namespace vgpu::integration {
@@ -23,7 +23,8 @@ TEST(Bringup, QemuSequenceWithAddMemReg_RoundTripsOnBothQueues)
     EXPECT_TRUE(session.used_add_mem_reg());
     expect_control_round_trip(session);
     expect_cursor_round_trip(session);
-    EXPECT_GT(session.control().interrupts(), 0u) << "the control queue completed without an interrupt";
+    EXPECT_GT(session.control().interrupts(), 0u)
+        << "the control queue completed without an interrupt";
     EXPECT_TRUE(backend.alive());
 }
 
@@ -36,7 +37,8 @@ TEST(Bringup, UnofferedRingResetBit_IsMaskedAndLogged)
     EXPECT_FALSE(session.offered_features() & bit(virtio::F_RING_RESET));
     EXPECT_TRUE(session.acked_features() & bit(virtio::F_RING_RESET));
     expect_control_round_trip(session);
-    EXPECT_NE(backend.log().find("ignoring bits 0x10000000000"), std::string::npos) << backend.log();
+    EXPECT_NE(backend.log().find("ignoring bits 0x10000000000"), std::string::npos)
+        << backend.log();
 }
 
 TEST(Bringup, OfferedFeatures_AreTheTransportBitsQemuNeeds)
@@ -51,8 +53,9 @@ TEST(Bringup, OfferedFeatures_AreTheTransportBitsQemuNeeds)
     EXPECT_TRUE(features & bit(virtio::F_RING_INDIRECT_DESC));
     EXPECT_TRUE(features & bit(virtio::F_RING_EVENT_IDX));
     EXPECT_TRUE(features & bit(vhost::F_PROTOCOL_FEATURES));
-    uint64_t expected_protocol = bit(vhost::PF_MQ) | bit(vhost::PF_REPLY_ACK) | bit(vhost::PF_BACKEND_REQ) | bit(vhost::PF_CONFIG)
-        | bit(vhost::PF_RESET_DEVICE) | bit(vhost::PF_CONFIGURE_MEM_SLOTS) | bit(vhost::PF_STATUS);
+    uint64_t expected_protocol = bit(vhost::PF_MQ) | bit(vhost::PF_REPLY_ACK)
+        | bit(vhost::PF_BACKEND_REQ) | bit(vhost::PF_CONFIG) | bit(vhost::PF_RESET_DEVICE)
+        | bit(vhost::PF_CONFIGURE_MEM_SLOTS) | bit(vhost::PF_STATUS);
     EXPECT_EQ(protocol, expected_protocol);
     EXPECT_EQ(frontend.get_u64(Request::GetQueueNum), 2u);
     EXPECT_EQ(frontend.get_u64(Request::GetMaxMemSlots), 32u);
@@ -76,7 +79,8 @@ TEST(Bringup, IndirectDescriptors_RoundTrip)
     QemuSession session(backend.socket_path());
     session.start();
 
-    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo), 408, /*indirect=*/true);
+    auto response = session.control_round_trip(
+        ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo), 408, /*indirect=*/true);
 
     ASSERT_TRUE(response.has_value());
     EXPECT_EQ(parse_header(*response).type, uint32_t(virtio_gpu::CtrlType::OkDisplayInfo));
@@ -121,8 +125,10 @@ TEST(Bringup, DisplaySocket_ProtocolFeaturesNegotiated)
     session.start();
 
     ASSERT_NE(session.display(), nullptr);
-    auto get = session.display()->wait_for(uint32_t(display::qemu::GpuRequest::GetProtocolFeatures));
-    auto set = session.display()->wait_for(uint32_t(display::qemu::GpuRequest::SetProtocolFeatures));
+    auto get = session.display()->wait_for(
+        uint32_t(display::qemu::GpuRequest::GetProtocolFeatures));
+    auto set = session.display()->wait_for(
+        uint32_t(display::qemu::GpuRequest::SetProtocolFeatures));
 
     ASSERT_TRUE(get.has_value());
     ASSERT_TRUE(set.has_value());

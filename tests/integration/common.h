@@ -15,7 +15,8 @@
 
 namespace vgpu::integration {
 
-inline std::vector<std::byte> ctrl_header(virtio_gpu::CtrlType type, uint32_t flags = 0, uint64_t fence = 0, uint32_t ctx = 0)
+inline std::vector<std::byte> ctrl_header(
+    virtio_gpu::CtrlType type, uint32_t flags = 0, uint64_t fence = 0, uint32_t ctx = 0)
 {
     virtio_gpu::CtrlHdr h {};
     h.type = uint32_t(type);
@@ -37,7 +38,8 @@ inline virtio_gpu::CtrlHdr parse_header(const std::vector<std::byte>& response)
 // A fenced GET_DISPLAY_INFO round trip that must complete with OK_DISPLAY_INFO.
 inline void expect_control_round_trip(harness::QemuSession& session, uint64_t fence = 7)
 {
-    auto response = session.control_round_trip(ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, fence),
+    auto response = session.control_round_trip(
+        ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, fence),
         sizeof(virtio_gpu::RespDisplayInfo));
     ASSERT_TRUE(response.has_value()) << "no used entry on the control queue";
     ASSERT_EQ(response->size(), sizeof(virtio_gpu::RespDisplayInfo));

@@ -24,9 +24,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/crc32c.h"
 #include "display/capture/image.h"
 #include "display/qemu/wire.h"
-#include "base/crc32c.h"
 #include "harness/control_client.h"
 #include "harness/gpu_driver.h"
 #include "integration/common.h"
@@ -76,11 +76,15 @@ struct Picture {
     std::vector<std::byte> bytes;
 
     Rect full() const { return Rect { 0, 0, width, height }; }
-    uint8_t channel(uint32_t x, uint32_t y, uint32_t c) const { return uint8_t(bytes[(size_t(y) * width + x) * 4 + c]); }
+    uint8_t channel(uint32_t x, uint32_t y, uint32_t c) const
+    {
+        return uint8_t(bytes[(size_t(y) * width + x) * 4 + c]);
+    }
     // 0x00RRGGBB, as screendumps and CRC capture see the pixel.
     uint32_t canonical(uint32_t x, uint32_t y) const
     {
-        return (uint32_t(channel(x, y, 2)) << 16) | (uint32_t(channel(x, y, 1)) << 8) | channel(x, y, 0);
+        return (uint32_t(channel(x, y, 2)) << 16) | (uint32_t(channel(x, y, 1)) << 8)
+            | channel(x, y, 0);
     }
     std::vector<uint32_t> canonical_rect(Rect r) const
     {
@@ -116,7 +120,8 @@ Picture make_picture(uint32_t width, uint32_t height, uint32_t seed)
 {
     Picture p { width, height, std::vector<std::byte>(size_t(width) * height * 4) };
     for (size_t i = 0; i < p.bytes.size(); ++i)
-        p.bytes[i] = i % 4 == 3 ? std::byte(0) : std::byte(uint8_t((i * 29 + (i >> 8) * 11 + seed * 101) & 0xff));
+        p.bytes[i] = i % 4 == 3 ? std::byte(0)
+                                : std::byte(uint8_t((i * 29 + (i >> 8) * 11 + seed * 101) & 0xff));
     return p;
 }
 
@@ -172,7 +177,8 @@ std::optional<Decoded> decode_ppm(std::span<const std::byte> data)
         return std::nullopt;
     pos = 2;
     auto number = [&]() -> std::optional<uint32_t> {
-        while (pos < data.size() && (at(pos) == ' ' || at(pos) == '\n' || at(pos) == '\t' || at(pos) == '\r'))
+        while (pos < data.size()
+            && (at(pos) == ' ' || at(pos) == '\n' || at(pos) == '\t' || at(pos) == '\r'))
             ++pos;
         uint32_t v = 0;
         size_t start = pos;
@@ -190,7 +196,8 @@ std::optional<Decoded> decode_ppm(std::span<const std::byte> data)
         return std::nullopt;
     Decoded out { *width, *height, {} };
     for (size_t i = pos; i < data.size(); i += 3)
-        out.pixels.push_back((uint32_t(uint8_t(data[i])) << 16) | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]));
+        out.pixels.push_back((uint32_t(uint8_t(data[i])) << 16)
+            | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]));
     return out;
 }
 
@@ -212,7 +219,7 @@ void write_file(const std::string& path, std::span<const std::byte> bytes)
 
 bool file_exists(const std::string& path)
 {
-    struct stat st {};
+    struct stat st { };
     return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -223,7 +230,9 @@ void expect_error(const std::optional<json>& reply, const std::string& error_cla
     ASSERT_TRUE(reply->contains("error")) << reply->dump();
     EXPECT_FALSE(reply->contains("return")) << reply->dump();
     EXPECT_EQ((*reply)["error"]["class"], error_class) << reply->dump();
-    EXPECT_TRUE((*reply)["error"]["desc"].is_string() && !(*reply)["error"]["desc"].get<std::string>().empty()) << reply->dump();
+    EXPECT_TRUE((*reply)["error"]["desc"].is_string()
+        && !(*reply)["error"]["desc"].get<std::string>().empty())
+        << reply->dump();
 }
 
 class ControlTestBase : public ::testing::Test {
@@ -249,18 +258,23 @@ protected:
             EXPECT_TRUE(backend->alive()) << backend->log();
         }
     }
-    std::unique_ptr<ControlClient> connect() { return std::make_unique<ControlClient>(ControlClient::connect(control_path)); }
+    std::unique_ptr<ControlClient> connect()
+    {
+        return std::make_unique<ControlClient>(ControlClient::connect(control_path));
+    }
 
     // A resource holding `picture` in its backing and (transferred) in the resource.
     uint64_t create(uint32_t id, const Picture& picture, uint32_t format = XRGB)
     {
-        uint64_t gpa = gpu->create_with_backing(id, picture.width, picture.height, format, picture.bytes);
+        uint64_t gpa = gpu->create_with_backing(
+            id, picture.width, picture.height, format, picture.bytes);
         EXPECT_EQ(gpu->transfer(id, picture.full()).type, OK);
         return gpa;
     }
     // New pixels into the backing, then TRANSFER_TO_HOST_2D of `r` (the whole picture by
     // default) with the offset the Linux driver computes.
-    void upload(uint32_t id, uint64_t gpa, const Picture& picture, std::optional<Rect> r = std::nullopt)
+    void upload(
+        uint32_t id, uint64_t gpa, const Picture& picture, std::optional<Rect> r = std::nullopt)
     {
         session->ram().write(gpa, picture.bytes);
         Rect rect = r.value_or(picture.full());
@@ -294,7 +308,8 @@ class ControlSocket : public ControlTestBase { };
 TEST_F(ControlSocket, Greeting_IsTheDocumentedQmpObject)
 {
     start();
-    auto expected = json::parse(R"({"QMP": {"version": {"vgpu-display": {"major": 0, "minor": 1, "micro": 0},
+    auto expected = json::parse(
+        R"({"QMP": {"version": {"vgpu-display": {"major": 0, "minor": 1, "micro": 0},
         "package": "vgpu-display 0.1.0"}, "capabilities": ["events"]}})");
 
     EXPECT_EQ(control->greeting(), expected);
@@ -306,17 +321,22 @@ TEST_F(ControlSocket, VersionCapabilitiesAndQmpCapabilities_AreExact)
     start();
 
     EXPECT_EQ(control->call("qmp_capabilities"), json::object());
-    EXPECT_EQ(control->call("query-version"), json::parse(R"({"major": 0, "minor": 1, "micro": 0, "package": "vgpu-display 0.1.0"})"));
+    EXPECT_EQ(control->call("query-version"),
+        json::parse(R"({"major": 0, "minor": 1, "micro": 0, "package": "vgpu-display 0.1.0"})"));
     auto caps = control->call("query-capabilities");
     EXPECT_EQ(caps["type"], "gpu");
-    const std::set<std::string> commands { "qmp_capabilities", "query-version", "query-capabilities", "query-outputs",
-        "query-resources", "query-stats", "screendump", "crc-start", "crc-read", "crc-stop", "subscribe", "output-add",
-        "output-remove", "output-resize" };
+    const std::set<std::string> commands { "qmp_capabilities", "query-version",
+        "query-capabilities", "query-outputs", "query-resources", "query-stats", "screendump",
+        "crc-start", "crc-read", "crc-stop", "subscribe", "output-add", "output-remove",
+        "output-resize" };
     EXPECT_EQ(caps["commands"].get<std::set<std::string>>(), commands);
     EXPECT_EQ(caps["commands"].size(), commands.size()) << "a command is listed twice";
-    EXPECT_EQ(caps["events"].get<std::set<std::string>>(), (std::set<std::string> { "FLIP", "MODE_CHANGE", "CRC" }));
+    EXPECT_EQ(caps["events"].get<std::set<std::string>>(),
+        (std::set<std::string> { "FLIP", "MODE_CHANGE", "CRC" }));
     EXPECT_EQ(caps["events"].size(), 3u);
-    EXPECT_EQ(caps["crc"], json::parse(R"({"algorithm": "crc32c", "layout": "0x00RRGGBB little-endian", "ring": 128})"));
+    EXPECT_EQ(caps["crc"],
+        json::parse(
+            R"({"algorithm": "crc32c", "layout": "0x00RRGGBB little-endian", "ring": 128})"));
     EXPECT_EQ(caps["screendump-formats"], json::parse(R"(["png", "ppm"])"));
     // Every listed command exists (without arguments some fail, but none is unknown).
     for (const auto& name : commands) {
@@ -342,7 +362,8 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(fresh["flips"], 0);
     EXPECT_EQ(fresh["crc-capture"], false);
     EXPECT_EQ(control->call("query-outputs").size(), 1u);
-    EXPECT_EQ(control->call("query-resources"), json::parse(R"({"count": 0, "bytes": 0, "max-bytes": 268435456})"));
+    EXPECT_EQ(control->call("query-resources"),
+        json::parse(R"({"count": 0, "bytes": 0, "max-bytes": 268435456})"));
     auto stats = control->call("query-stats");
     EXPECT_EQ(stats["flushes"], 0);
     EXPECT_EQ(stats["transfers"], 0);
@@ -366,7 +387,8 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(shown["format"], "B8G8R8X8");
     EXPECT_EQ(shown["frames"], 2);
     EXPECT_EQ(shown["flips"], 1);
-    EXPECT_EQ(control->call("query-resources"), json::parse(R"({"count": 2, "bytes": 14336, "max-bytes": 268435456})"));
+    EXPECT_EQ(control->call("query-resources"),
+        json::parse(R"({"count": 2, "bytes": 14336, "max-bytes": 268435456})"));
     stats = control->call("query-stats");
     EXPECT_EQ(stats["flushes"], 3);
     EXPECT_EQ(stats["transfers"], 2);
@@ -409,7 +431,8 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(shown["width"], 0);
     EXPECT_TRUE(shown["resource"].is_null());
     EXPECT_EQ(shown["frames"], 3);
-    EXPECT_EQ(control->call("query-resources"), json::parse(R"({"count": 1, "bytes": 2048, "max-bytes": 268435456})"));
+    EXPECT_EQ(control->call("query-resources"),
+        json::parse(R"({"count": 1, "bytes": 2048, "max-bytes": 268435456})"));
 }
 
 // ---- screendump -------------------------------------------------------------------------------
@@ -467,10 +490,8 @@ TEST_F(ControlSocket, ScreendumpToFile_WritesPngAndPpmByExtensionOrFormat)
         std::string written;
     };
     const Case cases[] = {
-        { "shot.png", std::nullopt, "png" },
-        { "shot.ppm", std::nullopt, "ppm" },
-        { "SHOT.PPM", std::nullopt, "ppm" },
-        { "noextension", std::nullopt, "png" },
+        { "shot.png", std::nullopt, "png" }, { "shot.ppm", std::nullopt, "ppm" },
+        { "SHOT.PPM", std::nullopt, "ppm" }, { "noextension", std::nullopt, "png" },
         { "shot.img", "ppm", "ppm" }, // an explicit format wins over the extension
     };
     for (const auto& c : cases) {
@@ -480,7 +501,9 @@ TEST_F(ControlSocket, ScreendumpToFile_WritesPngAndPpmByExtensionOrFormat)
         if (c.format)
             arguments["format"] = *c.format;
         auto reply = control->call("screendump", arguments);
-        EXPECT_EQ(reply, (json { { "filename", path }, { "width", 48 }, { "height", 32 }, { "format", c.written } }));
+        EXPECT_EQ(reply,
+            (json { { "filename", path }, { "width", 48 }, { "height", 32 },
+                { "format", c.written } }));
         EXPECT_FALSE(file_exists(path + ".tmp"));
         auto file = read_file(path);
         if (c.written == "ppm") {
@@ -506,11 +529,17 @@ TEST_F(ControlSocket, ScreendumpErrors_FormatDisabledOutputRangeAndUnwritablePat
     create(1, p);
     ASSERT_EQ(gpu->set_scanout(0, 1, p.full()).type, OK);
 
-    expect_error(control->execute("screendump", { { "output", 0 }, { "filename", dir + "/shot.bmp" } }), "InvalidParameter");
+    expect_error(
+        control->execute("screendump", { { "output", 0 }, { "filename", dir + "/shot.bmp" } }),
+        "InvalidParameter");
     EXPECT_FALSE(file_exists(dir + "/shot.bmp"));
-    expect_error(control->execute("screendump", { { "output", 0 }, { "format", "jpeg" } }), "InvalidParameter");
-    expect_error(control->execute("screendump", { { "output", 1 } }), "InvalidParameter"); // one output
-    expect_error(control->execute("screendump", { { "output", 0 }, { "filename", dir + "/no/such/dir/x.png" } }), "GenericError");
+    expect_error(control->execute("screendump", { { "output", 0 }, { "format", "jpeg" } }),
+        "InvalidParameter");
+    expect_error(
+        control->execute("screendump", { { "output", 1 } }), "InvalidParameter"); // one output
+    expect_error(control->execute(
+                     "screendump", { { "output", 0 }, { "filename", dir + "/no/such/dir/x.png" } }),
+        "GenericError");
     // Disabled again (SET_SCANOUT with resource 0).
     ASSERT_EQ(gpu->set_scanout(0, 0, Rect {}).type, OK);
     expect_error(control->execute("screendump", { { "output", 0 } }), "DeviceNotActive");
@@ -526,13 +555,23 @@ TEST_F(ControlSocket, TwoClientsInterleaving_EachGetsItsOwnRepliesWithItsIds)
     auto a = connect();
     auto b = connect();
 
-    a->send_raw(R"({"execute": "query-version", "id": "a1"})" "\n");
-    b->send_raw(R"({"execute": "query-outputs", "id": "b1"})" "\n");
-    a->send_raw(R"({"execute": "no-such-command", "id": {"n": 2}})" "\n" R"({"execute": "query-resources", "id": 3})" "\n");
-    b->send_raw(R"({"execute": "query-version", "id": [4]})" "\n" R"({"execute": "screendump", "arguments": {"output": 0}, "id": 5.5})" "\n");
-    a->send_raw(R"({"execute": "qmp_capabilities"})" "\n");
+    a->send_raw(R"({"execute": "query-version", "id": "a1"})"
+                "\n");
+    b->send_raw(R"({"execute": "query-outputs", "id": "b1"})"
+                "\n");
+    a->send_raw(R"({"execute": "no-such-command", "id": {"n": 2}})"
+                "\n"
+                R"({"execute": "query-resources", "id": 3})"
+                "\n");
+    b->send_raw(R"({"execute": "query-version", "id": [4]})"
+                "\n"
+                R"({"execute": "screendump", "arguments": {"output": 0}, "id": 5.5})"
+                "\n");
+    a->send_raw(R"({"execute": "qmp_capabilities"})"
+                "\n");
 
-    auto a1 = a->read_message(), a2 = a->read_message(), a3 = a->read_message(), a4 = a->read_message();
+    auto a1 = a->read_message(), a2 = a->read_message(), a3 = a->read_message(),
+         a4 = a->read_message();
     auto b1 = b->read_message(), b2 = b->read_message(), b3 = b->read_message();
     ASSERT_TRUE(a1 && a2 && a3 && a4 && b1 && b2 && b3);
     EXPECT_EQ((*a1)["id"], "a1");
@@ -554,8 +593,13 @@ TEST_F(ControlSocket, TwoClientsInterleaving_EachGetsItsOwnRepliesWithItsIds)
     // Many pipelined requests from both, sent alternately before either reads.
     constexpr int count = 100;
     for (int i = 0; i < count; ++i) {
-        a->send_raw(json { { "execute", i % 2 ? "query-version" : "query-stats" }, { "id", "a" + std::to_string(i) } }.dump() + "\n");
-        b->send_raw(json { { "execute", i % 2 ? "query-resources" : "query-outputs" }, { "id", i } }.dump() + "\n");
+        a->send_raw(json { { "execute", i % 2 ? "query-version" : "query-stats" },
+                        { "id", "a" + std::to_string(i) } }
+                        .dump()
+            + "\n");
+        b->send_raw(
+            json { { "execute", i % 2 ? "query-resources" : "query-outputs" }, { "id", i } }.dump()
+            + "\n");
     }
     for (int i = 0; i < count; ++i) {
         auto ra = a->read_message();
@@ -619,7 +663,8 @@ TEST_F(ControlCrc, PageFlipsAndDirtyfbs_OneEntryEachWithTheFramesCrc32c)
         lines += drm_line(frame, expected[i]) + "\n";
     }
     EXPECT_EQ(read["lines"], lines);
-    EXPECT_EQ(std::set<uint32_t>(expected.begin(), expected.end()).size(), 5u) << "the pictures should differ";
+    EXPECT_EQ(std::set<uint32_t>(expected.begin(), expected.end()).size(), 5u)
+        << "the pictures should differ";
     // Read again: the ring was drained.
     EXPECT_EQ(crc_read(), json::parse(R"({"entries": [], "lines": "", "overflow": 0})"));
     EXPECT_EQ(control->call("query-stats")["crc-entries"], 5);
@@ -653,10 +698,12 @@ TEST_F(ControlCrc, FrameOverwrittenRightAfterItsFlush_EachEntryIsTheFrameItsFlus
     auto& queue = session->control();
     std::vector<uint64_t> responses;
     auto put = [&](const auto& command) {
-        uint64_t request = ram.alloc(sizeof(command)), response = ram.alloc(sizeof(virtio_gpu::CtrlHdr));
+        uint64_t request = ram.alloc(sizeof(command)),
+                 response = ram.alloc(sizeof(virtio_gpu::CtrlHdr));
         ram.put(request, command);
         responses.push_back(response);
-        queue.add({ { request, uint32_t(sizeof(command)), false }, { response, uint32_t(sizeof(virtio_gpu::CtrlHdr)), true } });
+        queue.add({ { request, uint32_t(sizeof(command)), false },
+            { response, uint32_t(sizeof(virtio_gpu::CtrlHdr)), true } });
     };
     for (uint32_t i = 0; i < frames; ++i) {
         Rect r = i % 3 == 2 ? Rect { 100, 50, 700, 300 } : Rect { 0, 0, w, h };
@@ -673,9 +720,11 @@ TEST_F(ControlCrc, FrameOverwrittenRightAfterItsFlush_EachEntryIsTheFrameItsFlus
         f.resource_id = 1;
         put(f);
         for (uint32_t y = r.y; y < r.y + r.height; ++y)
-            std::memcpy(shown.bytes.data() + (size_t(y) * w + r.x) * 4, picture.bytes.data() + (size_t(y) * w + r.x) * 4, size_t(r.width) * 4);
+            std::memcpy(shown.bytes.data() + (size_t(y) * w + r.x) * 4,
+                picture.bytes.data() + (size_t(y) * w + r.x) * 4, size_t(r.width) * 4);
         // The CRC function itself is checked against the bitwise reference in the tests above.
-        expected.push_back(crc::crc32c_xrgb(0, reinterpret_cast<const uint32_t*>(shown.bytes.data()), size_t(w) * h));
+        expected.push_back(crc::crc32c_xrgb(
+            0, reinterpret_cast<const uint32_t*>(shown.bytes.data()), size_t(w) * h));
     }
     queue.notify_kick();
     for (size_t i = 0; i < responses.size(); ++i)
@@ -731,7 +780,8 @@ TEST_F(ControlCrc, SubRectangleScanout_CrcOfJustThatRectangle)
     control->call("crc-start", { { "output", 0 } });
 
     ASSERT_EQ(gpu->flush(1, p.full()).type, OK);
-    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 4, 3 }).type, OK); // outside the rectangle: not a visible change
+    ASSERT_EQ(
+        gpu->flush(1, Rect { 0, 0, 4, 3 }).type, OK); // outside the rectangle: not a visible change
     ASSERT_EQ(gpu->flush(1, Rect { 37, 19, 1, 1 }).type, OK); // its last pixel
     // A band of whole rows.
     const Rect band { 0, 20, 64, 16 };
@@ -817,8 +867,11 @@ TEST_F(ControlCrc, RingOverflow_130FlushesUnread_128EntriesAndOverflow2)
 
     // Reading made room and reset the count.
     ASSERT_EQ(gpu->flush(1, p.full()).type, OK);
-    EXPECT_EQ(crc_read(), (json { { "entries", json::array({ { { "frame", 131 }, { "crc", crc }, { "line", drm_line(131, crc) } } }) },
-                              { "lines", drm_line(131, crc) + "\n" }, { "overflow", 0 } }));
+    EXPECT_EQ(crc_read(),
+        (json { { "entries",
+                    json::array(
+                        { { { "frame", 131 }, { "crc", crc }, { "line", drm_line(131, crc) } } }) },
+            { "lines", drm_line(131, crc) + "\n" }, { "overflow", 0 } }));
     EXPECT_EQ(control->call("query-stats")["crc-entries"], 131);
 }
 
@@ -903,7 +956,8 @@ TEST_F(ControlEvents, FlipAndCrc_TheSubscriberGetsOneEachPerFlush_OthersGetNone)
     start();
     auto watcher = connect();
     auto other = connect();
-    EXPECT_EQ(watcher->call("subscribe", { { "events", json::array({ "FLIP", "CRC" }) } }), json::parse(R"({"events": ["CRC", "FLIP"]})"));
+    EXPECT_EQ(watcher->call("subscribe", { { "events", json::array({ "FLIP", "CRC" }) } }),
+        json::parse(R"({"events": ["CRC", "FLIP"]})"));
     uint64_t gpa[3] {};
     gpa[1] = create(1, make_picture(64, 48, 60));
     gpa[2] = create(2, make_picture(64, 48, 61));
@@ -930,7 +984,9 @@ TEST_F(ControlEvents, FlipAndCrc_TheSubscriberGetsOneEachPerFlush_OthersGetNone)
     ASSERT_EQ(flips.size(), 4u);
     ASSERT_EQ(crcs.size(), 4u);
     for (uint32_t i = 0; i < 4; ++i) {
-        EXPECT_EQ(flips[i], (json { { "output", 0 }, { "frame", i + 1 }, { "resource", 1 + i % 2 } })) << i;
+        EXPECT_EQ(
+            flips[i], (json { { "output", 0 }, { "frame", i + 1 }, { "resource", 1 + i % 2 } }))
+            << i;
         json expected = entries[i];
         expected["output"] = 0;
         EXPECT_EQ(crcs[i], expected) << i;
@@ -941,7 +997,8 @@ TEST_F(ControlEvents, FlipAndCrc_TheSubscriberGetsOneEachPerFlush_OthersGetNone)
     EXPECT_FALSE(control->next_event(50ms).has_value());
 
     // Subscribing to nothing stops them.
-    EXPECT_EQ(watcher->call("subscribe", { { "events", json::array() } }), json::parse(R"({"events": []})"));
+    EXPECT_EQ(watcher->call("subscribe", { { "events", json::array() } }),
+        json::parse(R"({"events": []})"));
     ASSERT_EQ(gpu->flush(2, Rect { 0, 0, 64, 48 }).type, OK);
     EXPECT_FALSE(watcher->next_event(100ms).has_value());
 }
@@ -954,7 +1011,8 @@ TEST_F(ControlEvents, ModeChange_OnEnableResizeAndDisable)
     create(1, make_picture(64, 48, 80));
     create(2, make_picture(64, 48, 81));
     auto mode = [](uint32_t width, uint32_t height, bool enabled) {
-        return json { { "output", 0 }, { "width", width }, { "height", height }, { "enabled", enabled } };
+        return json { { "output", 0 }, { "width", width }, { "height", height },
+            { "enabled", enabled } };
     };
 
     ASSERT_EQ(gpu->set_scanout(0, 1, Rect { 0, 0, 64, 48 }).type, OK); // enable
@@ -965,7 +1023,8 @@ TEST_F(ControlEvents, ModeChange_OnEnableResizeAndDisable)
     ASSERT_EQ(gpu->set_scanout(0, 1, Rect { 0, 0, 64, 48 }).type, OK); // enable
     ASSERT_EQ(gpu->unref(1).type, OK); // disables the output that showed it
 
-    const json expected[] = { mode(64, 48, true), mode(32, 16, true), mode(0, 0, false), mode(64, 48, true), mode(0, 0, false) };
+    const json expected[] = { mode(64, 48, true), mode(32, 16, true), mode(0, 0, false),
+        mode(64, 48, true), mode(0, 0, false) };
     for (const auto& e : expected) {
         auto event = watcher->next_event();
         ASSERT_TRUE(event.has_value()) << "missing " << e.dump();
@@ -978,10 +1037,13 @@ TEST_F(ControlEvents, ModeChange_OnEnableResizeAndDisable)
 TEST_F(ControlEvents, SubscribeToUnknownEventsOrNotAList_InvalidParameterAndNothingChanges)
 {
     start();
-    expect_error(control->execute("subscribe", { { "events", json::array({ "FLIP", "VSYNC" }) } }), "InvalidParameter");
-    expect_error(control->execute("subscribe", { { "events", json::array({ "flip" }) } }), "InvalidParameter");
+    expect_error(control->execute("subscribe", { { "events", json::array({ "FLIP", "VSYNC" }) } }),
+        "InvalidParameter");
+    expect_error(control->execute("subscribe", { { "events", json::array({ "flip" }) } }),
+        "InvalidParameter");
     expect_error(control->execute("subscribe", { { "events", "FLIP" } }), "InvalidParameter");
-    expect_error(control->execute("subscribe", { { "events", json::array({ 1 }) } }), "InvalidParameter");
+    expect_error(
+        control->execute("subscribe", { { "events", json::array({ 1 }) } }), "InvalidParameter");
     expect_error(control->execute("subscribe"), "InvalidParameter");
 
     // Not even FLIP (the failed requests subscribed to nothing).
@@ -1005,7 +1067,10 @@ TEST_F(ControlEvents, ClientThatNeverReads_DoesNotStallTheDevice_ItsEventsAreDro
     // of about 3 MiB of base64 each.
     constexpr int dumps = 4;
     for (int i = 0; i < dumps; ++i)
-        slow->send_raw(json { { "execute", "screendump" }, { "arguments", { { "output", 0 }, { "format", "ppm" } } }, { "id", i } }.dump() + "\n");
+        slow->send_raw(json { { "execute", "screendump" },
+                           { "arguments", { { "output", 0 }, { "format", "ppm" } } }, { "id", i } }
+                           .dump()
+            + "\n");
     // Wait until the server has handled them (its request counter: our polls plus the slow
     // client's subscribe and screendumps), so that every FLIP below finds the queue full.
     uint64_t polls = 0;
@@ -1071,21 +1136,33 @@ TEST_F(ControlMalformed, EachBadMessage_GetsItsErrorClass_AndTheConnectionKeepsW
         { R"({"id": 5})", "GenericError", 5 },
         { R"({"execute": 5, "id": 6})", "GenericError", 6 },
         { R"({"execute": "no-such-command", "id": 7})", "CommandNotFound", 7 },
-        { R"({"execute": "screendump", "arguments": {"output": "0"}, "id": 8})", "InvalidParameter", 8 },
-        { R"({"execute": "screendump", "arguments": {"output": -1}, "id": 9})", "InvalidParameter", 9 },
-        { R"({"execute": "screendump", "arguments": {"output": 1}, "id": 10})", "InvalidParameter", 10 },
-        { R"({"execute": "screendump", "arguments": {"output": 4294967296}, "id": 11})", "InvalidParameter", 11 },
-        { R"({"execute": "screendump", "arguments": {"output": 0.5}, "id": 12})", "InvalidParameter", 12 },
+        { R"({"execute": "screendump", "arguments": {"output": "0"}, "id": 8})", "InvalidParameter",
+            8 },
+        { R"({"execute": "screendump", "arguments": {"output": -1}, "id": 9})", "InvalidParameter",
+            9 },
+        { R"({"execute": "screendump", "arguments": {"output": 1}, "id": 10})", "InvalidParameter",
+            10 },
+        { R"({"execute": "screendump", "arguments": {"output": 4294967296}, "id": 11})",
+            "InvalidParameter", 11 },
+        { R"({"execute": "screendump", "arguments": {"output": 0.5}, "id": 12})",
+            "InvalidParameter", 12 },
         { R"({"execute": "screendump", "arguments": {}, "id": 13})", "InvalidParameter", 13 },
-        { R"({"execute": "screendump", "arguments": {"output": 0, "filename": 5}, "id": 14})", "InvalidParameter", 14 },
-        { R"({"execute": "crc-start", "arguments": {"output": true}, "id": 15})", "InvalidParameter", 15 },
-        { R"({"execute": "subscribe", "arguments": {"events": "FLIP"}, "id": 16})", "InvalidParameter", 16 },
-        { R"({"execute": "subscribe", "arguments": {"events": {"FLIP": 1}}, "id": 17})", "InvalidParameter", 17 },
+        { R"({"execute": "screendump", "arguments": {"output": 0, "filename": 5}, "id": 14})",
+            "InvalidParameter", 14 },
+        { R"({"execute": "crc-start", "arguments": {"output": true}, "id": 15})",
+            "InvalidParameter", 15 },
+        { R"({"execute": "subscribe", "arguments": {"events": "FLIP"}, "id": 16})",
+            "InvalidParameter", 16 },
+        { R"({"execute": "subscribe", "arguments": {"events": {"FLIP": 1}}, "id": 17})",
+            "InvalidParameter", 17 },
         { R"({"execute": "query-version", "arguments": [1], "id": 18})", "InvalidParameter", 18 },
         { R"({"execute": "query-version", "arguments": "x", "id": 19})", "InvalidParameter", 19 },
-        { R"({"execute": "output-add", "arguments": {"width": 800}, "id": 20})", "InvalidParameter", 20 },
-        { R"({"execute": "output-add", "arguments": {"width": 8, "height": 8}, "id": 21})", "InvalidParameter", 21 },
-        { R"({"execute": "output-add", "arguments": {"width": 4096, "height": 600}, "id": 22})", "InvalidParameter", 22 },
+        { R"({"execute": "output-add", "arguments": {"width": 800}, "id": 20})", "InvalidParameter",
+            20 },
+        { R"({"execute": "output-add", "arguments": {"width": 8, "height": 8}, "id": 21})",
+            "InvalidParameter", 21 },
+        { R"({"execute": "output-add", "arguments": {"width": 4096, "height": 600}, "id": 22})",
+            "InvalidParameter", 22 },
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.line);
@@ -1100,7 +1177,9 @@ TEST_F(ControlMalformed, EachBadMessage_GetsItsErrorClass_AndTheConnectionKeepsW
         EXPECT_EQ(control->call("query-version")["major"], 0);
     }
     // Blank lines are ignored; CRLF ends a line too.
-    control->send_raw("\n   \n\t\n" R"({"execute": "query-version", "id": "crlf"})" "\r\n");
+    control->send_raw("\n   \n\t\n"
+                      R"({"execute": "query-version", "id": "crlf"})"
+                      "\r\n");
     auto reply = control->read_message();
     ASSERT_TRUE(reply.has_value());
     EXPECT_EQ((*reply)["id"], "crlf");
@@ -1112,7 +1191,10 @@ TEST_F(ControlMalformed, MessageOverOneMebibyte_OneGenericErrorThenTheNextReques
 {
     start();
     // Just under the limit is fine.
-    std::string padded = json { { "execute", "query-version" }, { "id", "big" }, { "arguments", { { "pad", std::string(1000000, 'p') } } } }.dump();
+    std::string padded = json {
+        { "execute", "query-version" }, { "id", "big" },
+        { "arguments", { { "pad", std::string(1000000, 'p') } } }
+    }.dump();
     ASSERT_LT(padded.size(), size_t(1) << 20);
     control->send_raw(padded + "\n");
     auto reply = control->read_message();
@@ -1127,7 +1209,8 @@ TEST_F(ControlMalformed, MessageOverOneMebibyte_OneGenericErrorThenTheNextReques
     expect_error(error, "GenericError");
     EXPECT_FALSE(error->contains("id"));
     control->send_raw("\n");
-    control->send_raw(R"({"execute": "query-version", "id": "after"})" "\n");
+    control->send_raw(R"({"execute": "query-version", "id": "after"})"
+                      "\n");
     reply = control->read_message();
     ASSERT_TRUE(reply.has_value());
     EXPECT_EQ((*reply)["id"], "after");
@@ -1136,7 +1219,9 @@ TEST_F(ControlMalformed, MessageOverOneMebibyte_OneGenericErrorThenTheNextReques
 
     // The same with the end of the huge message and the next request in one write.
     control->send_raw(huge);
-    control->send_raw("yyy\n" R"({"execute": "query-version", "id": "after2"})" "\n");
+    control->send_raw("yyy\n"
+                      R"({"execute": "query-version", "id": "after2"})"
+                      "\n");
     expect_error(control->read_message(), "GenericError");
     reply = control->read_message();
     ASSERT_TRUE(reply.has_value());
@@ -1161,7 +1246,10 @@ TEST_F(ControlMalformed, SixteenBadMessagesInARow_Disconnect_OthersAndTheDeviceK
     };
 
     // 15 bad, a good request (which resets the count), 15 bad: still connected.
-    victim->send_raw(bad_lines(15) + R"({"execute": "query-version", "id": "good"})" "\n" + bad_lines(15));
+    victim->send_raw(bad_lines(15)
+        + R"({"execute": "query-version", "id": "good"})"
+          "\n"
+        + bad_lines(15));
     expect_errors(15);
     auto good = victim->read_message();
     ASSERT_TRUE(good.has_value());
@@ -1242,10 +1330,12 @@ protected:
         std::byte payload[sizeof(vhost::ConfigHeader) + sizeof(virtio_gpu::Config)] {};
         vhost::ConfigHeader h { 0, sizeof(virtio_gpu::Config), 0 };
         std::memcpy(payload, &h, sizeof(h));
-        session->frontend().send_raw({ uint32_t(vhost::Request::GetConfig), vhost::VERSION, sizeof(payload) }, payload);
+        session->frontend().send_raw(
+            { uint32_t(vhost::Request::GetConfig), vhost::VERSION, sizeof(payload) }, payload);
         auto reply = session->frontend().read_reply();
         virtio_gpu::Config config {};
-        EXPECT_TRUE(reply.has_value() && reply->payload.size() == sizeof(payload)) << "no GET_CONFIG reply";
+        EXPECT_TRUE(reply.has_value() && reply->payload.size() == sizeof(payload))
+            << "no GET_CONFIG reply";
         if (reply && reply->payload.size() == sizeof(payload))
             std::memcpy(&config, reply->payload.data() + sizeof(h), sizeof(config));
         return config;
@@ -1306,13 +1396,16 @@ TEST_F(ControlHotplug, AddResizeRemove_TheGuestSeesTheConfigEventAndTheDisplayIn
     EXPECT_EQ(config.events_read, 0u);
     expect_display_info({ { 1024, 768 } });
 
-    EXPECT_EQ(control->call("output-add", { { "width", 800 }, { "height", 600 } }), json::parse(R"({"output": 1})"));
+    EXPECT_EQ(control->call("output-add", { { "width", 800 }, { "height", 600 } }),
+        json::parse(R"({"output": 1})"));
     expect_config_change();
     expect_display_info({ { 1024, 768 }, { 800, 600 } });
     EXPECT_EQ(output(1)["plugged"], true);
     EXPECT_EQ(output(2)["plugged"], false);
 
-    EXPECT_EQ(control->call("output-resize", { { "output", 1 }, { "width", 1280 }, { "height", 720 } }), json::object());
+    EXPECT_EQ(
+        control->call("output-resize", { { "output", 1 }, { "width", 1280 }, { "height", 720 } }),
+        json::object());
     expect_config_change();
     expect_display_info({ { 1024, 768 }, { 1280, 720 } });
 
@@ -1322,19 +1415,27 @@ TEST_F(ControlHotplug, AddResizeRemove_TheGuestSeesTheConfigEventAndTheDisplayIn
 
     // Failures change nothing and tell the guest nothing.
     expect_error(control->execute("output-remove", { { "output", 1 } }), "DeviceNotActive");
-    expect_error(control->execute("output-resize", { { "output", 2 }, { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
+    expect_error(
+        control->execute("output-resize", { { "output", 2 }, { "width", 800 }, { "height", 600 } }),
+        "DeviceNotActive");
     expect_error(control->execute("output-remove", { { "output", 3 } }), "InvalidParameter");
-    expect_error(control->execute("output-resize", { { "output", 0 }, { "width", 15 }, { "height", 600 } }), "InvalidParameter");
-    expect_error(control->execute("output-add", { { "width", 800 }, { "height", 4096 } }), "InvalidParameter");
+    expect_error(
+        control->execute("output-resize", { { "output", 0 }, { "width", 15 }, { "height", 600 } }),
+        "InvalidParameter");
+    expect_error(control->execute("output-add", { { "width", 800 }, { "height", 4096 } }),
+        "InvalidParameter");
     EXPECT_FALSE(backend_request(50ms).has_value());
     EXPECT_EQ(get_config().events_read, 0u);
 
     // Fill the slots.
-    EXPECT_EQ(control->call("output-add", { { "width", 640 }, { "height", 480 } }), json::parse(R"({"output": 1})"));
+    EXPECT_EQ(control->call("output-add", { { "width", 640 }, { "height", 480 } }),
+        json::parse(R"({"output": 1})"));
     expect_config_change();
-    EXPECT_EQ(control->call("output-add", { { "width", 1920 }, { "height", 1080 } }), json::parse(R"({"output": 2})"));
+    EXPECT_EQ(control->call("output-add", { { "width", 1920 }, { "height", 1080 } }),
+        json::parse(R"({"output": 2})"));
     expect_config_change();
-    expect_error(control->execute("output-add", { { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
+    expect_error(
+        control->execute("output-add", { { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
     EXPECT_FALSE(backend_request(50ms).has_value());
     expect_display_info({ { 1024, 768 }, { 640, 480 }, { 1920, 1080 } });
     EXPECT_EQ(get_config().num_scanouts, 3u);
@@ -1354,9 +1455,11 @@ TEST_F(ControlHotplug, ModesTheEdidCannotDescribe_AreRefused_AddedOutputsHaveThe
 {
     start({ "--output", "1024x768", "--max-outputs", "3" });
     // Within 16..4095 but below the EDID's 10 MHz pixel clock: --output refuses them too.
-    for (auto [width, height] : { std::pair { 16, 16 }, std::pair { 64, 48 }, std::pair { 320, 200 } }) {
+    for (auto [width, height] :
+        { std::pair { 16, 16 }, std::pair { 64, 48 }, std::pair { 320, 200 } }) {
         SCOPED_TRACE(testing::Message() << width << "x" << height);
-        expect_error(control->execute("output-add", { { "width", width }, { "height", height } }), "InvalidParameter");
+        expect_error(control->execute("output-add", { { "width", width }, { "height", height } }),
+            "InvalidParameter");
     }
     EXPECT_FALSE(backend_request(50ms).has_value());
     expect_display_info({ { 1024, 768 } });
@@ -1364,18 +1467,25 @@ TEST_F(ControlHotplug, ModesTheEdidCannotDescribe_AreRefused_AddedOutputsHaveThe
     // The preferred (first detailed) timing of the EDID the guest reads is the output's mode.
     auto edid_mode = [&](uint32_t scanout) {
         auto edid = gpu->get_edid(scanout);
-        EXPECT_TRUE(edid.has_value() && edid->hdr.type == uint32_t(CtrlType::OkEdid) && edid->size == 128u);
+        EXPECT_TRUE(
+            edid.has_value() && edid->hdr.type == uint32_t(CtrlType::OkEdid) && edid->size == 128u);
         if (!edid || edid->size < 128)
             return std::pair<uint32_t, uint32_t> {};
         const uint8_t* timing = edid->edid + 54;
-        return std::pair { uint32_t(timing[2] | ((timing[4] & 0xf0) << 4)), uint32_t(timing[5] | ((timing[7] & 0xf0) << 4)) };
+        return std::pair { uint32_t(timing[2] | ((timing[4] & 0xf0) << 4)),
+            uint32_t(timing[5] | ((timing[7] & 0xf0) << 4)) };
     };
-    EXPECT_EQ(control->call("output-add", { { "width", 640 }, { "height", 480 } }), json::parse(R"({"output": 1})"));
+    EXPECT_EQ(control->call("output-add", { { "width", 640 }, { "height", 480 } }),
+        json::parse(R"({"output": 1})"));
     expect_config_change();
     EXPECT_EQ(edid_mode(1), (std::pair<uint32_t, uint32_t> { 640, 480 }));
-    expect_error(control->execute("output-resize", { { "output", 1 }, { "width", 320 }, { "height", 200 } }), "InvalidParameter");
+    expect_error(
+        control->execute("output-resize", { { "output", 1 }, { "width", 320 }, { "height", 200 } }),
+        "InvalidParameter");
     EXPECT_FALSE(backend_request(50ms).has_value());
-    EXPECT_EQ(control->call("output-resize", { { "output", 1 }, { "width", 800 }, { "height", 600 } }), json::object());
+    EXPECT_EQ(
+        control->call("output-resize", { { "output", 1 }, { "width", 800 }, { "height", 600 } }),
+        json::object());
     expect_config_change();
     EXPECT_EQ(edid_mode(1), (std::pair<uint32_t, uint32_t> { 800, 600 }));
     expect_display_info({ { 1024, 768 }, { 800, 600 } });
@@ -1385,9 +1495,12 @@ TEST_F(ControlHotplug, WithQemusDisplaySocket_OutputCommandsAnswerDeviceNotActiv
 {
     start({ "--output", "1024x768", "--max-outputs", "3" }, /*display_socket=*/true);
 
-    expect_error(control->execute("output-add", { { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
+    expect_error(
+        control->execute("output-add", { { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
     expect_error(control->execute("output-remove", { { "output", 0 } }), "DeviceNotActive");
-    expect_error(control->execute("output-resize", { { "output", 0 }, { "width", 800 }, { "height", 600 } }), "DeviceNotActive");
+    expect_error(
+        control->execute("output-resize", { { "output", 0 }, { "width", 800 }, { "height", 600 } }),
+        "DeviceNotActive");
     EXPECT_FALSE(backend_request(50ms).has_value());
     EXPECT_EQ(get_config().events_read, 0u);
 }

@@ -68,8 +68,10 @@ protected:
     {
         auto pixels = frame(seed);
         session->ram().write(backing[id], pixels);
-        ASSERT_EQ(gpu->transfer(id, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
-        ASSERT_EQ(gpu->set_scanout(0, id, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
+        ASSERT_EQ(
+            gpu->transfer(id, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
+        ASSERT_EQ(gpu->set_scanout(0, id, Rect { 0, 0, width, height }).type,
+            uint32_t(CtrlType::OkNodata));
         ASSERT_EQ(gpu->flush(id, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
     }
 
@@ -104,7 +106,8 @@ TEST_F(DisplayPacing, QemuNotReading_GuestKeepsFlippingAndGetsItsFences)
     constexpr uint32_t flips = 80;
     for (uint32_t i = 0; i < flips; ++i)
         flip(1 + i % 2, 1000 + i);
-    auto fenced = session->control_round_trip(ctrl_header(CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, 77),
+    auto fenced = session->control_round_trip(
+        ctrl_header(CtrlType::GetDisplayInfo, virtio_gpu::FLAG_FENCE, 77),
         sizeof(virtio_gpu::RespDisplayInfo));
     EXPECT_TRUE(fenced.has_value());
 
@@ -112,7 +115,8 @@ TEST_F(DisplayPacing, QemuNotReading_GuestKeepsFlippingAndGetsItsFences)
     peer->set_reading_paused(false);
     ASSERT_TRUE(peer->wait_quiet(std::chrono::milliseconds(300), std::chrono::milliseconds(10000)));
     auto shown = replay_updates(*peer);
-    EXPECT_TRUE(shown == frame(1000 + flips - 1)) << "QEMU's console does not show the newest frame";
+    EXPECT_TRUE(shown == frame(1000 + flips - 1))
+        << "QEMU's console does not show the newest frame";
     EXPECT_TRUE(backend->alive());
 }
 

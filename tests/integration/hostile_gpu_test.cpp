@@ -14,6 +14,7 @@
 
 namespace vgpu::integration {
 
+using display::qemu::GpuRequest;
 using harness::BackendProcess;
 using harness::DisplayMessage;
 using harness::GpuDriver;
@@ -23,7 +24,6 @@ using virtio_gpu::CtrlHdr;
 using virtio_gpu::CtrlType;
 using virtio_gpu::MemEntry;
 using virtio_gpu::Rect;
-using display::qemu::GpuRequest;
 
 namespace {
 
@@ -66,13 +66,15 @@ protected:
     void expect_serving()
     {
         auto info = gpu->get_display_info();
-        EXPECT_TRUE(info.has_value() && info->hdr.type == uint32_t(CtrlType::OkDisplayInfo)) << "the backend stopped serving";
+        EXPECT_TRUE(info.has_value() && info->hdr.type == uint32_t(CtrlType::OkDisplayInfo))
+            << "the backend stopped serving";
         EXPECT_TRUE(backend->alive()) << backend->log();
     }
     DisplayMessage wait_for(GpuRequest request)
     {
         auto message = session->display()->wait_for(request_id(request));
-        EXPECT_TRUE(message.has_value()) << "no message " << request_id(request) << " on the display socket";
+        EXPECT_TRUE(message.has_value())
+            << "no message " << request_id(request) << " on the display socket";
         return message.value_or(DisplayMessage {});
     }
 
@@ -82,11 +84,11 @@ protected:
 };
 
 // One hostile command: its exact answer, then a good command still works.
-#define EXPECT_ANSWER(command, expected)                                                             \
-    do {                                                                                             \
-        CtrlHdr _answer = (command);                                                                 \
-        EXPECT_EQ(_answer.type, uint32_t(expected)) << #command;                                     \
-        expect_serving();                                                                            \
+#define EXPECT_ANSWER(command, expected)                                                           \
+    do {                                                                                           \
+        CtrlHdr _answer = (command);                                                               \
+        EXPECT_EQ(_answer.type, uint32_t(expected)) << #command;                                   \
+        expect_serving();                                                                          \
     } while (0)
 
 // ---- resource ids -----------------------------------------------------------------------------
@@ -103,7 +105,8 @@ TEST_F(HostileGpu, ResourceIds_ZeroUnknownAndDuplicate_AnswerErrInvalidResourceI
     for (uint32_t id : { 0u, 2u, 0xFFFFFFFFu }) {
         SCOPED_TRACE(id);
         EXPECT_ANSWER(gpu->unref(id), CtrlType::ErrInvalidResourceId);
-        EXPECT_ANSWER(gpu->attach_backing(id, std::span(&entry, 1)), CtrlType::ErrInvalidResourceId);
+        EXPECT_ANSWER(
+            gpu->attach_backing(id, std::span(&entry, 1)), CtrlType::ErrInvalidResourceId);
         EXPECT_ANSWER(gpu->detach_backing(id), CtrlType::ErrInvalidResourceId);
         EXPECT_ANSWER(gpu->transfer(id, all), CtrlType::ErrInvalidResourceId);
         EXPECT_ANSWER(gpu->flush(id, all), CtrlType::ErrInvalidResourceId);
@@ -137,9 +140,12 @@ TEST_F(HostileGpu, HugeAndEmptySizes_AnswerErrOutOfMemory)
 {
     start();
     EXPECT_ANSWER(gpu->create_2d(1, 0xFFFFFFFF, 0xFFFFFFFF), CtrlType::ErrOutOfMemory);
-    EXPECT_ANSWER(gpu->create_2d(1, 65536, 65536), CtrlType::ErrOutOfMemory); // 2^34 bytes, 0 in 32 bits
-    EXPECT_ANSWER(gpu->create_2d(1, 0x40000000, 4), CtrlType::ErrOutOfMemory); // width * 4 wraps 32 bits
-    EXPECT_ANSWER(gpu->create_2d(1, 16384, 16384), CtrlType::ErrOutOfMemory); // 1 GiB > --max-hostmem
+    EXPECT_ANSWER(
+        gpu->create_2d(1, 65536, 65536), CtrlType::ErrOutOfMemory); // 2^34 bytes, 0 in 32 bits
+    EXPECT_ANSWER(
+        gpu->create_2d(1, 0x40000000, 4), CtrlType::ErrOutOfMemory); // width * 4 wraps 32 bits
+    EXPECT_ANSWER(
+        gpu->create_2d(1, 16384, 16384), CtrlType::ErrOutOfMemory); // 1 GiB > --max-hostmem
     // QEMU 10 cannot map an empty memfd for a 0-sized resource: ERR_OUT_OF_MEMORY.
     EXPECT_ANSWER(gpu->create_2d(1, 0, 64), CtrlType::ErrOutOfMemory);
     EXPECT_ANSWER(gpu->create_2d(1, 64, 0), CtrlType::ErrOutOfMemory);
@@ -153,7 +159,8 @@ TEST_F(HostileGpu, MaxHostmem_LimitIsExclusiveAndUnrefGivesMemoryBack)
     EXPECT_ANSWER(gpu->create_2d(1, 512, 512), CtrlType::ErrOutOfMemory); // exactly 1 MiB
     EXPECT_ANSWER(gpu->create_2d(1, 512, 256), CtrlType::OkNodata);
     EXPECT_ANSWER(gpu->create_2d(2, 512, 255), CtrlType::OkNodata);
-    EXPECT_ANSWER(gpu->create_2d(3, 32, 16), CtrlType::ErrOutOfMemory); // would reach the limit exactly
+    EXPECT_ANSWER(
+        gpu->create_2d(3, 32, 16), CtrlType::ErrOutOfMemory); // would reach the limit exactly
     EXPECT_ANSWER(gpu->create_2d(3, 16, 16), CtrlType::OkNodata);
     EXPECT_ANSWER(gpu->unref(3), CtrlType::OkNodata);
     EXPECT_ANSWER(gpu->unref(1), CtrlType::OkNodata);
@@ -196,11 +203,14 @@ TEST_F(HostileGpu, BackingEntryCounts_AnswerErrUnspec_OverlapIsAccepted)
 
     EXPECT_ANSWER(gpu->attach_backing(1, std::span(&entry, 1), 16385), CtrlType::ErrUnspec);
     EXPECT_ANSWER(gpu->attach_backing(1, std::span(&entry, 1), 0xFFFFFFFF), CtrlType::ErrUnspec);
-    EXPECT_ANSWER(gpu->attach_backing(1, std::span(&entry, 1), 2), CtrlType::ErrUnspec); // more than the buffer holds
+    EXPECT_ANSWER(gpu->attach_backing(1, std::span(&entry, 1), 2),
+        CtrlType::ErrUnspec); // more than the buffer holds
     // QEMU checks the resource before the entries.
-    EXPECT_ANSWER(gpu->attach_backing(9, std::span(&entry, 1), 16385), CtrlType::ErrInvalidResourceId);
+    EXPECT_ANSWER(
+        gpu->attach_backing(9, std::span(&entry, 1), 16385), CtrlType::ErrInvalidResourceId);
     const MemEntry empty_entry[] = { { gpa, 0, 0 } };
-    EXPECT_ANSWER(gpu->attach_backing(1, empty_entry), CtrlType::ErrUnspec); // QEMU cannot map 0 bytes
+    EXPECT_ANSWER(
+        gpu->attach_backing(1, empty_entry), CtrlType::ErrUnspec); // QEMU cannot map 0 bytes
     // No entries: accepted, but the resource still has no backing (as QEMU).
     EXPECT_ANSWER(gpu->attach_backing(1, {}), CtrlType::OkNodata);
     EXPECT_ANSWER(gpu->transfer(1, Rect { 0, 0, 64, 64 }), CtrlType::ErrUnspec);
@@ -350,10 +360,11 @@ TEST_F(HostileGpu, UnrefWhileScannedOut_AnswersOkNodataAndDisablesTheScanout)
 
     EXPECT_ANSWER(gpu->unref(1), CtrlType::OkNodata);
 
-    auto disabled = session->display()->wait_for_matching(request_id(GpuRequest::Scanout), [](const DisplayMessage& m) {
-        auto s = payload_as<display::qemu::GpuScanout>(m);
-        return s.width == 0 && s.height == 0;
-    });
+    auto disabled = session->display()->wait_for_matching(
+        request_id(GpuRequest::Scanout), [](const DisplayMessage& m) {
+            auto s = payload_as<display::qemu::GpuScanout>(m);
+            return s.width == 0 && s.height == 0;
+        });
     ASSERT_TRUE(disabled.has_value()) << "QEMU was not told that the scanout is off";
     EXPECT_EQ(payload_as<display::qemu::GpuScanout>(*disabled).scanout_id, 0u);
     EXPECT_EQ(session->display()->count(request_id(GpuRequest::Scanout)), 2u);
@@ -392,11 +403,13 @@ TEST_F(HostileGpu, CursorNot64x64OrUnknown_IsLoggedAndIgnored)
 TEST_F(HostileGpu, UnknownAnd3dCommands_AnswerErrUnspec)
 {
     start();
-    for (uint32_t type : { 0x0u, 0x00FFu, 0x010Fu, 0x0999u, 0x0302u, 0x1100u, 0x1200u, 0xFFFFFFFFu }) {
+    for (uint32_t type :
+        { 0x0u, 0x00FFu, 0x010Fu, 0x0999u, 0x0302u, 0x1100u, 0x1200u, 0xFFFFFFFFu }) {
         SCOPED_TRACE(type);
         EXPECT_ANSWER(gpu->simple(type, 64), CtrlType::ErrUnspec);
     }
-    for (uint32_t type = uint32_t(CtrlType::CtxCreate); type <= uint32_t(CtrlType::ResourceUnmapBlob); ++type) {
+    for (uint32_t type = uint32_t(CtrlType::CtxCreate);
+         type <= uint32_t(CtrlType::ResourceUnmapBlob); ++type) {
         SCOPED_TRACE(type);
         EXPECT_ANSWER(gpu->simple(type, 64), CtrlType::ErrUnspec);
     }
@@ -410,8 +423,10 @@ TEST_F(HostileGpu, CapsetsAndBlobs_AnswerAsQemusTwoDimensionalDevice)
     // the blob commands when blobs are off (ERR_INVALID_PARAMETER).
     EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::GetCapsetInfo), 32), CtrlType::ErrUnspec);
     EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::GetCapset), 32), CtrlType::ErrUnspec);
-    EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::ResourceCreateBlob), 48), CtrlType::ErrInvalidParameter);
-    EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::SetScanoutBlob), 96), CtrlType::ErrInvalidParameter);
+    EXPECT_ANSWER(
+        gpu->simple(uint32_t(CtrlType::ResourceCreateBlob), 48), CtrlType::ErrInvalidParameter);
+    EXPECT_ANSWER(
+        gpu->simple(uint32_t(CtrlType::SetScanoutBlob), 96), CtrlType::ErrInvalidParameter);
 }
 
 TEST_F(HostileGpu, CommandsShorterThanTheirStruct_AnswerErrUnspec)
@@ -434,7 +449,8 @@ TEST_F(HostileGpu, CommandsShorterThanTheirStruct_AnswerErrUnspec)
         EXPECT_ANSWER(gpu->simple(uint32_t(type), sizeof(CtrlHdr)), CtrlType::ErrUnspec);
     }
     // Shorter than the header itself.
-    EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::GetDisplayInfo), sizeof(CtrlHdr) - 1), CtrlType::ErrUnspec);
+    EXPECT_ANSWER(
+        gpu->simple(uint32_t(CtrlType::GetDisplayInfo), sizeof(CtrlHdr) - 1), CtrlType::ErrUnspec);
     EXPECT_ANSWER(gpu->simple(uint32_t(CtrlType::GetDisplayInfo), 1), CtrlType::ErrUnspec);
     EXPECT_TRUE(backend->alive());
 }
@@ -448,7 +464,8 @@ TEST_F(HostileGpu, XrgbFrame_ReachesQemuAsScanoutAndExactUpdates_ThenOnlyTheDama
     auto frame = pattern(stride * height, 1);
     uint64_t backing = gpu->create_with_backing(1, width, height, XRGB, frame);
     ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
-    ASSERT_EQ(gpu->set_scanout(0, 1, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(
+        gpu->set_scanout(0, 1, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
     ASSERT_EQ(gpu->flush(1, Rect { 0, 0, width, height }).type, uint32_t(CtrlType::OkNodata));
     auto* peer = session->display();
 
@@ -464,7 +481,8 @@ TEST_F(HostileGpu, XrgbFrame_ReachesQemuAsScanoutAndExactUpdates_ThenOnlyTheDama
     EXPECT_EQ(update.width, width);
     EXPECT_EQ(update.height, height);
     ASSERT_EQ(full.payload.size(), sizeof(update) + frame.size());
-    EXPECT_EQ(std::memcmp(full.payload.data() + sizeof(update), frame.data(), frame.size()), 0) << "pixels differ";
+    EXPECT_EQ(std::memcmp(full.payload.data() + sizeof(update), frame.data(), frame.size()), 0)
+        << "pixels differ";
 
     // Updates are paced (~16 ms): let the full-frame ones go out, then damage a small rectangle.
     ASSERT_TRUE(peer->wait_quiet(std::chrono::milliseconds(100)));
@@ -472,8 +490,10 @@ TEST_F(HostileGpu, XrgbFrame_ReachesQemuAsScanoutAndExactUpdates_ThenOnlyTheDama
     const Rect damage { 10, 5, 7, 3 };
     auto fresh = pattern(stride * height, 200);
     for (uint32_t y = damage.y; y < damage.y + damage.height; ++y)
-        session->ram().write(backing + y * stride + damage.x * 4, std::span(fresh).subspan(y * stride + damage.x * 4, damage.width * 4));
-    ASSERT_EQ(gpu->transfer(1, damage, damage.y * stride + damage.x * 4).type, uint32_t(CtrlType::OkNodata));
+        session->ram().write(backing + y * stride + damage.x * 4,
+            std::span(fresh).subspan(y * stride + damage.x * 4, damage.width * 4));
+    ASSERT_EQ(gpu->transfer(1, damage, damage.y * stride + damage.x * 4).type,
+        uint32_t(CtrlType::OkNodata));
     ASSERT_EQ(gpu->flush(1, damage).type, uint32_t(CtrlType::OkNodata));
 
     auto small = peer->wait_for_nth(request_id(GpuRequest::Update), updates_so_far);
@@ -483,9 +503,11 @@ TEST_F(HostileGpu, XrgbFrame_ReachesQemuAsScanoutAndExactUpdates_ThenOnlyTheDama
     EXPECT_EQ(small_update.y, damage.y);
     EXPECT_EQ(small_update.width, damage.width);
     EXPECT_EQ(small_update.height, damage.height);
-    ASSERT_EQ(small->payload.size(), sizeof(small_update) + size_t(damage.width) * damage.height * 4);
+    ASSERT_EQ(
+        small->payload.size(), sizeof(small_update) + size_t(damage.width) * damage.height * 4);
     for (uint32_t row = 0; row < damage.height; ++row) {
-        const std::byte* got = small->payload.data() + sizeof(small_update) + row * damage.width * 4;
+        const std::byte* got = small->payload.data() + sizeof(small_update)
+            + row * damage.width * 4;
         const std::byte* expected = fresh.data() + (damage.y + row) * stride + damage.x * 4;
         EXPECT_EQ(std::memcmp(got, expected, damage.width * 4), 0) << "row " << row;
     }
@@ -517,7 +539,8 @@ TEST_F(HostileGpu, R8g8b8a8Frame_IsConvertedToX8r8g8b8ForQemu)
             uint32_t got;
             std::memcpy(&got, full.payload.data() + sizeof(update) + (y * view.width + x) * 4, 4);
             const std::byte* rgba = frame.data() + (view.y + y) * stride + (view.x + x) * 4;
-            uint32_t expected = uint32_t(rgba[0]) << 16 | uint32_t(rgba[1]) << 8 | uint32_t(rgba[2]);
+            uint32_t expected = uint32_t(rgba[0]) << 16 | uint32_t(rgba[1]) << 8
+                | uint32_t(rgba[2]);
             // x8r8g8b8: QEMU ignores the top byte.
             ASSERT_EQ(got & 0x00FFFFFF, expected) << "pixel " << x << "," << y;
         }

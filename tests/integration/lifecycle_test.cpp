@@ -109,7 +109,8 @@ TEST(Lifecycle, GetVringBase_StopsTheRingAndReturnsTheNextAvailIndex)
     uint64_t gpa = session.ram().alloc(64);
     session.ram().write(gpa, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
     uint64_t response = session.ram().alloc(sizeof(virtio_gpu::RespDisplayInfo));
-    q.add({ { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+    q.add(
+        { { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
     q.notify_kick();
     EXPECT_FALSE(q.wait_used(std::chrono::milliseconds(300)).has_value());
     // Restarted where it stopped (SET_VRING_BASE 3, then a kick fd): the pending buffer is
@@ -171,14 +172,16 @@ TEST(Lifecycle, RemoveAndAddHighMemoryRegion_QueuesKeepGoing)
     auto regions = session.ram().regions();
     ASSERT_EQ(regions.size(), 2u);
     const auto& high = regions[1];
-    vhost::SingleMemoryRegion r { 0, { high.guest_phys_addr, high.memory_size, high.userspace_addr, high.mmap_offset } };
+    vhost::SingleMemoryRegion r { 0,
+        { high.guest_phys_addr, high.memory_size, high.userspace_addr, high.mmap_offset } };
     int fd = session.ram().fd().get();
     auto& f = session.frontend();
 
     EXPECT_EQ(f.request_obj(Request::RemMemReg, r, {}, true), 0u);
     expect_control_round_trip(session); // rings live in low memory
     EXPECT_EQ(f.request_obj(Request::AddMemReg, r, std::span(&fd, 1), true), 0u);
-    EXPECT_EQ(f.request_obj(Request::RemMemReg, r, std::span(&fd, 1), true), 0u) << "one fd is tolerated";
+    EXPECT_EQ(f.request_obj(Request::RemMemReg, r, std::span(&fd, 1), true), 0u)
+        << "one fd is tolerated";
     EXPECT_EQ(f.request_obj(Request::AddMemReg, r, std::span(&fd, 1), true), 0u);
     expect_control_round_trip(session);
 }

@@ -134,7 +134,8 @@ TEST(Malformed, UnknownRequest_FailsAckAndKeepsServing)
     auto backend = BackendProcess::listen();
     auto f = acking_frontend(backend);
     EXPECT_EQ(f.request(static_cast<Request>(999), {}, {}, true), 1u);
-    EXPECT_EQ(f.request(Request::SetLogBase, u64_bytes(0), {}, true), 1u) << "LOG_SHMFD was never offered";
+    EXPECT_EQ(f.request(Request::SetLogBase, u64_bytes(0), {}, true), 1u)
+        << "LOG_SHMFD was never offered";
     expect_serving(f);
 }
 
@@ -146,9 +147,13 @@ TEST(Malformed, WrongFdCounts_FailAckAndKeepServing)
     int fd = efd.get();
     int two[2] = { fd, fd };
 
-    EXPECT_EQ(f.request(Request::SetOwner, {}, std::span(&fd, 1), true), 1u) << "SET_OWNER takes no fd";
-    EXPECT_EQ(f.request(Request::SetVringKick, u64_bytes(0), {}, true), 1u) << "kick without fd and without NOFD";
-    EXPECT_EQ(f.request(Request::SetVringCall, u64_bytes(0 | vhost::VRING_NOFD_MASK), std::span(&fd, 1), true), 1u);
+    EXPECT_EQ(f.request(Request::SetOwner, {}, std::span(&fd, 1), true), 1u)
+        << "SET_OWNER takes no fd";
+    EXPECT_EQ(f.request(Request::SetVringKick, u64_bytes(0), {}, true), 1u)
+        << "kick without fd and without NOFD";
+    EXPECT_EQ(f.request(Request::SetVringCall, u64_bytes(0 | vhost::VRING_NOFD_MASK),
+                  std::span(&fd, 1), true),
+        1u);
     vhost::SingleMemoryRegion region { 0, { 0, 4096, 0x10000, 0 } };
     EXPECT_EQ(f.request_obj(Request::AddMemReg, region, two, true), 1u);
     EXPECT_EQ(f.request_obj(Request::AddMemReg, region, {}, true), 1u);
@@ -179,11 +184,16 @@ TEST(Malformed, VringSetupErrors_FailAck)
 {
     auto backend = BackendProcess::listen();
     auto f = acking_frontend(backend);
-    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 0, 100 }, {}, true), 1u) << "not a power of 2";
-    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 0, 2048 }, {}, true), 1u) << "above 1024";
-    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 5, 64 }, {}, true), 1u) << "no queue 5";
+    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 0, 100 }, {}, true), 1u)
+        << "not a power of 2";
+    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 0, 2048 }, {}, true), 1u)
+        << "above 1024";
+    EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 5, 64 }, {}, true), 1u)
+        << "no queue 5";
     EXPECT_EQ(f.request_obj(Request::SetVringBase, vhost::VringState { 0, 0x10000 }, {}, true), 1u);
-    EXPECT_EQ(f.request_obj(Request::SetVringAddr, vhost::VringAddr { 0, 0, 0x1001, 0x2000, 0x3000, 0 }, {}, true), 1u)
+    EXPECT_EQ(f.request_obj(Request::SetVringAddr,
+                  vhost::VringAddr { 0, 0, 0x1001, 0x2000, 0x3000, 0 }, {}, true),
+        1u)
         << "misaligned descriptor table";
     EXPECT_EQ(f.request_obj(Request::SetVringNum, vhost::VringState { 0, 256 }, {}, true), 0u);
     expect_serving(f);
@@ -202,14 +212,17 @@ TEST(Malformed, SetMemTableOverlappingOrZeroSized_FailsAndKeepsOldTable)
         std::vector<std::byte> payload(8 + regions.size() * sizeof(vhost::MemoryRegion));
         vhost::MemoryTableHeader h { uint32_t(regions.size()), 0 };
         std::memcpy(payload.data(), &h, 8);
-        std::memcpy(payload.data() + 8, regions.data(), regions.size() * sizeof(vhost::MemoryRegion));
+        std::memcpy(
+            payload.data() + 8, regions.data(), regions.size() * sizeof(vhost::MemoryRegion));
         std::vector<int> fds(regions.size(), fd);
         return f.request(Request::SetMemTable, payload, fds, true);
     };
     uint64_t va = session.ram().frontend_va(0);
 
-    EXPECT_EQ(table({ { 0, 1 << 20, va, 0 }, { 1 << 19, 1 << 20, va + (2 << 20), 2 << 20 } }), 1u) << "GPA overlap";
-    EXPECT_EQ(table({ { 0, 1 << 20, va, 0 }, { 8 << 20, 1 << 20, va + (1 << 19), 1 << 20 } }), 1u) << "VA overlap";
+    EXPECT_EQ(table({ { 0, 1 << 20, va, 0 }, { 1 << 19, 1 << 20, va + (2 << 20), 2 << 20 } }), 1u)
+        << "GPA overlap";
+    EXPECT_EQ(table({ { 0, 1 << 20, va, 0 }, { 8 << 20, 1 << 20, va + (1 << 19), 1 << 20 } }), 1u)
+        << "VA overlap";
     EXPECT_EQ(table({ { 0, 0, va, 0 } }), 1u) << "zero size";
     EXPECT_EQ(table({ { 0, 1ull << 40, va, 0 } }), 1u) << "larger than the memfd";
     EXPECT_EQ(table({ { ~0ull - 10, 4096, va, 0 } }), 1u) << "wraps";
@@ -225,7 +238,8 @@ TEST(Malformed, AddMemRegOverlapping_FailsAndKeepsServing)
     session.start();
     int fd = session.ram().fd().get();
     vhost::SingleMemoryRegion again { 0, { 4096, 4096, 0x7000'0000'0000, 4096 } };
-    EXPECT_EQ(session.frontend().request_obj(Request::AddMemReg, again, std::span(&fd, 1), true), 1u);
+    EXPECT_EQ(
+        session.frontend().request_obj(Request::AddMemReg, again, std::span(&fd, 1), true), 1u);
     vhost::SingleMemoryRegion missing { 0, { 1ull << 40, 4096, 0x7100'0000'0000, 0 } };
     EXPECT_EQ(session.frontend().request_obj(Request::RemMemReg, missing, {}, true), 1u);
     expect_control_round_trip(session);
@@ -377,10 +391,12 @@ TEST_F(HostileGuest, AvailIndexJumpsPastQueueSize_StopsQueueUntilReset)
     auto& q = m_session->control();
     q.set_avail_idx(uint16_t(q.avail_idx() + q.size() + 1));
     q.notify_kick();
-    EXPECT_FALSE(q.wait_used(std::chrono::milliseconds(300)).has_value()) << "a broken queue must stop";
+    EXPECT_FALSE(q.wait_used(std::chrono::milliseconds(300)).has_value())
+        << "a broken queue must stop";
     // The cursor queue is independent and still serves.
     expect_cursor_round_trip(*m_session);
-    EXPECT_NE(m_backend->log().find("queue stopped until reset"), std::string::npos) << m_backend->log();
+    EXPECT_NE(m_backend->log().find("queue stopped until reset"), std::string::npos)
+        << m_backend->log();
 
     // A device reset and a driver that sets the rings up again (a rebooting guest) bring it back.
     m_session->reset_and_reinit();

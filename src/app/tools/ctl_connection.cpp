@@ -47,12 +47,14 @@ std::string describe_error(const json& error)
     return one_line(error_class + ": " + desc);
 }
 
-CtlResult<std::unique_ptr<Connection>> Connection::open(const std::string& path, std::chrono::milliseconds timeout)
+CtlResult<std::unique_ptr<Connection>> Connection::open(
+    const std::string& path, std::chrono::milliseconds timeout)
 {
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return failure(Exit::Usage, "--control {}: a unix socket path must be 1 to {} bytes", path, sizeof(address.sun_path) - 1);
+        return failure(Exit::Usage, "--control {}: a unix socket path must be 1 to {} bytes", path,
+            sizeof(address.sun_path) - 1);
     std::memcpy(address.sun_path, path.data(), path.size());
     Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!socket)
@@ -67,7 +69,10 @@ CtlResult<std::unique_ptr<Connection>> Connection::open(const std::string& path,
     std::unique_ptr<Connection> connection(new Connection(std::move(socket), path, timeout));
     auto greeting = TRY(connection->read_message(std::chrono::steady_clock::now() + timeout, -1));
     if (!greeting || !greeting->contains("QMP"))
-        return failure(Exit::Connection, "protocol error: {} did not greet with a QMP object (is it a vgpu-display control socket?)", path);
+        return failure(Exit::Connection,
+            "protocol error: {} did not greet with a QMP object (is it a vgpu-display control "
+            "socket?)",
+            path);
     connection->m_greeting = std::move(*greeting);
     return connection;
 }
@@ -81,7 +86,8 @@ CtlResult<void> Connection::send_line(const std::string& line)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return failure(Exit::Connection, "connection to {} lost: {}", m_path, std::strerror(errno));
+            return failure(
+                Exit::Connection, "connection to {} lost: {}", m_path, std::strerror(errno));
         rest.remove_prefix(size_t(n));
     }
     return {};
@@ -99,13 +105,16 @@ CtlResult<std::optional<std::string>> Connection::read_line(Deadline deadline, i
         }
         m_scanned = m_in.size();
         if (m_in.size() > MAX_LINE)
-            return failure(Exit::Connection, "protocol error: a message from {} is over {} bytes", m_path, MAX_LINE);
+            return failure(Exit::Connection, "protocol error: a message from {} is over {} bytes",
+                m_path, MAX_LINE);
 
         int wait_ms = -1;
         if (deadline) {
-            auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                *deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0)
-                return failure(Exit::Connection, "no reply from {} within {} ms", m_path, m_timeout.count());
+                return failure(
+                    Exit::Connection, "no reply from {} within {} ms", m_path, m_timeout.count());
             wait_ms = int(std::min<int64_t>(left.count(), 1 << 30));
         }
         pollfd fds[2] = { { m_socket.get(), POLLIN, 0 }, { interrupt_fd, POLLIN, 0 } };
@@ -123,7 +132,8 @@ CtlResult<std::optional<std::string>> Connection::read_line(Deadline deadline, i
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
-            return failure(Exit::Connection, "connection to {} lost: {}", m_path, std::strerror(errno));
+            return failure(
+                Exit::Connection, "connection to {} lost: {}", m_path, std::strerror(errno));
         if (n == 0)
             return failure(Exit::Connection, "connection closed by {}", m_path);
         m_in.append(buffer, size_t(n));
@@ -139,7 +149,8 @@ CtlResult<std::optional<json>> Connection::read_message(Deadline deadline, int i
     if (message.is_discarded())
         return failure(Exit::Connection, "protocol error: {} sent a line that is not JSON", m_path);
     if (!message.is_object())
-        return failure(Exit::Connection, "protocol error: {} sent JSON that is not an object", m_path);
+        return failure(
+            Exit::Connection, "protocol error: {} sent JSON that is not an object", m_path);
     return std::optional<json>(std::move(message));
 }
 

@@ -46,7 +46,8 @@ std::string dump(const json& value, int indent = -1);
 class Connection {
 public:
     // Connects to the socket at `path` and waits up to `timeout` for the greeting.
-    static CtlResult<std::unique_ptr<Connection>> open(const std::string& path, std::chrono::milliseconds timeout);
+    static CtlResult<std::unique_ptr<Connection>> open(
+        const std::string& path, std::chrono::milliseconds timeout);
 
     const json& greeting() const { return m_greeting; }
     // Sends `request` (given an "id" if it has none) and returns the whole reply that echoes its

@@ -174,7 +174,8 @@ Result<Mode> parse_mode(std::string_view text)
 
 Result<uint32_t> parse_index(std::string_view text)
 {
-    if (text.empty() || text.size() > 10 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    if (text.empty() || text.size() > 10
+        || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return Error::format("'{}' is not a non-negative integer", text);
     uint64_t value = 0;
     for (char c : text)
@@ -234,7 +235,8 @@ std::string format_version(const json& value)
     if (const json& package = field(value, "package"); package.is_string())
         return package.get<std::string>() + "\n";
     if (value.is_object() && value.contains("major"))
-        return fmt::format("{}.{}.{}\n", text(field(value, "major")), text(field(value, "minor")), text(field(value, "micro")));
+        return fmt::format("{}.{}.{}\n", text(field(value, "major")), text(field(value, "minor")),
+            text(field(value, "micro")));
     return format_key_values(value);
 }
 
@@ -253,12 +255,14 @@ std::string format_outputs(const json& value)
 {
     if (!value.is_array())
         return format_key_values(value);
-    bool plugged = std::any_of(value.begin(), value.end(), [](const json& o) { return o.is_object() && o.contains("plugged"); });
+    bool plugged = std::any_of(value.begin(), value.end(),
+        [](const json& o) { return o.is_object() && o.contains("plugged"); });
     std::vector<std::vector<std::string>> cells;
     cells.push_back({ "OUTPUT" });
     if (plugged)
         cells.back().push_back("PLUGGED");
-    cells.back().insert(cells.back().end(), { "ENABLED", "SIZE", "RESOURCE", "FORMAT", "FRAMES", "FLIPS", "CRC" });
+    cells.back().insert(
+        cells.back().end(), { "ENABLED", "SIZE", "RESOURCE", "FORMAT", "FRAMES", "FLIPS", "CRC" });
     for (const auto& output : value) {
         std::vector<std::string> row { text(field(output, "output")) };
         if (plugged)
@@ -267,8 +271,9 @@ std::string format_outputs(const json& value)
         row.insert(row.end(),
             { text(field(output, "enabled")),
                 fmt::format("{}x{}", text(field(output, "width")), text(field(output, "height"))),
-                text(field(output, "resource")), text(field(output, "format")), text(field(output, "frames")),
-                text(field(output, "flips")), crc.is_boolean() ? (crc.get<bool>() ? "on" : "off") : text(crc) });
+                text(field(output, "resource")), text(field(output, "format")),
+                text(field(output, "frames")), text(field(output, "flips")),
+                crc.is_boolean() ? (crc.get<bool>() ? "on" : "off") : text(crc) });
         cells.push_back(std::move(row));
     }
     return table(cells);

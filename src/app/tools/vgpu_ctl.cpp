@@ -5,12 +5,12 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <algorithm>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -23,7 +23,8 @@ namespace vgpu::ctl {
 
 namespace {
 
-// ---- output --------------------------------------------------------------------------------------
+// ---- output
+// --------------------------------------------------------------------------------------
 
 // Set when stdout turned out to be a closed pipe (`vgpu-ctl events | head`): not an error.
 bool g_stdout_closed = false;
@@ -43,7 +44,8 @@ bool print(std::string_view text, bool flush = false)
 
 void warn(const std::string& text) { std::fprintf(stderr, "vgpu-ctl: %s\n", text.c_str()); }
 
-// ---- signals -------------------------------------------------------------------------------------
+// ---- signals
+// -------------------------------------------------------------------------------------
 
 // While following, SIGINT and SIGTERM are blocked and read from a signalfd, so that they end the
 // wait for events and vgpu-ctl can still stop CRC capture before it exits.
@@ -88,7 +90,8 @@ private:
     sigset_t m_set;
 };
 
-// ---- the command line ----------------------------------------------------------------------------
+// ---- the command line
+// ----------------------------------------------------------------------------
 
 struct Args {
     std::string control;
@@ -118,7 +121,8 @@ public:
     {
         if (!m_connection) {
             if (m_args.control.empty())
-                return failure(Exit::Usage, "no control socket: give --control PATH or set VGPU_CONTROL");
+                return failure(
+                    Exit::Usage, "no control socket: give --control PATH or set VGPU_CONTROL");
             auto timeout = std::chrono::milliseconds(int64_t(m_args.timeout_seconds * 1000));
             m_connection = TRY(Connection::open(m_args.control, timeout));
         }
@@ -173,12 +177,15 @@ void report_dropped(const json& event)
 {
     for (const json* holder : { &event, &field(event, "data") })
         if (const json& dropped = field(*holder, "dropped"); !dropped.is_null())
-            warn(fmt::format("the server dropped {} events for this client (it read too slowly)", text(dropped)));
+            warn(fmt::format("the server dropped {} events for this client (it read too slowly)",
+                text(dropped)));
 }
 
-// ---- commands ------------------------------------------------------------------------------------
+// ---- commands
+// ------------------------------------------------------------------------------------
 
-CtlResult<void> cmd_query(Context& context, std::string_view command, std::string (*human)(const json&))
+CtlResult<void> cmd_query(
+    Context& context, std::string_view command, std::string (*human)(const json&))
 {
     auto value = TRY(context.execute(command));
     context.show(value, human);
@@ -205,7 +212,8 @@ CtlResult<void> cmd_screendump(Context& context)
         for (auto& c : extension)
             c = char(std::tolower(static_cast<unsigned char>(c)));
         if (extension != ".png" && extension != ".ppm")
-            return failure(Exit::Usage, "screendump: {} must end in .png or .ppm (or give --format)", args.file);
+            return failure(Exit::Usage,
+                "screendump: {} must end in .png or .ppm (or give --format)", args.file);
         format = extension.substr(1);
     }
     json arguments = { { "output", output }, { "format", format } };
@@ -217,17 +225,20 @@ CtlResult<void> cmd_screendump(Context& context)
         if (error)
             return failure(Exit::Usage, "screendump: {}: {}", args.file, error.message());
         if (!valid_utf8(filename))
-            return failure(Exit::Usage, "screendump: {} is not UTF-8, which JSON cannot carry (use --inline)", args.file);
+            return failure(Exit::Usage,
+                "screendump: {} is not UTF-8, which JSON cannot carry (use --inline)", args.file);
         arguments["filename"] = filename;
     }
     auto reply = TRY(context.execute("screendump", std::move(arguments)));
     if (args.inline_data) {
         const json& data = field(reply, "data");
         if (!data.is_string())
-            return failure(Exit::Connection, "protocol error: the screendump reply has no \"data\"");
+            return failure(
+                Exit::Connection, "protocol error: the screendump reply has no \"data\"");
         auto bytes = base64_decode(data.get_ref<const std::string&>());
         if (!bytes)
-            return failure(Exit::Connection, "protocol error: the screendump \"data\" is not base64");
+            return failure(
+                Exit::Connection, "protocol error: the screendump \"data\" is not base64");
         if (auto written = display::capture::write_file(args.file, *bytes); !written)
             return failure(Exit::Failed, "{}", written.error().message);
         // The picture is in the file now; the JSON output says where instead of repeating it.
@@ -237,8 +248,9 @@ CtlResult<void> cmd_screendump(Context& context)
     }
     context.show(reply, [&](const json& value) {
         const json& name = field(value, "filename");
-        return fmt::format("{}: {}x{} {}\n", name.is_string() ? text(name) : args.file, text(field(value, "width")),
-            text(field(value, "height")), text(field(value, "format")));
+        return fmt::format("{}: {}x{} {}\n", name.is_string() ? text(name) : args.file,
+            text(field(value, "width")), text(field(value, "height")),
+            text(field(value, "format")));
     });
     return {};
 }
@@ -284,7 +296,8 @@ CtlResult<void> cmd_crc_follow(Context& context)
     const Args& args = context.args();
     uint32_t output = TRY(output_index(args));
     if (!args.follow)
-        return failure(Exit::Usage, "crc: --follow is required (crc-start, crc-read and crc-stop work one step at a time)");
+        return failure(Exit::Usage,
+            "crc: --follow is required (crc-start, crc-read and crc-stop work one step at a time)");
     auto count = TRY(count_argument(args));
     auto signals = TRY(SignalWatch::create());
     auto* connection = TRY(context.connection());
@@ -354,8 +367,10 @@ CtlResult<void> cmd_events(Context& context)
 CtlResult<void> cmd_output_add(Context& context)
 {
     auto mode = TRY(mode_argument(context.args()));
-    auto value = TRY(context.execute("output-add", { { "width", mode.width }, { "height", mode.height } }));
-    context.show(value, [](const json& v) { return fmt::format("output {}\n", text(field(v, "output"))); });
+    auto value = TRY(
+        context.execute("output-add", { { "width", mode.width }, { "height", mode.height } }));
+    context.show(
+        value, [](const json& v) { return fmt::format("output {}\n", text(field(v, "output"))); });
     return {};
 }
 
@@ -371,7 +386,8 @@ CtlResult<void> cmd_output_resize(Context& context)
 {
     uint32_t output = TRY(output_index(context.args()));
     auto mode = TRY(mode_argument(context.args()));
-    auto value = TRY(context.execute("output-resize", { { "output", output }, { "width", mode.width }, { "height", mode.height } }));
+    auto value = TRY(context.execute("output-resize",
+        { { "output", output }, { "width", mode.width }, { "height", mode.height } }));
     context.show(value, nothing);
     return {};
 }
@@ -384,7 +400,8 @@ CtlResult<void> cmd_crc_file(Context& context)
         return failure(Exit::Failed, "{}", image.error().message);
     uint32_t crc = display::capture::image_crc(*image);
     if (context.json_output())
-        print(dump(json { { "width", image->width }, { "height", image->height }, { "crc", crc } }) + "\n");
+        print(dump(json { { "width", image->width }, { "height", image->height }, { "crc", crc } })
+            + "\n");
     else
         print(fmt::format("0x{:08x}\n", crc));
     return {};
@@ -394,7 +411,8 @@ CtlResult<void> cmd_raw(Context& context)
 {
     auto request = json::parse(context.args().raw, nullptr, false);
     if (request.is_discarded() || !request.is_object())
-        return failure(Exit::Usage, "raw: the request must be a JSON object, such as '{{\"execute\": \"query-version\"}}'");
+        return failure(Exit::Usage,
+            "raw: the request must be a JSON object, such as '{{\"execute\": \"query-version\"}}'");
     auto* connection = TRY(context.connection());
     auto reply = TRY(connection->exchange(std::move(request)));
     print(dump(reply, context.json_output() ? -1 : 2) + "\n");
@@ -403,47 +421,63 @@ CtlResult<void> cmd_raw(Context& context)
     return {};
 }
 
-// ---- wiring --------------------------------------------------------------------------------------
+// ---- wiring
+// --------------------------------------------------------------------------------------
 
 using Command = std::function<CtlResult<void>(Context&)>;
 
 CLI::App* output_subcommand(CLI::App& cli, Args& args, const char* name, const char* help)
 {
     auto* sub = cli.add_subcommand(name, help);
-    sub->add_option("OUTPUT", args.output, "the output (scanout) index")->required()->type_name("INDEX");
+    sub->add_option("OUTPUT", args.output, "the output (scanout) index")
+        ->required()
+        ->type_name("INDEX");
     return sub;
 }
 
 std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& args)
 {
     std::vector<std::pair<CLI::App*, Command>> commands;
-    auto query = [&](const char* name, const char* command, std::string (*human)(const json&), const char* help) {
-        commands.emplace_back(cli.add_subcommand(name, help), [command, human](Context& c) { return cmd_query(c, command, human); });
+    auto query = [&](const char* name, const char* command, std::string (*human)(const json&),
+                     const char* help) {
+        commands.emplace_back(cli.add_subcommand(name, help),
+            [command, human](Context& c) { return cmd_query(c, command, human); });
     };
     query("version", "query-version", format_version, "the backend's version");
-    query("capabilities", "query-capabilities", format_key_values, "commands, events, CRC parameters and screendump formats");
-    query("outputs", "query-outputs", format_outputs, "the outputs (scanouts): mode, resource, frame counters, CRC capture");
-    query("resources", "query-resources", format_key_values, "guest resources and their host memory");
+    query("capabilities", "query-capabilities", format_key_values,
+        "commands, events, CRC parameters and screendump formats");
+    query("outputs", "query-outputs", format_outputs,
+        "the outputs (scanouts): mode, resource, frame counters, CRC capture");
+    query(
+        "resources", "query-resources", format_key_values, "guest resources and their host memory");
     query("stats", "query-stats", format_stats, "device counters and the flip latency histogram");
 
-    auto* screendump = output_subcommand(cli, args, "screendump", "save what an output shows as PNG or PPM (the backend writes FILE)");
+    auto* screendump = output_subcommand(cli, args, "screendump",
+        "save what an output shows as PNG or PPM (the backend writes FILE)");
     screendump->add_option("FILE", args.file, "the file: .png or .ppm")->required();
-    screendump->add_flag("--inline", args.inline_data, "receive the image over the socket and write FILE here");
-    screendump->add_option("--format", args.format, "png or ppm (default: from FILE's extension)")->check(CLI::IsMember({ "png", "ppm" }));
+    screendump->add_flag(
+        "--inline", args.inline_data, "receive the image over the socket and write FILE here");
+    screendump->add_option("--format", args.format, "png or ppm (default: from FILE's extension)")
+        ->check(CLI::IsMember({ "png", "ppm" }));
     commands.emplace_back(screendump, cmd_screendump);
 
     for (const char* name : { "crc-start", "crc-read", "crc-stop" }) {
-        const char* help = name == std::string_view("crc-start") ? "start CRC capture on an output (clears its ring)"
-            : name == std::string_view("crc-read")                ? "print the CRC entries captured since the last read (DRM debugfs lines)"
-                                                                  : "print the remaining CRC entries and stop capture";
-        commands.emplace_back(output_subcommand(cli, args, name, help), [name](Context& c) { return cmd_crc_simple(c, name); });
+        const char* help = name == std::string_view("crc-start")
+            ? "start CRC capture on an output (clears its ring)"
+            : name == std::string_view("crc-read")
+            ? "print the CRC entries captured since the last read (DRM debugfs lines)"
+            : "print the remaining CRC entries and stop capture";
+        commands.emplace_back(output_subcommand(cli, args, name, help),
+            [name](Context& c) { return cmd_crc_simple(c, name); });
     }
-    auto* crc = output_subcommand(cli, args, "crc", "capture CRCs and print each entry as it comes (with --follow), until Ctrl-C");
+    auto* crc = output_subcommand(cli, args, "crc",
+        "capture CRCs and print each entry as it comes (with --follow), until Ctrl-C");
     crc->add_flag("--follow", args.follow, "print entries as they arrive (required)");
     crc->add_option("--count", args.count, "stop after N entries")->type_name("N");
     commands.emplace_back(crc, cmd_crc_follow);
 
-    auto* events = cli.add_subcommand("events", "print events as JSON lines until Ctrl-C (default: all of FLIP, MODE_CHANGE, CRC)");
+    auto* events = cli.add_subcommand("events",
+        "print events as JSON lines until Ctrl-C (default: all of FLIP, MODE_CHANGE, CRC)");
     events->add_option("NAME", args.events, "event names");
     events->add_option("--count", args.count, "stop after N events")->type_name("N");
     commands.emplace_back(events, cmd_events);
@@ -451,17 +485,20 @@ std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& 
     auto* add = cli.add_subcommand("output-add", "hotplug an output (the first unplugged slot)");
     add->add_option("MODE", args.mode, "WIDTHxHEIGHT, such as 1280x800")->required();
     commands.emplace_back(add, cmd_output_add);
-    commands.emplace_back(output_subcommand(cli, args, "output-remove", "unplug an output"), cmd_output_remove);
+    commands.emplace_back(
+        output_subcommand(cli, args, "output-remove", "unplug an output"), cmd_output_remove);
     auto* resize = output_subcommand(cli, args, "output-resize", "change an output's mode");
     resize->add_option("MODE", args.mode, "WIDTHxHEIGHT, such as 1280x800")->required();
     commands.emplace_back(resize, cmd_output_resize);
 
-    auto* crc_file = cli.add_subcommand("crc-file", "the capture CRC of a PNG or PPM image (needs no backend)");
+    auto* crc_file = cli.add_subcommand(
+        "crc-file", "the capture CRC of a PNG or PPM image (needs no backend)");
     crc_file->add_option("IMAGE", args.file, "a PNG or binary PPM file")->required();
     commands.emplace_back(crc_file, cmd_crc_file);
 
     auto* raw = cli.add_subcommand("raw", "send a request object and print the reply");
-    raw->add_option("JSON", args.raw, "the request, such as '{\"execute\": \"query-stats\"}'")->required();
+    raw->add_option("JSON", args.raw, "the request, such as '{\"execute\": \"query-stats\"}'")
+        ->required();
     commands.emplace_back(raw, cmd_raw);
     return commands;
 }
@@ -486,15 +523,20 @@ std::string one_line(std::string text)
 CtlResult<void> run(int argc, char** argv)
 {
     Args args;
-    CLI::App cli { "vgpu-ctl: the command-line client of vgpu-display's control socket", "vgpu-ctl" };
-    cli.add_option("--control", args.control, "the backend's control socket (vgpu-display --control PATH)")->envname("VGPU_CONTROL");
+    CLI::App cli { "vgpu-ctl: the command-line client of vgpu-display's control socket",
+        "vgpu-ctl" };
+    cli.add_option(
+           "--control", args.control, "the backend's control socket (vgpu-display --control PATH)")
+        ->envname("VGPU_CONTROL");
     cli.add_flag("--json", args.json, "print the reply's value as JSON");
-    cli.add_option("--timeout", args.timeout_seconds, "seconds to wait for the greeting and each reply (default 30)")
+    cli.add_option("--timeout", args.timeout_seconds,
+           "seconds to wait for the greeting and each reply (default 30)")
         ->check(CLI::Range(0.001, 86400.0));
     // Extras are collected rather than refused, so that we can say which word was wrong.
     cli.allow_extras();
     cli.fallthrough();
-    cli.footer("Exit codes: 0 success; 1 the server answered an error, or a local step failed; 2 bad command line;\n"
+    cli.footer("Exit codes: 0 success; 1 the server answered an error, or a local step failed; 2 "
+               "bad command line;\n"
                "3 cannot connect, connection lost, no reply in time or protocol error.");
     auto commands = define_commands(cli, args);
     try {
@@ -508,7 +550,8 @@ CtlResult<void> run(int argc, char** argv)
     } catch (const CLI::Error& e) {
         return failure(Exit::Usage, "{}", one_line(e.what()));
     }
-    auto chosen = std::find_if(commands.begin(), commands.end(), [](const auto& c) { return c.first->parsed(); });
+    auto chosen = std::find_if(
+        commands.begin(), commands.end(), [](const auto& c) { return c.first->parsed(); });
     auto extras = cli.remaining();
     if (!extras.empty()) {
         const auto& extra = extras.front();
@@ -516,7 +559,8 @@ CtlResult<void> run(int argc, char** argv)
             return failure(Exit::Usage, "unknown option '{}' (see --help)", extra);
         if (chosen == commands.end())
             return failure(Exit::Usage, "unknown command '{}' (see --help)", extra);
-        return failure(Exit::Usage, "{}: unexpected argument '{}'", chosen->first->get_name(), extra);
+        return failure(
+            Exit::Usage, "{}: unexpected argument '{}'", chosen->first->get_name(), extra);
     }
     if (chosen == commands.end())
         return failure(Exit::Usage, "a command is required (see --help)");
@@ -536,7 +580,8 @@ int main(int argc, char** argv)
     int code = result ? 0 : int(result.error().exit);
     if (!result && !result.error().message.empty())
         vgpu::ctl::warn(result.error().message);
-    if ((std::fflush(stdout) != 0 || std::ferror(stdout)) && !vgpu::ctl::g_stdout_closed && errno != EPIPE) {
+    if ((std::fflush(stdout) != 0 || std::ferror(stdout)) && !vgpu::ctl::g_stdout_closed
+        && errno != EPIPE) {
         vgpu::ctl::warn(fmt::format("stdout: {}", std::strerror(errno)));
         return code ? code : int(Exit::Failed);
     }

@@ -163,7 +163,9 @@ void CrcCapture::add(uint32_t output, const CrcEntry& entry)
         return; // stopped after the flush: nobody asked for it any more
     if (ring.entries.size() >= ring_size) {
         if (ring.overflow++ == 0)
-            VGPU_LOG_WARN("CRC capture on output {}: ring of {} entries full, entries are being dropped", output, ring_size);
+            VGPU_LOG_WARN(
+                "CRC capture on output {}: ring of {} entries full, entries are being dropped",
+                output, ring_size);
     } else {
         ring.entries.push_back(entry);
     }

@@ -52,7 +52,10 @@ public:
     explicit CrcCapture(EventLoop& loop);
     ~CrcCapture() override;
     // Every captured entry, as it reaches the loop (for CRC events); after the ring took it or not.
-    void set_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener) { m_listener = std::move(listener); }
+    void set_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener)
+    {
+        m_listener = std::move(listener);
+    }
 
     void start(uint32_t output);
     void stop(uint32_t output);

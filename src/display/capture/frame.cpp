@@ -14,7 +14,8 @@ Result<Image> grab(const Output& output)
     image.height = source.rect.height;
     image.pixels.resize(size_t(image.width) * image.height);
     for (uint32_t y = 0; y < image.height; ++y)
-        virtio_gpu::canonical_row(source.pixel(0, y), image.width, source.format, image.pixels.data() + size_t(y) * image.width);
+        virtio_gpu::canonical_row(source.pixel(0, y), image.width, source.format,
+            image.pixels.data() + size_t(y) * image.width);
     return image;
 }
 

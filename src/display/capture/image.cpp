@@ -24,11 +24,13 @@ constexpr uint64_t MAX_SIDE = 16384;
 constexpr uint64_t MAX_PIXELS = uint64_t(1) << 26;
 constexpr size_t MAX_FILE_BYTES = size_t(1) << 30;
 
-Result<void> check_size(const std::string& path, std::string_view kind, uint64_t width, uint64_t height)
+Result<void> check_size(
+    const std::string& path, std::string_view kind, uint64_t width, uint64_t height)
 {
-    if (width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || width * height > MAX_PIXELS)
-        return Error::format("{}: {} size {}x{} is not supported (1x1 up to {}x{} and {} pixels)", path, kind, width,
-            height, MAX_SIDE, MAX_SIDE, MAX_PIXELS);
+    if (width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE
+        || width * height > MAX_PIXELS)
+        return Error::format("{}: {} size {}x{} is not supported (1x1 up to {}x{} and {} pixels)",
+            path, kind, width, height, MAX_SIDE, MAX_SIDE, MAX_PIXELS);
     return {};
 }
 
@@ -37,7 +39,7 @@ Result<std::vector<std::byte>> read_whole(const std::string& path)
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd)
         return Error::from_errno(path);
-    struct stat st {};
+    struct stat st { };
     if (::fstat(fd.get(), &st) < 0)
         return Error::from_errno(path);
     if (S_ISDIR(st.st_mode))
@@ -98,7 +100,8 @@ Result<Image> decode_ppm(std::span<const std::byte> data, const std::string& pat
     uint64_t width = 0, height = 0, maxval = 0;
     if (pos >= data.size() || !is_space(data[pos]))
         return Error::format("{}: malformed PPM header (no whitespace after P6)", path);
-    if (!ppm_number(data, pos, width) || !ppm_number(data, pos, height) || !ppm_number(data, pos, maxval))
+    if (!ppm_number(data, pos, width) || !ppm_number(data, pos, height)
+        || !ppm_number(data, pos, maxval))
         return Error::format("{}: malformed or truncated PPM header", path);
     if (maxval != 255)
         return Error::format("{}: PPM maxval {} is not supported (only 255)", path, maxval);
@@ -109,8 +112,10 @@ Result<Image> decode_ppm(std::span<const std::byte> data, const std::string& pat
     ++pos;
     uint64_t need = width * height * 3;
     if (data.size() - pos < need)
-        return Error::format("{}: PPM raster truncated ({} of {} bytes)", path, data.size() - pos, need);
-    Image image { uint32_t(width), uint32_t(height), std::vector<uint32_t>(size_t(width * height)) };
+        return Error::format(
+            "{}: PPM raster truncated ({} of {} bytes)", path, data.size() - pos, need);
+    Image image { uint32_t(width), uint32_t(height),
+        std::vector<uint32_t>(size_t(width * height)) };
     const auto* p = reinterpret_cast<const uint8_t*>(data.data() + pos);
     for (size_t i = 0; i < image.pixels.size(); ++i, p += 3)
         image.pixels[i] = (uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2];
@@ -149,12 +154,13 @@ void png_warning_callback(png_structp, png_const_charp) { }
 
 // Decodes to 8-bit RGB rows in the buffer that `allocate` provides once the header is known (it
 // returns nullptr to refuse the size).
-using RgbAllocator = uint8_t* (*)(void* context, PngReadState& state, uint32_t width, uint32_t height);
+using RgbAllocator = uint8_t* (*)(void* context, PngReadState& state, uint32_t width,
+    uint32_t height);
 
 bool png_decode(PngReadState& state, RgbAllocator allocate, void* context)
 {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngReadState>,
-        png_warning_callback);
+    png_structp png = png_create_read_struct(
+        PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngReadState>, png_warning_callback);
     if (!png)
         return false;
     png_infop info = png_create_info_struct(png);
@@ -222,7 +228,8 @@ Result<Image> decode_png(std::span<const std::byte> data, const std::string& pat
     if (!png_decode(state, allocate_rgb, &target)) {
         if (!target.refusal.empty())
             return Error { target.refusal, 0 };
-        return Error::format("{}: unreadable PNG: {}", path, state.message[0] ? state.message : "libpng failed");
+        return Error::format(
+            "{}: unreadable PNG: {}", path, state.message[0] ? state.message : "libpng failed");
     }
     Image image = std::move(target.image);
     image.pixels.resize(size_t(image.width) * image.height);
@@ -248,8 +255,8 @@ void png_flush_callback(png_structp) { }
 
 bool png_encode(PngWriteState& state, uint32_t width, uint32_t height, const uint8_t* rgb)
 {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngWriteState>,
-        png_warning_callback);
+    png_structp png = png_create_write_struct(
+        PNG_LIBPNG_VER_STRING, &state, png_error_callback<PngWriteState>, png_warning_callback);
     if (!png)
         return false;
     png_infop info = png_create_info_struct(png);
@@ -260,8 +267,8 @@ bool png_encode(PngWriteState& state, uint32_t width, uint32_t height, const uin
     png_set_write_fn(png, &state, png_write_callback, png_flush_callback);
     // Fast compression: screendumps are taken while the guest runs.
     png_set_compression_level(png, 1);
-    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-        PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+        PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     for (uint32_t y = 0; y < height; ++y)
         png_write_row(png, rgb + size_t(y) * width * 3);
@@ -283,8 +290,10 @@ std::vector<uint8_t> to_rgb(const Image& image)
 
 Result<void> check(const Image& image)
 {
-    if (image.width == 0 || image.height == 0 || image.pixels.size() != size_t(image.width) * image.height)
-        return Error::format("image {}x{} with {} pixels is malformed", image.width, image.height, image.pixels.size());
+    if (image.width == 0 || image.height == 0
+        || image.pixels.size() != size_t(image.width) * image.height)
+        return Error::format("image {}x{} with {} pixels is malformed", image.width, image.height,
+            image.pixels.size());
     return {};
 }
 
@@ -306,7 +315,8 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, const std::stri
 Result<Image> read_image(const std::string& path)
 {
     auto data = TRY(read_whole(path));
-    static constexpr unsigned char png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    static constexpr unsigned char png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
+        '\n' };
     if (data.size() >= 8 && std::memcmp(data.data(), png_signature, 8) == 0)
         return decode_png(data, path);
     if (data.size() >= 2 && char(data[0]) == 'P' && char(data[1]) == '6')
@@ -314,7 +324,8 @@ Result<Image> read_image(const std::string& path)
     if (data.empty())
         return Error::format("{}: empty file", path);
     if (data.size() >= 2 && char(data[0]) == 'P' && char(data[1]) >= '1' && char(data[1]) <= '7')
-        return Error::format("{}: netpbm P{} is not supported (only binary PPM, P6)", path, char(data[1]));
+        return Error::format(
+            "{}: netpbm P{} is not supported (only binary PPM, P6)", path, char(data[1]));
     return Error::format("{}: neither PNG nor binary PPM (P6)", path);
 }
 
@@ -325,7 +336,8 @@ Result<std::vector<std::byte>> encode_png(const Image& image)
     PngWriteState state { &out, {} };
     auto rgb = to_rgb(image);
     if (!png_encode(state, image.width, image.height, rgb.data()))
-        return Error::format("PNG encoding failed: {}", state.message[0] ? state.message : "libpng failed");
+        return Error::format(
+            "PNG encoding failed: {}", state.message[0] ? state.message : "libpng failed");
     return out;
 }
 
@@ -366,8 +378,10 @@ uint32_t image_crc(const Image& image)
     // Row by row, as capture computes a frame; rows are contiguous here, so this is also the CRC
     // of all pixels in one run.
     uint32_t crc = 0;
-    if (image.pixels.size() < size_t(image.width) * image.height) // malformed: never read past the end
-        return image.pixels.empty() ? 0 : crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size());
+    if (image.pixels.size()
+        < size_t(image.width) * image.height) // malformed: never read past the end
+        return image.pixels.empty() ? 0
+                                    : crc::crc32c_xrgb(0, image.pixels.data(), image.pixels.size());
     for (uint32_t y = 0; y < image.height; ++y)
         crc = crc::crc32c_xrgb(crc, image.pixels.data() + size_t(y) * image.width, image.width);
     return crc;

@@ -42,7 +42,8 @@ DisplayChannel::~DisplayChannel()
         m_loop.unwatch(m_watch);
 }
 
-void DisplayChannel::send(GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply)
+void DisplayChannel::send(
+    GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply)
 {
     if (!m_socket.valid())
         return;
@@ -112,7 +113,8 @@ void DisplayChannel::read_replies()
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         if (n <= 0) {
-            close(n == 0 ? "QEMU closed the display socket" : fmt::format("recv: {}", std::strerror(errno)));
+            close(n == 0 ? "QEMU closed the display socket"
+                         : fmt::format("recv: {}", std::strerror(errno)));
             return;
         }
         m_in.insert(m_in.end(), buffer, buffer + n);
@@ -120,15 +122,18 @@ void DisplayChannel::read_replies()
     while (m_in.size() >= sizeof(GpuHeader)) {
         GpuHeader header;
         std::memcpy(&header, m_in.data(), sizeof(header));
-        if (!(header.flags & GPU_FLAG_REPLY) || header.size > GPU_MAX_REPLY || m_pending_replies.empty()) {
-            close(fmt::format("unexpected message {} (flags {:#x}, size {}) from QEMU", header.request, header.flags, header.size));
+        if (!(header.flags & GPU_FLAG_REPLY) || header.size > GPU_MAX_REPLY
+            || m_pending_replies.empty()) {
+            close(fmt::format("unexpected message {} (flags {:#x}, size {}) from QEMU",
+                header.request, header.flags, header.size));
             return;
         }
         if (m_in.size() < sizeof(header) + header.size)
             return;
         auto handler = std::move(m_pending_replies.front());
         m_pending_replies.pop_front();
-        std::vector<std::byte> payload(m_in.begin() + sizeof(header), m_in.begin() + long(sizeof(header) + header.size));
+        std::vector<std::byte> payload(
+            m_in.begin() + sizeof(header), m_in.begin() + long(sizeof(header) + header.size));
         m_in.erase(m_in.begin(), m_in.begin() + long(sizeof(header) + header.size));
         handler(payload);
         if (!m_socket.valid())

@@ -44,7 +44,10 @@ public:
     // Called once when the peer goes away or breaks the protocol.
     void set_closed_callback(std::function<void()> callback) { m_on_closed = std::move(callback); }
     // Called whenever the send queue becomes empty.
-    void set_drained_callback(std::function<void()> callback) { m_on_drained = std::move(callback); }
+    void set_drained_callback(std::function<void()> callback)
+    {
+        m_on_drained = std::move(callback);
+    }
 
     bool open() const { return m_socket.valid(); }
     bool busy() const { return !m_queue.empty(); }

@@ -16,7 +16,8 @@ std::span<const std::byte> bytes_of(const T& value)
 }
 } // namespace
 
-Result<std::unique_ptr<QemuDisplay>> QemuDisplay::create(EventLoop& loop, Fd socket, PacingOptions pacing)
+Result<std::unique_ptr<QemuDisplay>> QemuDisplay::create(
+    EventLoop& loop, Fd socket, PacingOptions pacing)
 {
     std::unique_ptr<QemuDisplay> display(new QemuDisplay(loop, pacing));
     display->m_channel = TRY(DisplayChannel::create(loop, std::move(socket)));
@@ -41,20 +42,22 @@ QemuDisplay::~QemuDisplay()
 
 void QemuDisplay::handshake()
 {
-    m_channel->send(GpuRequest::GetProtocolFeatures, {}, [this](std::span<const std::byte> payload) {
-        uint64_t theirs = 0;
-        if (payload.size() == sizeof(theirs))
-            std::memcpy(&theirs, payload.data(), sizeof(theirs));
-        else
-            VGPU_LOG_WARN("display: GET_PROTOCOL_FEATURES reply of {} bytes", payload.size());
-        uint64_t agreed = theirs & supported_protocol_features;
-        m_protocol_features = agreed;
-        m_channel->send(GpuRequest::SetProtocolFeatures, bytes_of(agreed));
-        VGPU_LOG_INFO("display: QEMU offers protocol features {:#x}, using {:#x}", theirs, agreed);
-        auto waiting = std::move(m_waiting_for_handshake);
-        for (auto& action : waiting)
-            action();
-    });
+    m_channel->send(
+        GpuRequest::GetProtocolFeatures, {}, [this](std::span<const std::byte> payload) {
+            uint64_t theirs = 0;
+            if (payload.size() == sizeof(theirs))
+                std::memcpy(&theirs, payload.data(), sizeof(theirs));
+            else
+                VGPU_LOG_WARN("display: GET_PROTOCOL_FEATURES reply of {} bytes", payload.size());
+            uint64_t agreed = theirs & supported_protocol_features;
+            m_protocol_features = agreed;
+            m_channel->send(GpuRequest::SetProtocolFeatures, bytes_of(agreed));
+            VGPU_LOG_INFO(
+                "display: QEMU offers protocol features {:#x}, using {:#x}", theirs, agreed);
+            auto waiting = std::move(m_waiting_for_handshake);
+            for (auto& action : waiting)
+                action();
+        });
 }
 
 void QemuDisplay::after_handshake(std::function<void()> action)
@@ -75,20 +78,23 @@ void QemuDisplay::on_closed()
 
 // ---- forwarded queries --------------------------------------------------------------------------
 
-void QemuDisplay::send_query(GpuRequest request, std::vector<std::byte> payload, std::function<void(std::span<const std::byte>)> on_reply)
+void QemuDisplay::send_query(GpuRequest request, std::vector<std::byte> payload,
+    std::function<void(std::span<const std::byte>)> on_reply)
 {
     ++m_stats.queries;
     auto query = std::make_shared<Query>();
     query->on_reply = std::move(on_reply);
     m_queries.push_back(query);
-    auto timer = m_loop.add_timer(m_pacing.reply_timeout, std::chrono::nanoseconds(0), [this, query] {
-        query->timer.reset(); // a one-shot timer removes itself
-        if (!query->done) {
-            ++m_stats.query_timeouts;
-            VGPU_LOG_WARN("display: QEMU did not answer in {} ms", m_pacing.reply_timeout.count());
-        }
-        finish_query(query, {});
-    });
+    auto timer = m_loop.add_timer(
+        m_pacing.reply_timeout, std::chrono::nanoseconds(0), [this, query] {
+            query->timer.reset(); // a one-shot timer removes itself
+            if (!query->done) {
+                ++m_stats.query_timeouts;
+                VGPU_LOG_WARN(
+                    "display: QEMU did not answer in {} ms", m_pacing.reply_timeout.count());
+            }
+            finish_query(query, {});
+        });
     if (timer)
         query->timer = *timer;
     after_handshake([this, request, payload = std::move(payload), query] {
@@ -98,11 +104,13 @@ void QemuDisplay::send_query(GpuRequest request, std::vector<std::byte> payload,
         }
         // The reply slot stays in the channel's FIFO even after a timeout, so that a late answer
         // is consumed in order and dropped.
-        m_channel->send(request, payload, [this, query](std::span<const std::byte> reply) { finish_query(query, reply); });
+        m_channel->send(request, payload,
+            [this, query](std::span<const std::byte> reply) { finish_query(query, reply); });
     });
 }
 
-void QemuDisplay::finish_query(const std::shared_ptr<Query>& query, std::span<const std::byte> payload)
+void QemuDisplay::finish_query(
+    const std::shared_ptr<Query>& query, std::span<const std::byte> payload)
 {
     if (query->done)
         return;
@@ -116,20 +124,23 @@ void QemuDisplay::finish_query(const std::shared_ptr<Query>& query, std::span<co
     on_reply(payload);
 }
 
-void QemuDisplay::query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
+void QemuDisplay::query_display_info(
+    std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done)
 {
-    send_query(GpuRequest::GetDisplayInfo, {}, [done = std::move(done)](std::span<const std::byte> reply) {
-        if (reply.size() != sizeof(virtio_gpu::RespDisplayInfo)) {
-            done(std::nullopt);
-            return;
-        }
-        virtio_gpu::RespDisplayInfo info;
-        std::memcpy(&info, reply.data(), sizeof(info));
-        done(info);
-    });
+    send_query(
+        GpuRequest::GetDisplayInfo, {}, [done = std::move(done)](std::span<const std::byte> reply) {
+            if (reply.size() != sizeof(virtio_gpu::RespDisplayInfo)) {
+                done(std::nullopt);
+                return;
+            }
+            virtio_gpu::RespDisplayInfo info;
+            std::memcpy(&info, reply.data(), sizeof(info));
+            done(info);
+        });
 }
 
-void QemuDisplay::query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
+void QemuDisplay::query_edid(
+    uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done)
 {
     if (m_protocol_features && !(*m_protocol_features & (uint64_t(1) << GPU_PF_EDID))) {
         m_loop.post([done = std::move(done)] { done(std::nullopt); });
@@ -137,19 +148,20 @@ void QemuDisplay::query_edid(uint32_t scanout, std::function<void(std::optional<
     }
     GpuEdidRequest request { scanout };
     auto payload = bytes_of(request);
-    send_query(GpuRequest::GetEdid, { payload.begin(), payload.end() }, [done = std::move(done)](std::span<const std::byte> reply) {
-        if (reply.size() != sizeof(virtio_gpu::RespEdid)) {
-            done(std::nullopt);
-            return;
-        }
-        virtio_gpu::RespEdid edid;
-        std::memcpy(&edid, reply.data(), sizeof(edid));
-        if (edid.size > sizeof(edid.edid)) {
-            done(std::nullopt);
-            return;
-        }
-        done(edid);
-    });
+    send_query(GpuRequest::GetEdid, { payload.begin(), payload.end() },
+        [done = std::move(done)](std::span<const std::byte> reply) {
+            if (reply.size() != sizeof(virtio_gpu::RespEdid)) {
+                done(std::nullopt);
+                return;
+            }
+            virtio_gpu::RespEdid edid;
+            std::memcpy(&edid, reply.data(), sizeof(edid));
+            if (edid.size > sizeof(edid.edid)) {
+                done(std::nullopt);
+                return;
+            }
+            done(edid);
+        });
 }
 
 // ---- outputs ------------------------------------------------------------------------------------
@@ -187,7 +199,8 @@ void QemuDisplay::output_damaged(const Output& output, Rect damage)
         damage = output.full();
         link.flipped = false;
     }
-    link.damage = virtio_gpu::rect_union(link.damage, virtio_gpu::rect_intersect(damage, output.full()));
+    link.damage = virtio_gpu::rect_union(
+        link.damage, virtio_gpu::rect_intersect(damage, output.full()));
     schedule();
 }
 

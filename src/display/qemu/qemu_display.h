@@ -42,7 +42,8 @@ struct QemuDisplayStats {
 
 class QemuDisplay final : public DisplaySink {
 public:
-    static Result<std::unique_ptr<QemuDisplay>> create(EventLoop& loop, Fd socket, PacingOptions pacing);
+    static Result<std::unique_ptr<QemuDisplay>> create(
+        EventLoop& loop, Fd socket, PacingOptions pacing);
     ~QemuDisplay() override;
 
     bool open() const { return m_channel && m_channel->open(); }
@@ -52,7 +53,8 @@ public:
     static constexpr uint64_t supported_protocol_features = uint64_t(1) << GPU_PF_EDID;
 
     void query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done);
-    void query_edid(uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done);
+    void query_edid(
+        uint32_t scanout, std::function<void(std::optional<virtio_gpu::RespEdid>)> done);
 
     // A new source is announced (SCANOUT when the size changes) but shown with the output's next
     // flush, as QEMU's own backend does: the guest flushes after every flip, and each UPDATE
@@ -85,7 +87,8 @@ private:
 
     void handshake();
     void after_handshake(std::function<void()> action);
-    void send_query(GpuRequest request, std::vector<std::byte> payload, std::function<void(std::span<const std::byte>)> on_reply);
+    void send_query(GpuRequest request, std::vector<std::byte> payload,
+        std::function<void(std::span<const std::byte>)> on_reply);
     void finish_query(const std::shared_ptr<Query>& query, std::span<const std::byte> payload);
     void schedule();
     void send_updates();

@@ -8,15 +8,18 @@ namespace vgpu::display::qemu {
 
 using virtio_gpu::BYTES_PER_PIXEL;
 
-UpdateMessage::UpdateMessage(uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect)
+UpdateMessage::UpdateMessage(
+    uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect)
     : m_source(std::move(source))
     , m_rect(rect)
 {
     size_t row_bytes = size_t(rect.width) * BYTES_PER_PIXEL;
     // Straight from the resource when the rows are QEMU's layout and back to back in memory.
-    m_direct = virtio_gpu::is_x8r8g8b8_layout(m_source.format.format) && (row_bytes == m_source.stride || rect.height == 1);
+    m_direct = virtio_gpu::is_x8r8g8b8_layout(m_source.format.format)
+        && (row_bytes == m_source.stride || rect.height == 1);
     GpuUpdate update { scanout, rect.x, rect.y, rect.width, rect.height };
-    GpuHeader header { uint32_t(GpuRequest::Update), 0, uint32_t(sizeof(update) + row_bytes * rect.height) };
+    GpuHeader header { uint32_t(GpuRequest::Update), 0,
+        uint32_t(sizeof(update) + row_bytes * rect.height) };
     m_head.resize(sizeof(header) + sizeof(update));
     std::memcpy(m_head.data(), &header, sizeof(header));
     std::memcpy(m_head.data() + sizeof(header), &update, sizeof(update));
@@ -62,16 +65,20 @@ void UpdateMessage::fill_chunk()
     m_chunk_sent = 0;
     if (virtio_gpu::is_x8r8g8b8_layout(m_source.format.format)) {
         for (uint32_t r = 0; r < rows; ++r)
-            std::memcpy(m_chunk.data() + r * row_bytes, m_source.pixel(m_rect.x, m_rect.y + m_next_row + r), row_bytes);
+            std::memcpy(m_chunk.data() + r * row_bytes,
+                m_source.pixel(m_rect.x, m_rect.y + m_next_row + r), row_bytes);
     } else {
         // Convert these rows to x8r8g8b8 with pixman, reading the resource in place.
-        auto* src = pixman_image_create_bits(m_source.format.pixman, int(m_source.resource_width), int(m_source.resource_height),
-            reinterpret_cast<uint32_t*>(const_cast<std::byte*>(m_source.pixels->data())), int(m_source.stride));
+        auto* src = pixman_image_create_bits(m_source.format.pixman, int(m_source.resource_width),
+            int(m_source.resource_height),
+            reinterpret_cast<uint32_t*>(const_cast<std::byte*>(m_source.pixels->data())),
+            int(m_source.stride));
         auto* dst = pixman_image_create_bits(PIXMAN_x8r8g8b8, int(m_rect.width), int(rows),
             reinterpret_cast<uint32_t*>(m_chunk.data()), int(row_bytes));
         if (src && dst)
-            pixman_image_composite32(PIXMAN_OP_SRC, src, nullptr, dst, int(m_source.rect.x + m_rect.x),
-                int(m_source.rect.y + m_rect.y + m_next_row), 0, 0, 0, 0, int(m_rect.width), int(rows));
+            pixman_image_composite32(PIXMAN_OP_SRC, src, nullptr, dst,
+                int(m_source.rect.x + m_rect.x), int(m_source.rect.y + m_rect.y + m_next_row), 0, 0,
+                0, 0, int(m_rect.width), int(rows));
         if (src)
             pixman_image_unref(src);
         if (dst)

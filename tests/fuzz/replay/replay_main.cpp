@@ -40,7 +40,8 @@ int main(int argc, char** argv)
     size_t passed = 0, failed = 0;
     for (const auto& path : files) {
         std::ifstream file(path, std::ios::binary);
-        std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+        std::vector<char> bytes(
+            (std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
         if (!file.good() && !file.eof()) {
             std::fprintf(stderr, "FAILED %s: cannot read\n", path.c_str());
             ++failed;

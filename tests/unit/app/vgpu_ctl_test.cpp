@@ -36,7 +36,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// ---- formatting and parsing ------------------------------------------------------------------------
+// ---- formatting and parsing
+// ------------------------------------------------------------------------
 
 TEST(ParseMode, WidthByHeight_Parsed)
 {
@@ -49,7 +50,8 @@ TEST(ParseMode, WidthByHeight_Parsed)
 
 TEST(ParseMode, Malformed_Refused)
 {
-    for (const char* text : { "", "x", "1280", "1280x", "x800", "12by8", "-1x5", "1280x800x2", "99999999999x1", " 1x1" })
+    for (const char* text : { "", "x", "1280", "1280x", "x800", "12by8", "-1x5", "1280x800x2",
+             "99999999999x1", " 1x1" })
         EXPECT_FALSE(parse_mode(text)) << text;
 }
 
@@ -66,7 +68,8 @@ TEST(Base64Decode, Rfc4648Vectors)
 {
     auto text = [](std::string_view encoded) {
         auto bytes = base64_decode(encoded);
-        return bytes ? std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size()) : std::string("<invalid>");
+        return bytes ? std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size())
+                     : std::string("<invalid>");
     };
     EXPECT_EQ(text(""), "");
     EXPECT_EQ(text("Zg=="), "f");
@@ -91,14 +94,12 @@ const json OUTPUTS = json::parse(R"([
      "frames": 0, "flips": 0, "crc-capture": false}
 ])");
 
-const std::string OUTPUTS_TABLE = "OUTPUT  ENABLED  SIZE      RESOURCE  FORMAT    FRAMES  FLIPS  CRC\n"
-                                  "0       yes      1280x800  7         XRGB8888  42      40     on\n"
-                                  "1       no       0x0       -         -         0       0      off\n";
+const std::string OUTPUTS_TABLE
+    = "OUTPUT  ENABLED  SIZE      RESOURCE  FORMAT    FRAMES  FLIPS  CRC\n"
+      "0       yes      1280x800  7         XRGB8888  42      40     on\n"
+      "1       no       0x0       -         -         0       0      off\n";
 
-TEST(FormatOutputs, Table)
-{
-    EXPECT_EQ(format_outputs(OUTPUTS), OUTPUTS_TABLE);
-}
+TEST(FormatOutputs, Table) { EXPECT_EQ(format_outputs(OUTPUTS), OUTPUTS_TABLE); }
 
 TEST(FormatOutputs, UnexpectedShapes_DoNotThrow)
 {
@@ -127,42 +128,44 @@ const std::string STATS_TEXT = "bytes-copied:         3145728 (3.0 MiB)\n"
                                "flip-latency-us <= 4: 30\n"
                                "flip-latency-us > 4:  2\n";
 
-TEST(FormatStats, CountersThenHistogram)
-{
-    EXPECT_EQ(format_stats(STATS), STATS_TEXT);
-}
+TEST(FormatStats, CountersThenHistogram) { EXPECT_EQ(format_stats(STATS), STATS_TEXT); }
 
 TEST(FormatKeyValues, NestedListsAndSizes)
 {
     auto value = json::parse(R"({"type": "gpu", "features": [], "events": ["FLIP", "CRC"],
         "crc": {"algorithm": "crc32c", "ring": 128}, "max-bytes": 268435456})");
 
-    EXPECT_EQ(format_key_values(value), "crc.algorithm: crc32c\n"
-                                        "crc.ring:      128\n"
-                                        "events:        FLIP, CRC\n"
-                                        "features:      none\n"
-                                        "max-bytes:     268435456 (256.0 MiB)\n"
-                                        "type:          gpu\n");
+    EXPECT_EQ(format_key_values(value),
+        "crc.algorithm: crc32c\n"
+        "crc.ring:      128\n"
+        "events:        FLIP, CRC\n"
+        "features:      none\n"
+        "max-bytes:     268435456 (256.0 MiB)\n"
+        "type:          gpu\n");
     EXPECT_EQ(format_key_values(json::object()), "");
 }
 
 TEST(FormatCrcEntries, OverflowThenLines)
 {
-    auto value = json::parse(R"({"entries": [{"frame": 5, "crc": 2882400001, "line": "0x00000005 0xabcdef01"},
+    auto value = json::parse(
+        R"({"entries": [{"frame": 5, "crc": 2882400001, "line": "0x00000005 0xabcdef01"},
         {"frame": 6, "crc": 16}], "overflow": 3})");
 
-    EXPECT_EQ(format_crc_entries(value), "overflow 3\n0x00000005 0xabcdef01\n0x00000006 0x00000010\n");
+    EXPECT_EQ(
+        format_crc_entries(value), "overflow 3\n0x00000005 0xabcdef01\n0x00000006 0x00000010\n");
     EXPECT_EQ(format_crc_entries(value, 5), "0x00000006 0x00000010\n");
 }
 
 TEST(FormatVersion, PackageOrNumbers)
 {
-    EXPECT_EQ(format_version(json::parse(R"({"major": 0, "minor": 1, "micro": 0, "package": "vgpu-display 0.1.0"})")),
+    EXPECT_EQ(format_version(json::parse(
+                  R"({"major": 0, "minor": 1, "micro": 0, "package": "vgpu-display 0.1.0"})")),
         "vgpu-display 0.1.0\n");
     EXPECT_EQ(format_version(json::parse(R"({"major": 1, "minor": 2, "micro": 3})")), "1.2.3\n");
 }
 
-// ---- running the binary --------------------------------------------------------------------------
+// ---- running the binary
+// --------------------------------------------------------------------------
 
 std::string slurp(const std::string& path)
 {
@@ -172,7 +175,10 @@ std::string slurp(const std::string& path)
     return s.str();
 }
 
-size_t count_lines(const std::string& text) { return size_t(std::count(text.begin(), text.end(), '\n')); }
+size_t count_lines(const std::string& text)
+{
+    return size_t(std::count(text.begin(), text.end(), '\n'));
+}
 
 struct Finished {
     int code = -1;
@@ -183,15 +189,18 @@ struct Finished {
 // vgpu-ctl running in the background, its stdout and stderr going to files.
 class Child {
 public:
-    Child(const std::string& dir, std::vector<std::string> args, const std::vector<std::string>& env)
+    Child(
+        const std::string& dir, std::vector<std::string> args, const std::vector<std::string>& env)
         : m_out(dir + "/stdout")
         , m_err(dir + "/stderr")
     {
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, m_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, m_err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addopen(
+            &actions, STDOUT_FILENO, m_out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addopen(
+            &actions, STDERR_FILENO, m_err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         args.insert(args.begin(), VGPU_CTL_BINARY);
         std::vector<char*> argv;
         for (auto& a : args)
@@ -207,7 +216,8 @@ public:
         for (auto& e : environment)
             envp.push_back(e.data());
         envp.push_back(nullptr);
-        int rc = ::posix_spawn(&m_pid, VGPU_CTL_BINARY, &actions, nullptr, argv.data(), envp.data());
+        int rc = ::posix_spawn(
+            &m_pid, VGPU_CTL_BINARY, &actions, nullptr, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&actions);
         if (rc != 0)
             m_pid = -1;
@@ -256,8 +266,9 @@ private:
 class FakeServer {
 public:
     using Handler = std::function<std::vector<std::string>(const json& request)>;
-    static constexpr const char* GREETING = R"({"QMP": {"version": {"vgpu-display": {"major": 0, "minor": 1, "micro": 0}, )"
-                                            R"("package": "vgpu-display 0.1.0"}, "capabilities": ["events"]}})";
+    static constexpr const char* GREETING
+        = R"({"QMP": {"version": {"vgpu-display": {"major": 0, "minor": 1, "micro": 0}, )"
+          R"("package": "vgpu-display 0.1.0"}, "capabilities": ["events"]}})";
 
     FakeServer(const std::string& path, Handler handler, std::string greeting = GREETING)
         : m_path(path)
@@ -268,7 +279,8 @@ public:
         sockaddr_un address {};
         address.sun_family = AF_UNIX;
         std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-        if (::bind(m_listen.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 || ::listen(m_listen.get(), 4) < 0)
+        if (::bind(m_listen.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0
+            || ::listen(m_listen.get(), 4) < 0)
             ADD_FAILURE() << "cannot listen on " << path << ": " << std::strerror(errno);
         m_thread = std::thread([this] { serve(); });
     }
@@ -298,7 +310,8 @@ public:
             message["id"] = request["id"];
         return message.dump();
     }
-    static std::string error(const json& request, const std::string& error_class, const std::string& desc)
+    static std::string error(
+        const json& request, const std::string& error_class, const std::string& desc)
     {
         json message = { { "error", { { "class", error_class }, { "desc", desc } } } };
         if (request.contains("id"))
@@ -342,7 +355,8 @@ private:
                 continue;
             }
             in.append(buffer, size_t(n));
-            for (auto newline = in.find('\n'); newline != std::string::npos; newline = in.find('\n')) {
+            for (auto newline = in.find('\n'); newline != std::string::npos;
+                 newline = in.find('\n')) {
                 auto request = json::parse(in.substr(0, newline), nullptr, false);
                 in.erase(0, newline + 1);
                 {
@@ -385,15 +399,23 @@ std::vector<std::string> canned(const json& request)
     if (name == "query-stats")
         return { FakeServer::reply(request, STATS) };
     if (name == "query-version")
-        return { FakeServer::reply(request, { { "major", 0 }, { "minor", 1 }, { "micro", 0 }, { "package", "vgpu-display 0.1.0" } }) };
+        return { FakeServer::reply(request,
+            { { "major", 0 }, { "minor", 1 }, { "micro", 0 },
+                { "package", "vgpu-display 0.1.0" } }) };
     if (name == "output-add")
         return { FakeServer::reply(request, { { "output", 1 } }) };
     if (name == "crc-read")
-        return { FakeServer::reply(request, json::parse(R"({"entries": [{"frame": 9, "crc": 1, "line": "0x00000009 0x00000001"}],
-                                                           "lines": "overflow 2\n0x00000009 0x00000001\n", "overflow": 2})")) };
-    if (name == "crc-start" || name == "subscribe" || name == "output-remove" || name == "output-resize")
+        return {
+            FakeServer::reply(request,
+                json::parse(
+                    R"({"entries": [{"frame": 9, "crc": 1, "line": "0x00000009 0x00000001"}],
+                                                           "lines": "overflow 2\n0x00000009 0x00000001\n", "overflow": 2})"))
+        };
+    if (name == "crc-start" || name == "subscribe" || name == "output-remove"
+        || name == "output-resize")
         return { FakeServer::reply(request, json::object()) };
-    return { FakeServer::error(request, "CommandNotFound", "The command " + name + " has not been found") };
+    return { FakeServer::error(
+        request, "CommandNotFound", "The command " + name + " has not been found") };
 }
 
 class VgpuCtlTest : public ::testing::Test {
@@ -417,7 +439,8 @@ protected:
     }
     std::string write_image(const std::string& name, const display::capture::Image& image)
     {
-        auto bytes = name.ends_with(".png") ? display::capture::encode_png(image) : display::capture::encode_ppm(image);
+        auto bytes = name.ends_with(".png") ? display::capture::encode_png(image)
+                                            : display::capture::encode_ppm(image);
         EXPECT_TRUE(bytes);
         EXPECT_TRUE(display::capture::write_file(m_dir + "/" + name, *bytes));
         return m_dir + "/" + name;
@@ -435,7 +458,8 @@ display::capture::Image test_image()
     return image;
 }
 
-// ---- crc-file --------------------------------------------------------------------------------------
+// ---- crc-file
+// --------------------------------------------------------------------------------------
 
 TEST_F(VgpuCtlTest, CrcFile_PngAndPpm_SameValueAsImageCrc)
 {
@@ -461,7 +485,9 @@ TEST_F(VgpuCtlTest, CrcFile_Json_WidthHeightCrc)
     auto result = run({ "crc-file", png, "--json" });
 
     EXPECT_EQ(result.code, 0);
-    EXPECT_EQ(json::parse(result.out), (json { { "width", 31 }, { "height", 17 }, { "crc", display::capture::image_crc(image) } }));
+    EXPECT_EQ(json::parse(result.out),
+        (json {
+            { "width", 31 }, { "height", 17 }, { "crc", display::capture::image_crc(image) } }));
 }
 
 TEST_F(VgpuCtlTest, CrcFile_Garbage_Exit1OneLine)
@@ -496,7 +522,8 @@ TEST_F(VgpuCtlTest, CrcFile_Missing_Exit1)
     EXPECT_EQ(result.err, "vgpu-ctl: " + m_dir + "/missing.ppm: No such file or directory\n");
 }
 
-// ---- bad command lines, no server --------------------------------------------------------------------
+// ---- bad command lines, no server
+// --------------------------------------------------------------------
 
 TEST_F(VgpuCtlTest, BadCommandLines_Exit2WithOneLine)
 {
@@ -554,7 +581,8 @@ TEST_F(VgpuCtlTest, NoServerAtPath_Exit3)
     auto result = ctl({ "outputs" });
 
     EXPECT_EQ(result.code, 3);
-    EXPECT_EQ(result.err, "vgpu-ctl: cannot connect to " + m_socket + ": No such file or directory\n");
+    EXPECT_EQ(
+        result.err, "vgpu-ctl: cannot connect to " + m_socket + ": No such file or directory\n");
 }
 
 TEST_F(VgpuCtlTest, StaleSocketFile_Exit3)
@@ -573,7 +601,8 @@ TEST_F(VgpuCtlTest, StaleSocketFile_Exit3)
     EXPECT_EQ(result.err, "vgpu-ctl: cannot connect to " + m_socket + ": Connection refused\n");
 }
 
-// ---- against a fake server ----------------------------------------------------------------------------
+// ---- against a fake server
+// ----------------------------------------------------------------------------
 
 TEST_F(VgpuCtlTest, Outputs_Human_Table)
 {
@@ -623,7 +652,8 @@ TEST_F(VgpuCtlTest, ControlFromEnvironment)
 TEST_F(VgpuCtlTest, ErrorReply_Exit1ClassAndDescOnStderr)
 {
     FakeServer server(m_socket, [](const json& request) {
-        return std::vector<std::string> { FakeServer::error(request, "DeviceNotActive", "output 3 is disabled") };
+        return std::vector<std::string> { FakeServer::error(
+            request, "DeviceNotActive", "output 3 is disabled") };
     });
 
     auto result = ctl({ "crc-start", "3" });
@@ -641,7 +671,8 @@ TEST_F(VgpuCtlTest, Reply_MatchedById_StaleRepliesAndEventsSkipped)
         json stale = { { "return", json::array() }, { "id", "somebody-else" } };
         json no_id = { { "error", { { "class", "GenericError" }, { "desc", "bad JSON" } } } };
         json event = { { "event", "FLIP" }, { "data", { { "output", 0 }, { "frame", 1 } } } };
-        return std::vector<std::string> { stale.dump(), no_id.dump(), event.dump(), canned(request)[0] };
+        return std::vector<std::string> { stale.dump(), no_id.dump(), event.dump(),
+            canned(request)[0] };
     });
 
     auto result = ctl({ "outputs" });
@@ -657,12 +688,14 @@ TEST_F(VgpuCtlTest, GreetingNotQmp_Exit3)
     auto result = ctl({ "outputs" });
 
     EXPECT_EQ(result.code, 3);
-    EXPECT_EQ(result.err, "vgpu-ctl: protocol error: " + m_socket + " sent a line that is not JSON\n");
+    EXPECT_EQ(
+        result.err, "vgpu-ctl: protocol error: " + m_socket + " sent a line that is not JSON\n");
 }
 
 TEST_F(VgpuCtlTest, ServerHangsUpInsteadOfReplying_Exit3)
 {
-    FakeServer server(m_socket, [](const json&) { return std::vector<std::string> { FakeServer::CLOSE }; });
+    FakeServer server(
+        m_socket, [](const json&) { return std::vector<std::string> { FakeServer::CLOSE }; });
 
     auto result = ctl({ "outputs" });
 
@@ -698,7 +731,8 @@ TEST_F(VgpuCtlTest, OutputAdd_SendsModePrintsIndex)
 
     EXPECT_EQ(result.code, 0) << result.err;
     EXPECT_EQ(result.out, "output 1\n");
-    EXPECT_EQ(server.requests().at(0)["arguments"], (json { { "width", 1024 }, { "height", 768 } }));
+    EXPECT_EQ(
+        server.requests().at(0)["arguments"], (json { { "width", 1024 }, { "height", 768 } }));
 }
 
 TEST_F(VgpuCtlTest, Screendump_SendsAbsolutePath)
@@ -706,14 +740,16 @@ TEST_F(VgpuCtlTest, Screendump_SendsAbsolutePath)
     FakeServer server(m_socket, [](const json& request) {
         const auto& a = request["arguments"];
         return std::vector<std::string> { FakeServer::reply(request,
-            { { "filename", a["filename"] }, { "width", 640 }, { "height", 480 }, { "format", a["format"] } }) };
+            { { "filename", a["filename"] }, { "width", 640 }, { "height", 480 },
+                { "format", a["format"] } }) };
     });
 
     auto result = ctl({ "screendump", "1", "shots/../Shot.PNG" });
 
     EXPECT_EQ(result.code, 0) << result.err;
     auto cwd = std::filesystem::current_path().string();
-    EXPECT_EQ(server.requests().at(0)["arguments"], (json { { "output", 1 }, { "format", "png" }, { "filename", cwd + "/Shot.PNG" } }));
+    EXPECT_EQ(server.requests().at(0)["arguments"],
+        (json { { "output", 1 }, { "format", "png" }, { "filename", cwd + "/Shot.PNG" } }));
     EXPECT_EQ(result.out, cwd + "/Shot.PNG: 640x480 png\n");
 }
 
@@ -721,7 +757,8 @@ TEST_F(VgpuCtlTest, ScreendumpInline_WritesTheDecodedFileHere)
 {
     auto image = test_image();
     auto ppm = *display::capture::encode_ppm(image);
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static constexpr char alphabet[]
+        = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string base64;
     for (size_t i = 0; i < ppm.size(); i += 3) {
         uint32_t chunk = uint32_t(ppm[i]) << 16;
@@ -743,12 +780,14 @@ TEST_F(VgpuCtlTest, ScreendumpInline_WritesTheDecodedFileHere)
     auto result = ctl({ "screendump", "0", file, "--inline", "--json" });
 
     EXPECT_EQ(result.code, 0) << result.err;
-    EXPECT_EQ(server.requests().at(0)["arguments"], (json { { "output", 0 }, { "format", "ppm" } }));
+    EXPECT_EQ(
+        server.requests().at(0)["arguments"], (json { { "output", 0 }, { "format", "ppm" } }));
     auto read = display::capture::read_image(file);
     ASSERT_TRUE(read) << read.error().message;
     EXPECT_EQ(read->pixels, image.pixels);
     EXPECT_EQ(json::parse(result.out),
-        (json { { "width", 31 }, { "height", 17 }, { "format", "ppm" }, { "filename", file }, { "bytes", ppm.size() } }));
+        (json { { "width", 31 }, { "height", 17 }, { "format", "ppm" }, { "filename", file },
+            { "bytes", ppm.size() } }));
 }
 
 TEST_F(VgpuCtlTest, Raw_KeepsItsIdPrintsTheReply)
@@ -766,10 +805,13 @@ TEST_F(VgpuCtlTest, Raw_KeepsItsIdPrintsTheReply)
     EXPECT_EQ(failed.err, "vgpu-ctl: CommandNotFound: The command nonsense has not been found\n");
 }
 
-std::string crc_event(uint32_t output, uint64_t frame, uint32_t crc, std::optional<uint64_t> dropped = std::nullopt)
+std::string crc_event(
+    uint32_t output, uint64_t frame, uint32_t crc, std::optional<uint64_t> dropped = std::nullopt)
 {
     json event = { { "event", "CRC" },
-        { "data", { { "output", output }, { "frame", frame }, { "crc", crc }, { "line", display::capture::drm_crc_line(frame, crc) } } },
+        { "data",
+            { { "output", output }, { "frame", frame }, { "crc", crc },
+                { "line", display::capture::drm_crc_line(frame, crc) } } },
         { "timestamp", { { "seconds", 1 }, { "microseconds", 2 } } } };
     if (dropped)
         event["dropped"] = *dropped;
@@ -781,13 +823,16 @@ TEST_F(VgpuCtlTest, CrcFollow_PrintsEventsUntilSigint_ThenStopsAndPrintsTheRest)
     FakeServer server(m_socket, [](const json& request) {
         std::string name = request.value("execute", "");
         if (name == "crc-start")
-            return std::vector<std::string> { FakeServer::reply(request, json::object()), crc_event(0, 1, 0x11),
-                crc_event(1, 1, 0x99), crc_event(0, 2, 0x22, 5), crc_event(0, 3, 0x33) };
+            return std::vector<std::string> { FakeServer::reply(request, json::object()),
+                crc_event(0, 1, 0x11), crc_event(1, 1, 0x99), crc_event(0, 2, 0x22, 5),
+                crc_event(0, 3, 0x33) };
         if (name == "crc-stop") {
             json entries = json::array();
             for (uint64_t frame = 1; frame <= 4; ++frame)
-                entries.push_back({ { "frame", frame }, { "crc", frame * 0x11 }, { "line", display::capture::drm_crc_line(frame, uint32_t(frame * 0x11)) } });
-            return std::vector<std::string> { FakeServer::reply(request, { { "entries", entries }, { "overflow", 0 } }) };
+                entries.push_back({ { "frame", frame }, { "crc", frame * 0x11 },
+                    { "line", display::capture::drm_crc_line(frame, uint32_t(frame * 0x11)) } });
+            return std::vector<std::string> { FakeServer::reply(
+                request, { { "entries", entries }, { "overflow", 0 } }) };
         }
         return canned(request);
     });
@@ -800,9 +845,13 @@ TEST_F(VgpuCtlTest, CrcFollow_PrintsEventsUntilSigint_ThenStopsAndPrintsTheRest)
     auto result = child.wait();
 
     EXPECT_EQ(result.code, 0) << result.err;
-    EXPECT_EQ(result.out, "0x00000001 0x00000011\n0x00000002 0x00000022\n0x00000003 0x00000033\n0x00000004 0x00000044\n");
-    EXPECT_EQ(result.err, "vgpu-ctl: the server dropped 5 events for this client (it read too slowly)\n");
-    EXPECT_EQ(server.commands(), (std::vector<std::string> { "subscribe", "crc-start", "crc-stop" }));
+    EXPECT_EQ(result.out,
+        "0x00000001 0x00000011\n0x00000002 0x00000022\n0x00000003 0x00000033\n0x00000004 "
+        "0x00000044\n");
+    EXPECT_EQ(
+        result.err, "vgpu-ctl: the server dropped 5 events for this client (it read too slowly)\n");
+    EXPECT_EQ(
+        server.commands(), (std::vector<std::string> { "subscribe", "crc-start", "crc-stop" }));
     EXPECT_EQ(server.requests().at(0)["arguments"], (json { { "events", { "CRC" } } }));
 }
 
@@ -811,10 +860,11 @@ TEST_F(VgpuCtlTest, CrcFollowCount_StopsAfterN)
     FakeServer server(m_socket, [](const json& request) {
         std::string name = request.value("execute", "");
         if (name == "crc-start")
-            return std::vector<std::string> { FakeServer::reply(request, json::object()), crc_event(0, 7, 1), crc_event(0, 8, 2),
-                crc_event(0, 9, 3) };
+            return std::vector<std::string> { FakeServer::reply(request, json::object()),
+                crc_event(0, 7, 1), crc_event(0, 8, 2), crc_event(0, 9, 3) };
         if (name == "crc-stop")
-            return std::vector<std::string> { FakeServer::reply(request, { { "entries", json::array() }, { "overflow", 0 } }) };
+            return std::vector<std::string> { FakeServer::reply(
+                request, { { "entries", json::array() }, { "overflow", 0 } }) };
         return canned(request);
     });
 
@@ -823,14 +873,17 @@ TEST_F(VgpuCtlTest, CrcFollowCount_StopsAfterN)
     EXPECT_EQ(result.code, 0) << result.err;
     EXPECT_EQ(count_lines(result.out), 2u);
     EXPECT_EQ(json::parse(result.out.substr(0, result.out.find('\n')))["frame"], 7);
-    EXPECT_EQ(server.commands(), (std::vector<std::string> { "subscribe", "crc-start", "crc-stop" }));
+    EXPECT_EQ(
+        server.commands(), (std::vector<std::string> { "subscribe", "crc-start", "crc-stop" }));
 }
 
 TEST_F(VgpuCtlTest, Events_SubscribesAndPrintsJsonLines)
 {
     FakeServer server(m_socket, [](const json& request) {
-        json flip = { { "event", "FLIP" }, { "data", { { "output", 0 }, { "frame", 3 }, { "resource", 1 } } } };
-        return std::vector<std::string> { FakeServer::reply(request, { { "events", { "FLIP" } } }), flip.dump(), flip.dump() };
+        json flip = { { "event", "FLIP" },
+            { "data", { { "output", 0 }, { "frame", 3 }, { "resource", 1 } } } };
+        return std::vector<std::string> { FakeServer::reply(request, { { "events", { "FLIP" } } }),
+            flip.dump(), flip.dump() };
     });
 
     auto result = ctl({ "events", "flip", "--count", "2" });

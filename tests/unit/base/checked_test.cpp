@@ -78,10 +78,7 @@ TEST(CheckedMul, ByZero_ReturnsZero)
     EXPECT_EQ(*product, 0u);
 }
 
-TEST(RangeWithin, WholeRange_IsWithin)
-{
-    EXPECT_TRUE(range_within<uint64_t>(0, 100, 100));
-}
+TEST(RangeWithin, WholeRange_IsWithin) { EXPECT_TRUE(range_within<uint64_t>(0, 100, 100)); }
 
 TEST(RangeWithin, EndingExactlyAtTotal_IsWithin)
 {
@@ -93,10 +90,7 @@ TEST(RangeWithin, OneBytePastTotal_IsNotWithin)
     EXPECT_FALSE(range_within<uint64_t>(60, 41, 100));
 }
 
-TEST(RangeWithin, EmptyRangeAtTotal_IsWithin)
-{
-    EXPECT_TRUE(range_within<uint64_t>(100, 0, 100));
-}
+TEST(RangeWithin, EmptyRangeAtTotal_IsWithin) { EXPECT_TRUE(range_within<uint64_t>(100, 0, 100)); }
 
 TEST(RangeWithin, OffsetPastTotal_IsNotWithin)
 {
@@ -114,10 +108,7 @@ TEST(RangeWithin, OffsetPlusLengthWrapping_IsNotWithin)
     EXPECT_FALSE(range_within<uint64_t>(16, u64_max - 7, 100));
 }
 
-TEST(RangeWithin, Uint32Wrap_IsNotWithin)
-{
-    EXPECT_FALSE(range_within<uint32_t>(2, u32_max, 16));
-}
+TEST(RangeWithin, Uint32Wrap_IsNotWithin) { EXPECT_FALSE(range_within<uint32_t>(2, u32_max, 16)); }
 
 TEST(RangeWithin, ZeroTotal_OnlyEmptyRangeAtZeroIsWithin)
 {
@@ -148,10 +139,7 @@ TEST(RangesOverlap, DisjointRanges_DoNotOverlap)
     EXPECT_FALSE(ranges_overlap(0, 0x10, uint64_t(4) << 30, 0x10));
 }
 
-TEST(RangesOverlap, IdenticalRanges_Overlap)
-{
-    EXPECT_TRUE(ranges_overlap(0x5000, 1, 0x5000, 1));
-}
+TEST(RangesOverlap, IdenticalRanges_Overlap) { EXPECT_TRUE(ranges_overlap(0x5000, 1, 0x5000, 1)); }
 
 } // namespace
 } // namespace vgpu

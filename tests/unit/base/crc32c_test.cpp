@@ -10,7 +10,10 @@
 namespace vgpu::crc {
 namespace {
 
-std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+std::span<const std::byte> bytes(std::string_view s)
+{
+    return std::as_bytes(std::span(s.data(), s.size()));
+}
 
 // A bit-by-bit reference, independent of the implementation's tables and instructions.
 uint32_t reference(std::span<const std::byte> data)
@@ -44,7 +47,8 @@ TEST(Crc32c, AllLengthsAndAlignments_MatchTheBitwiseReference)
     auto data = random_bytes(5000, 1);
     for (size_t offset : { 0u, 1u, 3u, 7u })
         for (size_t length : { 0u, 1u, 7u, 8u, 9u, 63u, 767u, 768u, 769u, 2048u, 4093u })
-            EXPECT_EQ(crc32c(0, std::span(data).subspan(offset, length)), reference(std::span(data).subspan(offset, length)))
+            EXPECT_EQ(crc32c(0, std::span(data).subspan(offset, length)),
+                reference(std::span(data).subspan(offset, length)))
                 << "offset " << offset << " length " << length;
 }
 
@@ -121,13 +125,15 @@ protected:
     {
         Implementation before = implementation();
         if (!use_implementation(GetParam())) {
-            EXPECT_EQ(implementation(), before) << implementation_name(GetParam()) << " refused but the implementation changed";
+            EXPECT_EQ(implementation(), before)
+                << implementation_name(GetParam()) << " refused but the implementation changed";
             EXPECT_LT(int(before), int(GetParam()));
         }
     }
     void TearDown() override
     {
-        use_implementation(Implementation::Avx512Clmul) || use_implementation(Implementation::Sse42);
+        use_implementation(Implementation::Avx512Clmul)
+            || use_implementation(Implementation::Sse42);
     }
 };
 
@@ -145,7 +151,8 @@ TEST_P(EachImplementation, Blocks_EachEqualsTheBitwiseReference_CopiedOrNot)
                 const uint32_t* src = storage.data() + misalign;
                 std::vector<uint32_t> out(blocks, 0xdeadbeef), out_copied(blocks, 0xdeadbeef);
                 crc32c_xrgb_blocks(src, block, blocks, out.data());
-                copy_crc32c_xrgb_blocks(copy.data() + misalign, src, block, blocks, out_copied.data());
+                copy_crc32c_xrgb_blocks(
+                    copy.data() + misalign, src, block, blocks, out_copied.data());
                 for (size_t b = 0; b < blocks; ++b) {
                     uint32_t expected = canonical_reference(src + b * block, block);
                     EXPECT_EQ(out[b], expected) << block << " x " << blocks << " #" << b;
@@ -161,14 +168,17 @@ TEST_P(EachImplementation, Xrgb_EqualsTheBitwiseReference)
     for (size_t i = 0; i < pixels.size(); ++i)
         pixels[i] = uint32_t(i * 0x85EBCA6Bu);
     for (size_t count : { 0u, 1u, 5u, 200u, 2999u })
-        EXPECT_EQ(crc32c_xrgb(0, pixels.data(), count), canonical_reference(pixels.data(), count)) << count;
+        EXPECT_EQ(crc32c_xrgb(0, pixels.data(), count), canonical_reference(pixels.data(), count))
+            << count;
 }
 
 INSTANTIATE_TEST_SUITE_P(Crc32c, EachImplementation,
     ::testing::Values(Implementation::Table, Implementation::Sse42, Implementation::Avx512Clmul),
     [](const auto& param_info) {
         auto i = param_info.param;
-        return std::string(i == Implementation::Table ? "Table" : i == Implementation::Sse42 ? "Sse42" : "Avx512Clmul");
+        return std::string(i == Implementation::Table ? "Table"
+                : i == Implementation::Sse42          ? "Sse42"
+                                                      : "Avx512Clmul");
     });
 
 } // namespace

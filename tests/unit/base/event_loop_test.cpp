@@ -284,10 +284,7 @@ TEST_F(EventLoopTest, StopFromPostedTask_MakesRunReturn)
     EXPECT_TRUE(loop->stopped());
 }
 
-TEST_F(EventLoopTest, NewLoop_IsNotStopped)
-{
-    EXPECT_FALSE(loop->stopped());
-}
+TEST_F(EventLoopTest, NewLoop_IsNotStopped) { EXPECT_FALSE(loop->stopped()); }
 
 } // namespace
 } // namespace vgpu

@@ -219,7 +219,8 @@ TEST(MemoryMap, MapOfMemfd_HasRequestedSize)
 {
     Fd memfd = make_memfd(size_t(page_size) * 2);
 
-    auto map = MemoryMap::map(memfd.get(), uint64_t(page_size) * 2, 0, MemoryMap::Access::ReadWrite);
+    auto map = MemoryMap::map(
+        memfd.get(), uint64_t(page_size) * 2, 0, MemoryMap::Access::ReadWrite);
 
     ASSERT_TRUE(map.has_value());
     EXPECT_NE(map->data(), nullptr);
@@ -245,7 +246,8 @@ TEST(MemoryMap, PageAlignedOffset_MapsFromThatOffset)
     Fd memfd = make_memfd(size_t(page_size) * 2);
     ASSERT_EQ(::pwrite(memfd.get(), "second", 6, off_t(page_size)), 6);
 
-    auto map = MemoryMap::map(memfd.get(), uint64_t(page_size), uint64_t(page_size), MemoryMap::Access::ReadOnly);
+    auto map = MemoryMap::map(
+        memfd.get(), uint64_t(page_size), uint64_t(page_size), MemoryMap::Access::ReadOnly);
 
     ASSERT_TRUE(map.has_value());
     EXPECT_EQ(std::memcmp(map->data(), "second", 6), 0);

@@ -14,7 +14,8 @@ Result<int> fail_with(std::string_view message) { return Error::format("{}", mes
 Result<void> void_success() { return {}; }
 Result<void> void_failure() { return Error::format("void failed"); }
 
-// TRY users: each records how far it got, so the tests can tell an early return from a fall-through.
+// TRY users: each records how far it got, so the tests can tell an early return from a
+// fall-through.
 Result<int> add_one_with_try(Result<int> (*source)(), bool& reached_end)
 {
     int value = TRY(source());
@@ -179,7 +180,8 @@ TEST(AndThen, OnValue_CallsFunctionWithValue)
 {
     Result<int> result = 20;
 
-    auto chained = result.and_then([](int& v) -> Result<std::string> { return std::to_string(v * 2); });
+    auto chained = result.and_then(
+        [](int& v) -> Result<std::string> { return std::to_string(v * 2); });
 
     ASSERT_TRUE(chained.has_value());
     EXPECT_EQ(*chained, "40");
@@ -204,7 +206,8 @@ TEST(AndThen, FunctionFailing_ReturnsItsError)
 {
     Result<int> result = 1;
 
-    auto chained = result.and_then([](int&) -> Result<int> { return Error::format("second step failed"); });
+    auto chained = result.and_then(
+        [](int&) -> Result<int> { return Error::format("second step failed"); });
 
     ASSERT_FALSE(chained.has_value());
     EXPECT_EQ(chained.error().message, "second step failed");

@@ -35,7 +35,8 @@ protected:
         H = height;
         loop = std::move(*EventLoop::create());
         capture = std::make_unique<CrcCapture>(*loop);
-        pixels = virtio_gpu::PixelStorage::allocate(W, H, W * 4, *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm)));
+        pixels = virtio_gpu::PixelStorage::allocate(
+            W, H, W * 4, *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm)));
         output.index = 0;
         virtio_gpu::ScanoutSource source;
         source.format = pixels->format();

@@ -83,7 +83,8 @@ protected:
     std::string m_dir;
 };
 
-// ---- PNGs in other layouts, written with libpng directly -----------------------------------------
+// ---- PNGs in other layouts, written with libpng directly
+// -----------------------------------------
 
 struct PngSpec {
     uint32_t width = 0;
@@ -108,8 +109,8 @@ bool write_png_file(std::FILE* file, const PngSpec& spec)
         return false;
     }
     png_init_io(png, file);
-    png_set_IHDR(png, info, spec.width, spec.height, spec.bit_depth, spec.color_type, spec.interlace,
-        PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, spec.width, spec.height, spec.bit_depth, spec.color_type,
+        spec.interlace, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (!spec.palette.empty())
         png_set_PLTE(png, info, spec.palette.data(), int(spec.palette.size()));
     if (!spec.trns.empty())
@@ -138,7 +139,8 @@ void write_png(const std::string& path, const PngSpec& spec)
 
 uint32_t rgb(uint32_t r, uint32_t g, uint32_t b) { return (r << 16) | (g << 8) | b; }
 
-// ---- round trips ---------------------------------------------------------------------------------
+// ---- round trips
+// ---------------------------------------------------------------------------------
 
 TEST_F(ImageTest, EncodePng_ReadBack_SamePixels)
 {
@@ -195,11 +197,13 @@ TEST_F(ImageTest, Encode_MalformedImage_Fails)
     EXPECT_FALSE(encode_png(Image {}));
 }
 
-// ---- PNG layouts ---------------------------------------------------------------------------------
+// ---- PNG layouts
+// ---------------------------------------------------------------------------------
 
 TEST_F(ImageTest, ReadPng_Rgba_AlphaIgnored)
 {
-    PngSpec spec { 2, 1, PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE, { 10, 20, 30, 0, 40, 50, 60, 255 }, {}, {} };
+    PngSpec spec { 2, 1, PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE,
+        { 10, 20, 30, 0, 40, 50, 60, 255 }, {}, {} };
     write_png(path("rgba.png"), spec);
 
     auto read = read_image(path("rgba.png"));
@@ -211,7 +215,8 @@ TEST_F(ImageTest, ReadPng_Rgba_AlphaIgnored)
 TEST_F(ImageTest, ReadPng_Rgba16_StrippedTo8Bits)
 {
     // 16-bit samples, little-endian in `data` (the writer swaps): 0x1234 -> 0x12.
-    PngSpec spec { 1, 1, PNG_COLOR_TYPE_RGBA, 16, PNG_INTERLACE_NONE, { 0x34, 0x12, 0x78, 0x56, 0xbc, 0x9a, 0x00, 0x00 }, {}, {} };
+    PngSpec spec { 1, 1, PNG_COLOR_TYPE_RGBA, 16, PNG_INTERLACE_NONE,
+        { 0x34, 0x12, 0x78, 0x56, 0xbc, 0x9a, 0x00, 0x00 }, {}, {} };
     write_png(path("rgba16.png"), spec);
 
     auto read = read_image(path("rgba16.png"));
@@ -233,7 +238,8 @@ TEST_F(ImageTest, ReadPng_Gray8_BecomesRgb)
 
 TEST_F(ImageTest, ReadPng_GrayAlpha_AlphaIgnored)
 {
-    PngSpec spec { 2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, { 7, 0, 200, 99 }, {}, {} };
+    PngSpec spec { 2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, { 7, 0, 200, 99 }, {},
+        {} };
     write_png(path("ga.png"), spec);
 
     auto read = read_image(path("ga.png"));
@@ -245,7 +251,8 @@ TEST_F(ImageTest, ReadPng_GrayAlpha_AlphaIgnored)
 TEST_F(ImageTest, ReadPng_Gray1Bit_ExpandedToFullRange)
 {
     // 10 pixels of 1 bit: 1010110011 -> two bytes, padded.
-    PngSpec spec { 10, 1, PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, { 0b10101100, 0b11000000 }, {}, {} };
+    PngSpec spec { 10, 1, PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, { 0b10101100, 0b11000000 },
+        {}, {} };
     write_png(path("bits.png"), spec);
 
     auto read = read_image(path("bits.png"));
@@ -283,7 +290,8 @@ TEST_F(ImageTest, ReadPng_Interlaced_SameAsPlain)
     EXPECT_EQ(read->pixels, image.pixels);
 }
 
-// ---- PPM headers ---------------------------------------------------------------------------------
+// ---- PPM headers
+// ---------------------------------------------------------------------------------
 
 TEST_F(ImageTest, ReadPpm_CommentsInHeader_Accepted)
 {
@@ -309,7 +317,8 @@ TEST_F(ImageTest, ReadPpm_AsciiP3_FailsAsUnsupported)
     auto read = read_image(write_text("ascii.ppm", "P3\n1 1\n255\n1 2 3\n"));
 
     ASSERT_FALSE(read);
-    EXPECT_NE(read.error().message.find("P3 is not supported"), std::string::npos) << read.error().message;
+    EXPECT_NE(read.error().message.find("P3 is not supported"), std::string::npos)
+        << read.error().message;
 }
 
 TEST_F(ImageTest, ReadPpm_HugeSize_FailsBeforeAllocating)
@@ -317,10 +326,12 @@ TEST_F(ImageTest, ReadPpm_HugeSize_FailsBeforeAllocating)
     auto read = read_image(write_text("huge.ppm", "P6\n100000 100000\n255\n"));
 
     ASSERT_FALSE(read);
-    EXPECT_NE(read.error().message.find("100000x100000"), std::string::npos) << read.error().message;
+    EXPECT_NE(read.error().message.find("100000x100000"), std::string::npos)
+        << read.error().message;
 }
 
-// ---- broken files --------------------------------------------------------------------------------
+// ---- broken files
+// --------------------------------------------------------------------------------
 
 TEST_F(ImageTest, ReadPpm_TruncatedRaster_Fails)
 {
@@ -350,7 +361,8 @@ TEST_F(ImageTest, ReadPng_Truncated_Fails)
     auto read = read_image(write_bytes("short.png", png));
 
     ASSERT_FALSE(read);
-    EXPECT_EQ(read.error().message.rfind(path("short.png") + ": unreadable PNG", 0), 0u) << read.error().message;
+    EXPECT_EQ(read.error().message.rfind(path("short.png") + ": unreadable PNG", 0), 0u)
+        << read.error().message;
 }
 
 TEST_F(ImageTest, ReadPng_CutInsideIend_Fails)
@@ -373,7 +385,8 @@ TEST_F(ImageTest, ReadPng_CorruptedData_Fails)
     auto read = read_image(write_bytes("corrupt.png", png));
 
     ASSERT_FALSE(read);
-    EXPECT_NE(read.error().message.find("unreadable PNG"), std::string::npos) << read.error().message;
+    EXPECT_NE(read.error().message.find("unreadable PNG"), std::string::npos)
+        << read.error().message;
 }
 
 TEST_F(ImageTest, ReadPng_SignatureOnly_Fails)
@@ -416,7 +429,8 @@ TEST_F(ImageTest, Read_Directory_Fails)
     EXPECT_EQ(read.error().message, m_dir + ": is a directory");
 }
 
-// ---- write_file ----------------------------------------------------------------------------------
+// ---- write_file
+// ----------------------------------------------------------------------------------
 
 TEST_F(ImageTest, WriteFile_Replaces_LeavesNoTemporary)
 {
@@ -436,10 +450,12 @@ TEST_F(ImageTest, WriteFile_MissingDirectory_FailsNamingThePath)
     auto written = write_file(path("no/such/dir/out.png"), bytes);
 
     ASSERT_FALSE(written);
-    EXPECT_NE(written.error().message.find("no/such/dir/out.png.tmp"), std::string::npos) << written.error().message;
+    EXPECT_NE(written.error().message.find("no/such/dir/out.png.tmp"), std::string::npos)
+        << written.error().message;
 }
 
-// ---- CRC -----------------------------------------------------------------------------------------
+// ---- CRC
+// -----------------------------------------------------------------------------------------
 
 TEST(ImageCrc, EqualsBitwiseReferenceOverCanonicalBytes)
 {

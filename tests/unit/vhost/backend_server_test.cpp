@@ -55,7 +55,10 @@ public:
         acked_features = features;
         ++acked_calls;
     }
-    void process_queue(virtio::SplitQueue&, const virtio::GuestMemory&) override { ++process_calls; }
+    void process_queue(virtio::SplitQueue&, const virtio::GuestMemory&) override
+    {
+        ++process_calls;
+    }
     void reset() override { ++resets; }
 
     // The device side of a display hotplug.
@@ -119,10 +122,12 @@ protected:
             ASSERT_TRUE(loop->run_once(0ms).has_value());
     }
 
-    void send(Request request, std::span<const std::byte> payload = {}, std::span<const int> fds = {},
-        uint32_t extra_flags = 0)
+    void send(Request request, std::span<const std::byte> payload = {},
+        std::span<const int> fds = {}, uint32_t extra_flags = 0)
     {
-        frontend->send_raw(Header { uint32_t(request), VERSION | extra_flags, uint32_t(payload.size()) }, payload, fds);
+        frontend->send_raw(
+            Header { uint32_t(request), VERSION | extra_flags, uint32_t(payload.size()) }, payload,
+            fds);
         pump();
     }
     void send_u64(Request request, uint64_t value, uint32_t extra_flags = 0)
@@ -139,7 +144,10 @@ protected:
             return std::nullopt;
         return u64_of(*answer);
     }
-    void set_protocol_features(uint64_t features) { send_u64(Request::SetProtocolFeatures, features); }
+    void set_protocol_features(uint64_t features)
+    {
+        send_u64(Request::SetProtocolFeatures, features);
+    }
     // Hands the backend one end of a new socketpair as its backend channel; returns our end.
     Fd set_backend_channel()
     {
@@ -197,7 +205,8 @@ TEST_F(BackendServerTest, SetFeatures_OnlyOfferedBits_MasksNothing)
 
 TEST_F(BackendServerTest, SetFeatures_DeviceReceivesOnlyOfferedDeviceBits)
 {
-    uint64_t acked = bit(0) | bit(1) | bit(3) | bit(virtio::F_VERSION_1) | bit(virtio::F_RING_EVENT_IDX);
+    uint64_t acked = bit(0) | bit(1) | bit(3) | bit(virtio::F_VERSION_1)
+        | bit(virtio::F_RING_EVENT_IDX);
 
     send_u64(Request::SetFeatures, acked);
 
@@ -212,17 +221,19 @@ TEST_F(BackendServerTest, GetProtocolFeatures_Default_OffersConfigureMemSlots)
 
     ASSERT_TRUE(features.has_value());
     EXPECT_EQ(*features,
-        bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) | bit(PF_RESET_DEVICE) | bit(PF_STATUS)
-            | bit(PF_CONFIGURE_MEM_SLOTS));
+        bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) | bit(PF_RESET_DEVICE)
+            | bit(PF_STATUS) | bit(PF_CONFIGURE_MEM_SLOTS));
 }
 
-TEST_F(BackendServerWithoutMemSlotsTest, GetProtocolFeatures_WithoutOption_DoesNotOfferConfigureMemSlots)
+TEST_F(BackendServerWithoutMemSlotsTest,
+    GetProtocolFeatures_WithoutOption_DoesNotOfferConfigureMemSlots)
 {
     auto features = get_u64(Request::GetProtocolFeatures);
 
     ASSERT_TRUE(features.has_value());
     EXPECT_EQ(*features,
-        bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) | bit(PF_RESET_DEVICE) | bit(PF_STATUS));
+        bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) | bit(PF_RESET_DEVICE)
+            | bit(PF_STATUS));
 }
 
 TEST_F(BackendServerTest, GetQueueNum_IsTheDeviceQueueCount)
@@ -284,7 +295,8 @@ TEST_F(BackendServerTest, ConfigChanged_WithBackendReqAndConfig_SendsConfigChang
     device.trigger_config_changed();
 
     Header header {};
-    ASSERT_EQ(::recv(channel.get(), &header, sizeof(header), MSG_DONTWAIT), ssize_t(sizeof(header)));
+    ASSERT_EQ(
+        ::recv(channel.get(), &header, sizeof(header), MSG_DONTWAIT), ssize_t(sizeof(header)));
     EXPECT_EQ(header.request, uint32_t(BackendRequest::ConfigChangeMsg));
     EXPECT_EQ(header.flags, VERSION);
     EXPECT_EQ(header.size, 0u);
@@ -312,7 +324,8 @@ TEST_F(BackendServerTest, SetBackendReqFd_WithoutBackendReqFeature_Fails)
 
     EXPECT_EQ(server->stats().failed_requests, 1u);
     Header header {};
-    EXPECT_EQ(::recv(channel.get(), &header, sizeof(header), MSG_DONTWAIT), 0) << "the unused fd must be closed";
+    EXPECT_EQ(::recv(channel.get(), &header, sizeof(header), MSG_DONTWAIT), 0)
+        << "the unused fd must be closed";
 }
 
 // ---- config ---------------------------------------------------------------------------------
@@ -368,7 +381,8 @@ TEST_F(BackendServerTest, SetConfig_ReachesDevice)
 
 TEST_F(BackendServerTest, SetStatusThenGetStatus_RoundTrips)
 {
-    uint64_t status = virtio::STATUS_ACKNOWLEDGE | virtio::STATUS_DRIVER | virtio::STATUS_FEATURES_OK;
+    uint64_t status = virtio::STATUS_ACKNOWLEDGE | virtio::STATUS_DRIVER
+        | virtio::STATUS_FEATURES_OK;
 
     send_u64(Request::SetStatus, status);
     auto read_back = get_u64(Request::GetStatus);

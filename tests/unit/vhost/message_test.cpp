@@ -27,7 +27,8 @@ Header header_for(Request request, size_t payload_size)
     return Header { uint32_t(request), VERSION, uint32_t(payload_size) };
 }
 
-Result<DecodedRequest> decode(Request request, std::span<const std::byte> payload = {}, size_t fds = 0)
+Result<DecodedRequest> decode(
+    Request request, std::span<const std::byte> payload = {}, size_t fds = 0)
 {
     return decode_request(header_for(request, payload.size()), payload, fds);
 }
@@ -55,14 +56,16 @@ std::vector<std::byte> mem_table(uint32_t nregions, size_t regions_in_payload)
 {
     std::vector<std::byte> payload = bytes_of(MemoryTableHeader { nregions, 0 });
     for (size_t i = 0; i < regions_in_payload; ++i) {
-        MemoryRegion region { 0x100000 * (i + 1), 0x1000 * (i + 1), 0x7f0000000000 + 0x100000 * i, 0x2000 * i };
+        MemoryRegion region { 0x100000 * (i + 1), 0x1000 * (i + 1), 0x7f0000000000 + 0x100000 * i,
+            0x2000 * i };
         auto bytes = bytes_of(region);
         payload.insert(payload.end(), bytes.begin(), bytes.end());
     }
     return payload;
 }
 
-std::vector<std::byte> config_payload(uint32_t offset, uint32_t size, uint32_t flags, size_t data_bytes)
+std::vector<std::byte> config_payload(
+    uint32_t offset, uint32_t size, uint32_t flags, size_t data_bytes)
 {
     std::vector<std::byte> payload = bytes_of(ConfigHeader { offset, size, flags });
     for (size_t i = 0; i < data_bytes; ++i)
@@ -629,14 +632,16 @@ TEST(DecodeRequest, GetConfig_HeaderPlusBuffer_DecodesFields)
 
 TEST(DecodeRequest, GetConfig_MaxSize_Decodes)
 {
-    auto result = decode(Request::GetConfig, config_payload(0, MAX_CONFIG_SIZE, 0, MAX_CONFIG_SIZE));
+    auto result = decode(
+        Request::GetConfig, config_payload(0, MAX_CONFIG_SIZE, 0, MAX_CONFIG_SIZE));
 
     EXPECT_NE(as<req::GetConfig>(result), nullptr);
 }
 
 TEST(DecodeRequest, GetConfig_SizeOver256_Fails)
 {
-    auto result = decode(Request::GetConfig, config_payload(0, MAX_CONFIG_SIZE + 1, 0, MAX_CONFIG_SIZE + 1));
+    auto result = decode(
+        Request::GetConfig, config_payload(0, MAX_CONFIG_SIZE + 1, 0, MAX_CONFIG_SIZE + 1));
 
     ASSERT_FALSE(result.has_value());
     EXPECT_THAT(result.error().message, HasSubstr("GET_CONFIG"));
@@ -665,7 +670,8 @@ TEST(DecodeRequest, SetConfig_HeaderPlusData_DecodesData)
     ASSERT_NE(request, nullptr);
     EXPECT_EQ(request->offset, 4u);
     EXPECT_EQ(request->flags, 0u);
-    EXPECT_EQ(request->data, (std::vector<std::byte> { std::byte(1), std::byte(2), std::byte(3), std::byte(4) }));
+    EXPECT_EQ(request->data,
+        (std::vector<std::byte> { std::byte(1), std::byte(2), std::byte(3), std::byte(4) }));
 }
 
 TEST(DecodeRequest, SetConfig_DataShorterThanSize_Fails)
@@ -707,8 +713,8 @@ TEST(DecodeRequest, VringKick_IsNotSupported)
 
 TEST(DecodeRequest, OtherUnofferedRequests_AreNotSupported)
 {
-    for (auto request : { Request::SetLogFd, Request::SendRarp, Request::NetSetMtu, Request::IotlbMsg,
-             Request::SetVringEndian, Request::SetInflightFd })
+    for (auto request : { Request::SetLogFd, Request::SendRarp, Request::NetSetMtu,
+             Request::IotlbMsg, Request::SetVringEndian, Request::SetInflightFd })
         EXPECT_FALSE(decode(request, zeros(8), 0).has_value()) << request_name(uint32_t(request));
 }
 
@@ -733,15 +739,17 @@ TEST(RequestName, KnownAndUnknownIds_AreNamed)
 
 TEST(HasMandatoryReply, GetRequests_Need)
 {
-    for (auto request : { Request::GetFeatures, Request::GetProtocolFeatures, Request::GetVringBase, Request::GetConfig,
-             Request::GetQueueNum, Request::GetMaxMemSlots, Request::GetStatus, Request::GetInflightFd })
+    for (auto request : { Request::GetFeatures, Request::GetProtocolFeatures, Request::GetVringBase,
+             Request::GetConfig, Request::GetQueueNum, Request::GetMaxMemSlots, Request::GetStatus,
+             Request::GetInflightFd })
         EXPECT_TRUE(has_mandatory_reply(uint32_t(request))) << request_name(uint32_t(request));
 }
 
 TEST(HasMandatoryReply, SetRequestsAndUnknown_DoNotNeed)
 {
-    for (auto request : { Request::SetFeatures, Request::SetOwner, Request::SetMemTable, Request::SetVringKick,
-             Request::SetConfig, Request::AddMemReg, Request::SetStatus, Request::ResetDevice })
+    for (auto request :
+        { Request::SetFeatures, Request::SetOwner, Request::SetMemTable, Request::SetVringKick,
+            Request::SetConfig, Request::AddMemReg, Request::SetStatus, Request::ResetDevice })
         EXPECT_FALSE(has_mandatory_reply(uint32_t(request))) << request_name(uint32_t(request));
     EXPECT_FALSE(has_mandatory_reply(1000));
 }

@@ -26,7 +26,8 @@ Fd make_memfd(uint64_t size)
 
 void pwrite_bytes(const Fd& fd, uint64_t offset, const char* text)
 {
-    ASSERT_EQ(::pwrite(fd.get(), text, std::strlen(text), off_t(offset)), ssize_t(std::strlen(text)));
+    ASSERT_EQ(
+        ::pwrite(fd.get(), text, std::strlen(text), off_t(offset)), ssize_t(std::strlen(text)));
 }
 
 std::string pread_bytes(const Fd& fd, uint64_t offset, size_t length)
@@ -96,7 +97,8 @@ TEST_F(GuestMemoryTest, AddRegion_OverlappingGuestPhysicalRange_FailsAndChangesN
     ASSERT_TRUE(memory.add_region(region_a, memfd).has_value());
     uint64_t generation = memory.generation();
     RegionDescription overlapping = region_b;
-    overlapping.guest_phys_addr = region_a.guest_phys_addr + region_a.memory_size - 1; // shares one byte
+    overlapping.guest_phys_addr = region_a.guest_phys_addr + region_a.memory_size
+        - 1; // shares one byte
 
     auto result = memory.add_region(overlapping, memfd);
 
@@ -126,7 +128,8 @@ TEST_F(GuestMemoryTest, AddRegion_OverlappingFrontendAddressRange_Fails)
     auto result = memory.add_region(overlapping, memfd);
 
     ASSERT_FALSE(result.has_value());
-    EXPECT_NE(result.error().message.find("frontend address"), std::string::npos) << result.error().message;
+    EXPECT_NE(result.error().message.find("frontend address"), std::string::npos)
+        << result.error().message;
     EXPECT_EQ(memory.region_count(), 1u);
 }
 
@@ -169,7 +172,8 @@ TEST_F(GuestMemoryTest, AddRegion_FileShorterThanRegion_Fails)
     auto result = memory.add_region(region_a, short_file); // wants 4 pages
 
     ASSERT_FALSE(result.has_value());
-    EXPECT_NE(result.error().message.find("exceeds the file"), std::string::npos) << result.error().message;
+    EXPECT_NE(result.error().message.find("exceeds the file"), std::string::npos)
+        << result.error().message;
     EXPECT_EQ(memory.region_count(), 0u);
 }
 
@@ -195,10 +199,13 @@ TEST_F(GuestMemoryTest, AddRegion_TableFull_FailsAtMaxRegions)
 {
     Fd big = make_memfd((GuestMemory::max_regions + 1) * page);
     for (uint64_t i = 0; i < GuestMemory::max_regions; ++i)
-        ASSERT_TRUE(memory.add_region({ i * 0x100000, page, 0x70000000 + i * 0x100000, i * page }, big).has_value());
+        ASSERT_TRUE(
+            memory.add_region({ i * 0x100000, page, 0x70000000 + i * 0x100000, i * page }, big)
+                .has_value());
     uint64_t n = GuestMemory::max_regions;
 
-    auto result = memory.add_region({ n * 0x100000, page, 0x70000000 + n * 0x100000, n * page }, big);
+    auto result = memory.add_region(
+        { n * 0x100000, page, 0x70000000 + n * 0x100000, n * page }, big);
 
     ASSERT_FALSE(result.has_value());
     EXPECT_NE(result.error().message.find("full"), std::string::npos) << result.error().message;
@@ -476,7 +483,8 @@ TEST_F(TranslateTest, Read_InRange_CopiesGuestBytes)
 {
     char out[11] {};
 
-    auto result = memory.read(region_a.guest_phys_addr + 0x10, std::as_writable_bytes(std::span(out)));
+    auto result = memory.read(
+        region_a.guest_phys_addr + 0x10, std::as_writable_bytes(std::span(out)));
 
     ASSERT_TRUE(result.has_value());
     EXPECT_EQ(std::string(out, 11), "in region a");
@@ -486,7 +494,8 @@ TEST_F(TranslateTest, Read_StraddlingRegionEnd_FailsAndLeavesBufferAlone)
 {
     char out[8] = { 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x' };
 
-    auto result = memory.read(region_a.guest_phys_addr + region_a.memory_size - 4, std::as_writable_bytes(std::span(out)));
+    auto result = memory.read(region_a.guest_phys_addr + region_a.memory_size - 4,
+        std::as_writable_bytes(std::span(out)));
 
     EXPECT_FALSE(result.has_value());
     EXPECT_EQ(std::string(out, 8), "xxxxxxxx");

@@ -20,7 +20,10 @@ std::string as_string(std::span<const std::byte> bytes)
     return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-std::span<const std::byte> text(const char* s) { return std::as_bytes(std::span(s, std::strlen(s))); }
+std::span<const std::byte> text(const char* s)
+{
+    return std::as_bytes(std::span(s, std::strlen(s)));
+}
 
 class ReaderWriterTest : public ::testing::Test {
 protected:

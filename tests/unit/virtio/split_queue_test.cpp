@@ -31,8 +31,8 @@ protected:
 
     Result<void> set_ring_addresses(SplitQueue& q)
     {
-        return q.set_addresses(ram.frontend_va(driver.desc_gpa()), ram.frontend_va(driver.avail_gpa()),
-            ram.frontend_va(driver.used_gpa()));
+        return q.set_addresses(ram.frontend_va(driver.desc_gpa()),
+            ram.frontend_va(driver.avail_gpa()), ram.frontend_va(driver.used_gpa()));
     }
 
     void start() { ASSERT_TRUE(queue.start(memory).has_value()); }
@@ -54,7 +54,10 @@ protected:
     uint64_t buffer(uint64_t size = 64) { return ram.alloc(size); }
     std::optional<UsedElement> used() { return driver.wait_used(std::chrono::milliseconds(0)); }
     // The driver's used_event (EVENT_IDX), written where the device reads it.
-    void set_used_event(uint16_t value) { ram.put<uint16_t>(driver.avail_gpa() + 4 + 2 * uint64_t(queue_size), value); }
+    void set_used_event(uint16_t value)
+    {
+        ram.put<uint16_t>(driver.avail_gpa() + 4 + 2 * uint64_t(queue_size), value);
+    }
     void set_avail_flags(uint16_t flags) { ram.put<uint16_t>(driver.avail_gpa(), flags); }
     // Pops one chain and completes it with `written` bytes.
     void pop_and_push(uint32_t written = 0)
@@ -210,7 +213,10 @@ TEST_F(SplitQueueTest, Start_UsedRingStraddlingRegionEnd_Fails)
 {
     // 6 + 8 * 8 = 70 bytes of used ring starting 64 bytes before the end of low memory.
     uint64_t used_va = ram.frontend_va(ram.low_size() - 64);
-    ASSERT_TRUE(queue.set_addresses(ram.frontend_va(driver.desc_gpa()), ram.frontend_va(driver.avail_gpa()), used_va).has_value());
+    ASSERT_TRUE(queue
+                    .set_addresses(ram.frontend_va(driver.desc_gpa()),
+                        ram.frontend_va(driver.avail_gpa()), used_va)
+                    .has_value());
 
     auto result = queue.start(memory);
 
@@ -222,7 +228,10 @@ TEST_F(SplitQueueTest, Start_DescriptorTableLargerThanRemainingMemory_Fails)
 {
     // The table of 8 descriptors needs 128 bytes; only 112 are left in the region.
     uint64_t desc_va = ram.frontend_va(ram.low_size() - 112);
-    ASSERT_TRUE(queue.set_addresses(desc_va, ram.frontend_va(driver.avail_gpa()), ram.frontend_va(driver.used_gpa())).has_value());
+    ASSERT_TRUE(queue
+                    .set_addresses(desc_va, ram.frontend_va(driver.avail_gpa()),
+                        ram.frontend_va(driver.used_gpa()))
+                    .has_value());
 
     auto result = queue.start(memory);
 
@@ -528,7 +537,8 @@ TEST_F(SplitQueueTest, Pop_LoopInsideIndirectTable_IsMalformed)
 TEST_F(SplitQueueTest, Pop_BufferOutsideGuestMemory_IsMalformed)
 {
     start();
-    uint16_t head = driver.add({ { ram.low_size() + 0x1000, 16, false } }); // in the hole below 4 GiB
+    uint16_t head = driver.add(
+        { { ram.low_size() + 0x1000, 16, false } }); // in the hole below 4 GiB
 
     expect_malformed(head);
 }

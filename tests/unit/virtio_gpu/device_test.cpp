@@ -35,11 +35,13 @@ constexpr uint32_t OK_NODATA = uint32_t(CtrlType::OkNodata);
 
 testing::AssertionResult same_rect(const Rect& actual, const Rect& expected)
 {
-    if (actual.x == expected.x && actual.y == expected.y && actual.width == expected.width && actual.height == expected.height)
+    if (actual.x == expected.x && actual.y == expected.y && actual.width == expected.width
+        && actual.height == expected.height)
         return testing::AssertionSuccess();
-    return testing::AssertionFailure() << "rect " << actual.width << "x" << actual.height << "+" << actual.x << "+" << actual.y
-                                       << ", expected " << expected.width << "x" << expected.height << "+" << expected.x << "+"
-                                       << expected.y;
+    return testing::AssertionFailure()
+        << "rect " << actual.width << "x" << actual.height << "+" << actual.x << "+" << actual.y
+        << ", expected " << expected.width << "x" << expected.height << "+" << expected.x << "+"
+        << expected.y;
 }
 
 // Bytes that differ from their neighbours and do not repeat with any row length we use.
@@ -58,7 +60,8 @@ std::vector<std::byte> bytes_of(const T& value)
     return { bytes.begin(), bytes.end() };
 }
 
-CtrlHdr header(CtrlType type, uint32_t flags = 0, uint64_t fence = 0, uint32_t ctx = 0, uint8_t ring = 0)
+CtrlHdr header(
+    CtrlType type, uint32_t flags = 0, uint64_t fence = 0, uint32_t ctx = 0, uint8_t ring = 0)
 {
     CtrlHdr h {};
     h.type = uint32_t(type);
@@ -119,12 +122,19 @@ public:
     {
         scanout_sets.push_back({ scanout, std::move(source) });
     }
-    void scanout_damaged(uint32_t scanout, Rect damage) override { damages.push_back({ scanout, damage }); }
-    void cursor_set(uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y) override
+    void scanout_damaged(uint32_t scanout, Rect damage) override
+    {
+        damages.push_back({ scanout, damage });
+    }
+    void cursor_set(
+        uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y) override
     {
         cursor_sets.push_back({ scanout, std::move(image), x, y });
     }
-    void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override { cursor_moves.push_back({ scanout, x, y }); }
+    void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override
+    {
+        cursor_moves.push_back({ scanout, x, y });
+    }
     bool pixels_will_change(const PixelStorage& pixels) override
     {
         // What the pixels held when the device announced the change: the first pixel.
@@ -179,8 +189,9 @@ protected:
     void start(virtio::SplitQueue& queue, DriverQueue& driver)
     {
         ASSERT_TRUE(queue.set_size(queue_size).has_value());
-        ASSERT_TRUE(queue.set_addresses(ram.frontend_va(driver.desc_gpa()), ram.frontend_va(driver.avail_gpa()),
-                             ram.frontend_va(driver.used_gpa()))
+        ASSERT_TRUE(queue
+                        .set_addresses(ram.frontend_va(driver.desc_gpa()),
+                            ram.frontend_va(driver.avail_gpa()), ram.frontend_va(driver.used_gpa()))
                         .has_value());
         auto call = driver.call().dup();
         ASSERT_TRUE(call.has_value());
@@ -202,13 +213,15 @@ protected:
     };
     // Puts a command in guest RAM behind a writable response buffer (filled with 0xee so that
     // unwritten bytes show); the device does not run yet.
-    Submitted queue_bytes(std::span<const std::byte> command, uint32_t response_size = sizeof(CtrlHdr))
+    Submitted queue_bytes(
+        std::span<const std::byte> command, uint32_t response_size = sizeof(CtrlHdr))
     {
         uint64_t request = ram.alloc(command.size());
         ram.write(request, command);
         uint64_t response = ram.alloc(response_size);
         std::memset(ram.host(response), 0xee, response_size);
-        uint16_t head = control_driver.add({ { request, uint32_t(command.size()), false }, { response, response_size, true } });
+        uint16_t head = control_driver.add(
+            { { request, uint32_t(command.size()), false }, { response, response_size, true } });
         return { head, response };
     }
     template <typename T>
@@ -230,7 +243,8 @@ protected:
         ram.read(submitted.response_gpa, response);
         return response;
     }
-    std::vector<std::byte> round_trip_bytes(std::span<const std::byte> command, uint32_t response_size = sizeof(CtrlHdr))
+    std::vector<std::byte> round_trip_bytes(
+        std::span<const std::byte> command, uint32_t response_size = sizeof(CtrlHdr))
     {
         auto submitted = queue_bytes(command, response_size);
         run_control();
@@ -276,7 +290,10 @@ protected:
         std::memcpy(&h, response.data(), std::min(response.size(), sizeof(h)));
         return h.type;
     }
-    uint32_t attach(uint32_t id, const std::vector<MemEntry>& entries) { return attach(id, entries, uint32_t(entries.size())); }
+    uint32_t attach(uint32_t id, const std::vector<MemEntry>& entries)
+    {
+        return attach(id, entries, uint32_t(entries.size()));
+    }
     uint32_t detach(uint32_t id)
     {
         ResourceDetachBacking c {};
@@ -325,7 +342,8 @@ protected:
         return gpa;
     }
     // Creates a resource whose single-entry backing holds `content` (width * height * 4 bytes).
-    void create_with_backing(uint32_t id, uint32_t width, uint32_t height, std::span<const std::byte> content, uint32_t format = XRGB)
+    void create_with_backing(uint32_t id, uint32_t width, uint32_t height,
+        std::span<const std::byte> content, uint32_t format = XRGB)
     {
         ASSERT_EQ(create_2d(id, width, height, format), OK_NODATA);
         uint64_t gpa = guest_buffer(content);
@@ -351,7 +369,8 @@ protected:
         EXPECT_EQ(used->id, head);
         EXPECT_EQ(used->length, 0u) << "the cursor queue has no response";
     }
-    void update_cursor(uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y)
+    void update_cursor(
+        uint32_t scanout, uint32_t id, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y)
     {
         UpdateCursor c {};
         c.hdr = header(CtrlType::UpdateCursor);
@@ -409,7 +428,8 @@ TEST(GpuDeviceConfig, DisplayEvent_IsRaisedAndClearedThroughEventsClear)
     device.raise_display_event();
     EXPECT_EQ(read_whole_config(device).events_read, EVENT_DISPLAY);
     uint32_t clear = EVENT_DISPLAY;
-    auto result = device.write_config(offsetof(Config, events_clear), std::as_bytes(std::span(&clear, 1)));
+    auto result = device.write_config(
+        offsetof(Config, events_clear), std::as_bytes(std::span(&clear, 1)));
 
     ASSERT_TRUE(result.has_value());
     EXPECT_EQ(read_whole_config(device).events_read, 0u);
@@ -421,7 +441,8 @@ TEST(GpuDeviceConfig, WriteOutsideEventsClear_Fails)
     Device device(DeviceOptions {});
     uint32_t value = 16;
 
-    auto result = device.write_config(offsetof(Config, num_scanouts), std::as_bytes(std::span(&value, 1)));
+    auto result = device.write_config(
+        offsetof(Config, num_scanouts), std::as_bytes(std::span(&value, 1)));
 
     EXPECT_FALSE(result.has_value());
     EXPECT_EQ(read_whole_config(device).num_scanouts, 1u);
@@ -517,7 +538,6 @@ TEST_F(GpuDeviceTest, Transfer_WholeResource_CopiesTheBackingExactly)
     EXPECT_EQ(device->stats().bytes_transferred, content.size());
 }
 
-
 TEST_F(GpuDeviceTest, Transfer_AnnouncesTheChangeBeforeOverwritingThePixels)
 {
     // A sink that still has to read the old frame (a pending CRC) is told before the copy.
@@ -597,7 +617,8 @@ TEST_F(GpuDeviceTest, Transfer_SubRectangleAtItsOwnOffset_CopiesOnlyThatRectangl
             bool inside = x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
             for (uint32_t b = 0; b < 4; ++b) {
                 size_t at = size_t(y) * stride + x * 4 + b;
-                ASSERT_EQ(shown[at], inside ? content[at] : std::byte { 0 }) << "pixel " << x << "," << y;
+                ASSERT_EQ(shown[at], inside ? content[at] : std::byte { 0 })
+                    << "pixel " << x << "," << y;
             }
         }
     }
@@ -616,7 +637,9 @@ TEST_F(GpuDeviceTest, Transfer_OffsetIsWhereRowZeroStarts_IndependentOfTheRectan
     auto shown = shown_pixels();
     for (uint32_t h = 0; h < 4; ++h)
         for (uint32_t k = 0; k < 5 * 4; ++k)
-            ASSERT_EQ(shown[size_t(2 + h) * stride + 3 * 4 + k], content[8 + size_t(h) * stride + k]) << "row " << h << " byte " << k;
+            ASSERT_EQ(
+                shown[size_t(2 + h) * stride + 3 * 4 + k], content[8 + size_t(h) * stride + k])
+                << "row " << h << " byte " << k;
     EXPECT_EQ(shown[size_t(2) * stride + 2 * 4], std::byte { 0 }); // left of the rectangle
     EXPECT_EQ(shown[size_t(2) * stride + 8 * 4], std::byte { 0 }); // right of it
 }
@@ -667,7 +690,8 @@ TEST_F(GpuDeviceTest, Transfer_RectangleOutsideTheResource_AnswersErrInvalidPara
     EXPECT_EQ(transfer(1, Rect { 0, 0, 65, 48 }), uint32_t(CtrlType::ErrInvalidParameter));
     EXPECT_EQ(transfer(1, Rect { 0, 1, 64, 48 }), uint32_t(CtrlType::ErrInvalidParameter));
     EXPECT_EQ(transfer(1, Rect { 65, 0, 0, 0 }), uint32_t(CtrlType::ErrInvalidParameter));
-    EXPECT_EQ(transfer(1, Rect { 0xFFFFFFF0, 0, 0x20, 1 }), uint32_t(CtrlType::ErrInvalidParameter)); // x + w wraps
+    EXPECT_EQ(transfer(1, Rect { 0xFFFFFFF0, 0, 0x20, 1 }),
+        uint32_t(CtrlType::ErrInvalidParameter)); // x + w wraps
     EXPECT_EQ(transfer(1, Rect { 64, 48, 0, 0 }), OK_NODATA); // empty, at the corner
 }
 
@@ -677,9 +701,12 @@ TEST_F(GpuDeviceTest, AttachBacking_HostileEntries_AnswerAsQemu)
     uint64_t gpa = ram.alloc(1024);
 
     EXPECT_EQ(attach(1, { { 0x10000000, 1024, 0 } }), uint32_t(CtrlType::ErrUnspec)); // outside RAM
-    EXPECT_EQ(attach(1, { { ram.low_size() - 512, 1024, 0 } }), uint32_t(CtrlType::ErrUnspec)); // runs off the end
-    EXPECT_EQ(attach(1, { { gpa, 512, 0 }, { gpa, 0, 0 } }), uint32_t(CtrlType::ErrUnspec)); // empty entry
-    EXPECT_EQ(attach(1, { { gpa, 1024, 0 } }, 2), uint32_t(CtrlType::ErrUnspec)); // more than the buffer holds
+    EXPECT_EQ(attach(1, { { ram.low_size() - 512, 1024, 0 } }),
+        uint32_t(CtrlType::ErrUnspec)); // runs off the end
+    EXPECT_EQ(attach(1, { { gpa, 512, 0 }, { gpa, 0, 0 } }),
+        uint32_t(CtrlType::ErrUnspec)); // empty entry
+    EXPECT_EQ(attach(1, { { gpa, 1024, 0 } }, 2),
+        uint32_t(CtrlType::ErrUnspec)); // more than the buffer holds
     EXPECT_EQ(attach(1, {}, MAX_BACKING_ENTRIES + 1), uint32_t(CtrlType::ErrUnspec));
     // QEMU looks the resource up first.
     EXPECT_EQ(attach(7, {}, MAX_BACKING_ENTRIES + 1), uint32_t(CtrlType::ErrInvalidResourceId));
@@ -815,11 +842,14 @@ TEST_F(GpuDeviceTest, SetScanout_BadRequests_AnswerAsQemu)
     create_with_backing(1, 64, 48, pattern(64 * 48 * 4, 13));
     ASSERT_EQ(create_2d(2, 64, 48), OK_NODATA);
 
-    EXPECT_EQ(set_scanout(1, 1, Rect { 0, 0, 64, 48 }), uint32_t(CtrlType::ErrInvalidScanoutId)); // one output
+    EXPECT_EQ(set_scanout(1, 1, Rect { 0, 0, 64, 48 }),
+        uint32_t(CtrlType::ErrInvalidScanoutId)); // one output
     EXPECT_EQ(set_scanout(0, 3, Rect { 0, 0, 64, 48 }), uint32_t(CtrlType::ErrInvalidResourceId));
-    EXPECT_EQ(set_scanout(0, 2, Rect { 0, 0, 64, 48 }), uint32_t(CtrlType::ErrUnspec)); // no backing
+    EXPECT_EQ(
+        set_scanout(0, 2, Rect { 0, 0, 64, 48 }), uint32_t(CtrlType::ErrUnspec)); // no backing
     EXPECT_EQ(set_scanout(0, 1, Rect { 0, 0, 65, 48 }), uint32_t(CtrlType::ErrInvalidParameter));
-    EXPECT_EQ(set_scanout(0, 1, Rect { 0xFFFFFFF0, 0, 0x20, 48 }), uint32_t(CtrlType::ErrInvalidParameter));
+    EXPECT_EQ(set_scanout(0, 1, Rect { 0xFFFFFFF0, 0, 0x20, 48 }),
+        uint32_t(CtrlType::ErrInvalidParameter));
     EXPECT_EQ(set_scanout(0, 1, Rect { 0, 0, 15, 48 }), uint32_t(CtrlType::ErrInvalidParameter));
     EXPECT_EQ(set_scanout(0, 1, Rect { 0, 0, 64, 15 }), uint32_t(CtrlType::ErrInvalidParameter));
     EXPECT_EQ(set_scanout(0, 1, Rect { 48, 32, 16, 16 }), OK_NODATA);
@@ -844,7 +874,8 @@ TEST_F(GpuDeviceTest, GetDisplayInfo_WithoutQemuDisplay_AnswersOurOutputs)
 {
     make_device(DeviceOptions { { { 1024, 768 }, { 800, 600 } } });
 
-    auto response = round_trip_bytes(bytes_of(header(CtrlType::GetDisplayInfo)), sizeof(RespDisplayInfo));
+    auto response = round_trip_bytes(
+        bytes_of(header(CtrlType::GetDisplayInfo)), sizeof(RespDisplayInfo));
 
     ASSERT_EQ(response.size(), sizeof(RespDisplayInfo));
     RespDisplayInfo info;
@@ -983,7 +1014,8 @@ TEST_F(GpuDeviceTest, Reset_WhileAQueryIsParked_DropsTheLateAnswer)
     EXPECT_EQ(control_driver.used_idx(), 0u);
     EXPECT_FALSE(control_driver.used_pending());
     EXPECT_EQ(host.detach_calls, 1);
-    EXPECT_EQ(host.display_info_queries, 1) << "the queue behind the parked query ran after the reset";
+    EXPECT_EQ(host.display_info_queries, 1)
+        << "the queue behind the parked query ran after the reset";
 }
 
 TEST_F(GpuDeviceTest, GetEdid_Forwarded_AnswersQemusBlobAndAllowsSixteenScanouts)
@@ -1157,7 +1189,8 @@ TEST_F(GpuDeviceTest, UpdateCursor_R8G8B8A8_IsConvertedToArgb)
     const auto& argb = host.cursor_sets[0].image->argb;
     for (size_t i = 0; i < 64 * 64; ++i) {
         auto channel = [&](size_t k) { return uint32_t(content[i * 4 + k]); };
-        uint32_t expected = channel(3) << 24 | channel(0) << 16 | channel(1) << 8 | channel(2); // R, G, B, A in memory
+        uint32_t expected = channel(3) << 24 | channel(0) << 16 | channel(1) << 8
+            | channel(2); // R, G, B, A in memory
         ASSERT_EQ(argb[i], expected) << "pixel " << i;
     }
 }

@@ -19,8 +19,8 @@ namespace vgpu::virtio_gpu {
 // Names the parameter in gtest's messages instead of dumping its bytes.
 void PrintTo(const EdidInfo& info, std::ostream* out)
 {
-    *out << info.width << "x" << info.height << "@" << info.refresh_hz << " " << info.width_mm << "x"
-         << info.height_mm << " mm, name \"" << info.name << "\", serial " << info.serial;
+    *out << info.width << "x" << info.height << "@" << info.refresh_hz << " " << info.width_mm
+         << "x" << info.height_mm << " mm, name \"" << info.name << "\", serial " << info.serial;
 }
 
 namespace {
@@ -38,7 +38,8 @@ struct DecodedTiming {
 
     double refresh_hz() const
     {
-        return pixel_clock_10khz * 10'000.0 / (double(h_active + h_blank) * double(v_active + v_blank));
+        return pixel_clock_10khz * 10'000.0
+            / (double(h_active + h_blank) * double(v_active + v_blank));
     }
 };
 
@@ -79,7 +80,10 @@ std::vector<uint8_t> build_or_fail(const EdidInfo& info)
     return edid.has_value() ? *edid : std::vector<uint8_t>(EDID_BLOCK_SIZE);
 }
 
-unsigned byte_sum(const std::vector<uint8_t>& edid) { return std::accumulate(edid.begin(), edid.end(), 0u); }
+unsigned byte_sum(const std::vector<uint8_t>& edid)
+{
+    return std::accumulate(edid.begin(), edid.end(), 0u);
+}
 
 // ---- fixed fields -------------------------------------------------------------------------------
 
@@ -112,8 +116,8 @@ TEST(BuildEdid, ManufacturerId_DecodesToVgd)
     auto edid = build_or_fail({ .width = 1024, .height = 768 });
 
     uint16_t code = static_cast<uint16_t>(edid[8] << 8 | edid[9]);
-    std::string letters { char('A' - 1 + ((code >> 10) & 0x1F)), char('A' - 1 + ((code >> 5) & 0x1F)),
-        char('A' - 1 + (code & 0x1F)) };
+    std::string letters { char('A' - 1 + ((code >> 10) & 0x1F)),
+        char('A' - 1 + ((code >> 5) & 0x1F)), char('A' - 1 + (code & 0x1F)) };
     EXPECT_EQ(code & 0x8000, 0);
     EXPECT_EQ(letters, "VGD");
 }
@@ -261,15 +265,16 @@ TEST(BuildEdid, ShortName_IsPaddedWithSpacesAfterNewline)
 {
     auto edid = build_or_fail({ .width = 1024, .height = 768, .name = "abc" });
 
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13),
-        "abc\n         ");
+    EXPECT_EQ(
+        std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13), "abc\n         ");
 }
 
 TEST(BuildEdid, ThirteenCharacterName_HasNoNewline)
 {
     auto edid = build_or_fail({ .width = 1024, .height = 768, .name = "0123456789abc" });
 
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13), "0123456789abc");
+    EXPECT_EQ(
+        std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13), "0123456789abc");
 }
 
 TEST(BuildEdid, LongName_IsCutToThirteenCharacters)
@@ -283,7 +288,8 @@ TEST(BuildEdid, NameCutBeforeSpace_DropsTrailingSpaces)
 {
     auto edid = build_or_fail({ .width = 1024, .height = 768, .name = "vgpu display output" });
 
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13), "vgpu display\n");
+    EXPECT_EQ(
+        std::string(reinterpret_cast<const char*>(descriptor(edid, 1) + 5), 13), "vgpu display\n");
 }
 
 TEST(BuildEdid, EmptyName_ReturnsError)
@@ -366,10 +372,14 @@ TEST(BuildEdid, PreferredTiming1920x1080_MatchesCvtReducedBlanking)
 
 TEST(BuildEdid, PreferredTiming_UsesAspectRatioVsyncWidths)
 {
-    EXPECT_EQ(decode_timing(descriptor(build_or_fail({ .width = 1024, .height = 768 }), 0)).v_sync, 4u);
-    EXPECT_EQ(decode_timing(descriptor(build_or_fail({ .width = 1280, .height = 800 }), 0)).v_sync, 6u);
-    EXPECT_EQ(decode_timing(descriptor(build_or_fail({ .width = 1280, .height = 1024 }), 0)).v_sync, 7u);
-    EXPECT_EQ(decode_timing(descriptor(build_or_fail({ .width = 1366, .height = 768 }), 0)).v_sync, 10u);
+    EXPECT_EQ(
+        decode_timing(descriptor(build_or_fail({ .width = 1024, .height = 768 }), 0)).v_sync, 4u);
+    EXPECT_EQ(
+        decode_timing(descriptor(build_or_fail({ .width = 1280, .height = 800 }), 0)).v_sync, 6u);
+    EXPECT_EQ(
+        decode_timing(descriptor(build_or_fail({ .width = 1280, .height = 1024 }), 0)).v_sync, 7u);
+    EXPECT_EQ(
+        decode_timing(descriptor(build_or_fail({ .width = 1366, .height = 768 }), 0)).v_sync, 10u);
 }
 
 TEST(BuildEdid, VerticalBlanking_LastsAtLeast460Microseconds)
@@ -402,7 +412,8 @@ TEST_P(BuildEdidMode, PreferredTiming_DecodesToRequestedSizeAndRefresh)
 {
     const Mode mode = GetParam();
 
-    auto edid = build_or_fail({ .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
+    auto edid = build_or_fail(
+        { .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
 
     ASSERT_EQ(edid.size(), 128u);
     EXPECT_EQ(byte_sum(edid) % 256, 0u);
@@ -417,7 +428,8 @@ TEST_P(BuildEdidMode, RefreshRate_IsNotBelowRequest)
 {
     const Mode mode = GetParam();
 
-    auto edid = build_or_fail({ .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
+    auto edid = build_or_fail(
+        { .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
 
     EXPECT_GE(decode_timing(descriptor(edid, 0)).refresh_hz(), mode.refresh_hz);
 }
@@ -426,7 +438,8 @@ TEST_P(BuildEdidMode, RangeLimits_ContainPreferredTiming)
 {
     const Mode mode = GetParam();
 
-    auto edid = build_or_fail({ .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
+    auto edid = build_or_fail(
+        { .width = mode.width, .height = mode.height, .refresh_hz = mode.refresh_hz });
 
     auto timing = decode_timing(descriptor(edid, 0));
     const uint8_t* range = descriptor(edid, 2);
@@ -547,7 +560,8 @@ CommandOutput edid_decode_check(const std::vector<uint8_t>& edid)
     std::string path = ::testing::TempDir() + "vgpu-edid-" + std::to_string(getpid()) + ".bin";
     {
         std::ofstream file(path, std::ios::binary);
-        file.write(reinterpret_cast<const char*>(edid.data()), static_cast<std::streamsize>(edid.size()));
+        file.write(
+            reinterpret_cast<const char*>(edid.data()), static_cast<std::streamsize>(edid.size()));
         if (!file.good())
             return { -1, "cannot write " + path };
     }
@@ -586,10 +600,12 @@ TEST(EdidDecodeConformance, SmallScreen_EdidDecodeCheckReportsNoFailures)
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, EdidDecodeConformance,
-    ::testing::Values(EdidInfo { .width = 640, .height = 480 }, EdidInfo { .width = 1024, .height = 768 },
-        EdidInfo { .width = 1280, .height = 800 }, EdidInfo { .width = 1366, .height = 768 },
+    ::testing::Values(EdidInfo { .width = 640, .height = 480 },
+        EdidInfo { .width = 1024, .height = 768 }, EdidInfo { .width = 1280, .height = 800 },
+        EdidInfo { .width = 1366, .height = 768 },
         EdidInfo { .width = 801, .height = 601, .serial = 7 },
-        EdidInfo { .width = 1920, .height = 1080, .width_mm = 598, .height_mm = 336, .serial = 123456 },
+        EdidInfo {
+            .width = 1920, .height = 1080, .width_mm = 598, .height_mm = 336, .serial = 123456 },
         EdidInfo { .width = 2560, .height = 1600, .refresh_hz = 120 },
         EdidInfo { .width = 3840, .height = 2160 },
         EdidInfo { .width = 4095, .height = 4095, .refresh_hz = 30 },

@@ -16,11 +16,13 @@ uint32_t fresh_crc(const PixelStorage& p, const Rect& r)
     uint32_t crc = 0;
     for (uint32_t y = r.y; y < r.y + r.height; ++y)
         for (uint32_t x = r.x; x < r.x + r.width; ++x)
-            crc = canonical_row_crc(crc, p.data() + size_t(y) * p.stride() + size_t(x) * 4, 1, p.format());
+            crc = canonical_row_crc(
+                crc, p.data() + size_t(y) * p.stride() + size_t(x) * 4, 1, p.format());
     return crc;
 }
 
-std::shared_ptr<PixelStorage> make(uint32_t width, uint32_t height, Format format = Format::B8G8R8X8Unorm)
+std::shared_ptr<PixelStorage> make(
+    uint32_t width, uint32_t height, Format format = Format::B8G8R8X8Unorm)
 {
     return PixelStorage::allocate(width, height, width * 4, *format_info(uint32_t(format)));
 }
@@ -54,7 +56,9 @@ TEST(PixelStorageCrc, RandomChangesAndRectangles_MatchACrcFromScratch)
         for (int step = 0; step < 200; ++step) {
             SCOPED_TRACE(step);
             // Whole rows now and then (a full-width transfer), else any rectangle.
-            Rect change = step % 5 == 0 ? Rect { 0, uint32_t(rng() % 40), 300, uint32_t(1 + rng() % 3) } : random_rect(300, 40, rng);
+            Rect change = step % 5 == 0
+                ? Rect { 0, uint32_t(rng() % 40), 300, uint32_t(1 + rng() % 3) }
+                : random_rect(300, 40, rng);
             change.height = std::min(change.height, 40 - change.y);
             scribble(*p, change, rng);
             Rect asked = step % 3 == 0 ? random_rect(300, 40, rng) : full;
@@ -138,10 +142,13 @@ void transfer(PixelStorage& p, const Rect& r, std::minstd_rand& rng, bool checks
         size_t length = size_t(r.width) * 4, done = 0;
         while (done < length) {
             size_t piece = std::min<size_t>(length - done, 1 + rng() % 3000);
-            p.copy_in(size_t(y) * p.stride() + size_t(r.x) * 4 + done, bytes + done, piece, checksum);
+            p.copy_in(
+                size_t(y) * p.stride() + size_t(r.x) * 4 + done, bytes + done, piece, checksum);
             done += piece;
         }
-        EXPECT_EQ(std::memcmp(p.data() + size_t(y) * p.stride() + size_t(r.x) * 4, row.data(), length), 0);
+        EXPECT_EQ(
+            std::memcmp(p.data() + size_t(y) * p.stride() + size_t(r.x) * 4, row.data(), length),
+            0);
     }
 }
 
@@ -172,7 +179,8 @@ TEST(PixelStorageCrc, CopyInChecksummed_WholeFrame_LeavesNothingToChecksumLater)
     for (auto& v : frame)
         v = uint32_t(rng());
     for (uint32_t y = 0; y < 40; ++y)
-        p->copy_in(size_t(y) * p->stride(), reinterpret_cast<const std::byte*>(frame.data() + size_t(y) * 1280), 1280 * 4, true);
+        p->copy_in(size_t(y) * p->stride(),
+            reinterpret_cast<const std::byte*>(frame.data() + size_t(y) * 1280), 1280 * 4, true);
     uint64_t during_copy = p->pixels_checksummed();
 
     EXPECT_EQ(p->rect_crc(full), fresh_crc(*p, full));
