@@ -1,6 +1,7 @@
 #include "base/crc32c.h"
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <memory>
 
@@ -99,6 +100,13 @@ Implementation detect()
 const Implementation g_best = detect();
 Implementation g_used = g_best;
 bool g_hardware = g_used != Implementation::Table;
+std::atomic<testing::AfterCopyHook> g_after_copy { nullptr };
+
+void after_copy(const void* source, size_t bytes)
+{
+    if (auto hook = g_after_copy.load(std::memory_order_relaxed)) [[unlikely]]
+        hook(static_cast<const uint32_t*>(source), bytes / 4);
+}
 
 #if defined(__x86_64__)
 // Three independent streams over thirds of the buffer, then joined with shift operators.
@@ -243,6 +251,7 @@ __attribute__((target("avx512f,vpclmulqdq,sse4.2"))) void avx512_blocks(
         const unsigned char* from = src;
         if (dst) {
             std::memcpy(dst + first * block_bytes, src + first * block_bytes, group * block_bytes);
+            after_copy(src + first * block_bytes, group * block_bytes);
             from = dst;
         }
         __m512i acc[8];
@@ -332,8 +341,10 @@ void copy_crc32c_xrgb_blocks(
         for (; i + 3 <= blocks; i += 3) {
             const unsigned char* s3[3] = { p + i * block_bytes, p + (i + 1) * block_bytes,
                 p + (i + 2) * block_bytes };
-            if (d)
+            if (d) {
                 std::memcpy(d + i * block_bytes, s3[0], 3 * block_bytes);
+                after_copy(s3[0], 3 * block_bytes);
+            }
             raw_hardware_x3(s3, block_bytes, XRGB_MASK, out + i);
             out[i] = ~out[i];
             out[i + 1] = ~out[i + 1];
@@ -342,8 +353,10 @@ void copy_crc32c_xrgb_blocks(
     }
 #endif
     for (; i < blocks; ++i) {
-        if (d)
+        if (d) {
             std::memcpy(d + i * block_bytes, p + i * block_bytes, block_bytes);
+            after_copy(p + i * block_bytes, block_bytes);
+        }
         out[i] = crc32c_xrgb(0, src + i * block_pixels, block_pixels);
     }
 }
@@ -375,6 +388,8 @@ bool use_implementation(Implementation wanted)
     g_hardware = wanted != Implementation::Table;
     return true;
 }
+
+void testing::set_after_copy_hook(AfterCopyHook hook) { g_after_copy.store(hook); }
 
 const char* implementation_name(Implementation i)
 {

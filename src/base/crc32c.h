@@ -68,4 +68,12 @@ const char* implementation_name(Implementation implementation);
 // For tests and benchmarks: false (and nothing changes) when the CPU lacks it.
 bool use_implementation(Implementation implementation);
 
+namespace testing {
+// Called by copy_crc32c_xrgb_blocks after each copy and before the copied blocks are
+// checksummed, with the source that was copied: a test changes it there, as a guest drawing
+// during a transfer does, to check that the CRC is of what was stored. Null: no hook.
+using AfterCopyHook = void (*)(const uint32_t* source, size_t pixels);
+void set_after_copy_hook(AfterCopyHook hook);
+} // namespace testing
+
 } // namespace vgpu::crc
