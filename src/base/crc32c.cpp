@@ -337,14 +337,18 @@ void copy_crc32c_xrgb_blocks(
         avx512_blocks(d, p, block_bytes, blocks, out);
         return;
     }
+    // Every path checksums what it stored, never the source again: a guest may be drawing into
+    // the source while we copy it, and the CRC must be of the pixels we keep.
     if (g_hardware) {
         for (; i + 3 <= blocks; i += 3) {
-            const unsigned char* s3[3] = { p + i * block_bytes, p + (i + 1) * block_bytes,
-                p + (i + 2) * block_bytes };
+            const unsigned char* from = p;
             if (d) {
-                std::memcpy(d + i * block_bytes, s3[0], 3 * block_bytes);
-                after_copy(s3[0], 3 * block_bytes);
+                std::memcpy(d + i * block_bytes, p + i * block_bytes, 3 * block_bytes);
+                after_copy(p + i * block_bytes, 3 * block_bytes);
+                from = d;
             }
+            const unsigned char* s3[3] = { from + i * block_bytes, from + (i + 1) * block_bytes,
+                from + (i + 2) * block_bytes };
             raw_hardware_x3(s3, block_bytes, XRGB_MASK, out + i);
             out[i] = ~out[i];
             out[i + 1] = ~out[i + 1];
@@ -353,11 +357,13 @@ void copy_crc32c_xrgb_blocks(
     }
 #endif
     for (; i < blocks; ++i) {
+        const uint32_t* stored = src + i * block_pixels;
         if (d) {
             std::memcpy(d + i * block_bytes, p + i * block_bytes, block_bytes);
             after_copy(p + i * block_bytes, block_bytes);
+            stored = dst + i * block_pixels;
         }
-        out[i] = crc32c_xrgb(0, src + i * block_pixels, block_pixels);
+        out[i] = crc32c_xrgb(0, stored, block_pixels);
     }
 }
 

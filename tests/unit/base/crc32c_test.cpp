@@ -162,6 +162,36 @@ TEST_P(EachImplementation, Blocks_EachEqualsTheBitwiseReference_CopiedOrNot)
             }
 }
 
+// A guest may draw into its backing while we copy it (normal with DIRTYFB): the source changes
+// between the copy and the checksum. The CRC must be of the pixels stored, on every path.
+void scribble_after_copy(const uint32_t* source, size_t pixels)
+{
+    // The source is the test's own vector: changing it is what a drawing guest does.
+    auto* writable = const_cast<uint32_t*>(source);
+    for (size_t i = 0; i < pixels; ++i)
+        writable[i] ^= 0x00A5A5A5u;
+}
+
+TEST_P(EachImplementation, CopiedBlocks_SourceChangesAfterTheCopy_CrcIsOfTheStoredPixels)
+{
+    for (size_t block : { 3u, 16u, 128u, 129u })
+        for (size_t blocks : { 1u, 3u, 4u, 8u, 9u }) {
+            std::vector<uint32_t> source(block * blocks), stored(block * blocks, 0);
+            for (size_t i = 0; i < source.size(); ++i)
+                source[i] = uint32_t(i * 0x9E3779B9u + block);
+            std::vector<uint32_t> out(blocks, 0xdeadbeef);
+            crc::testing::set_after_copy_hook(&scribble_after_copy);
+            copy_crc32c_xrgb_blocks(stored.data(), source.data(), block, blocks, out.data());
+            crc::testing::set_after_copy_hook(nullptr);
+            for (size_t b = 0; b < blocks; ++b)
+                EXPECT_EQ(out[b], canonical_reference(stored.data() + b * block, block))
+                    << implementation_name(implementation()) << ": " << block << " x " << blocks
+                    << " #" << b;
+            // The hook did change the source: the test would not notice a checksum of it.
+            EXPECT_NE(source[0], stored[0]);
+        }
+}
+
 TEST_P(EachImplementation, Xrgb_EqualsTheBitwiseReference)
 {
     std::vector<uint32_t> pixels(3000);
