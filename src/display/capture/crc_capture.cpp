@@ -6,7 +6,6 @@ namespace vgpu::display::capture {
 
 CrcCapture::CrcCapture(EventLoop& loop)
     : m_loop(loop)
-    , m_self(std::make_shared<CrcCapture*>(this))
 {
 }
 
@@ -135,10 +134,7 @@ void CrcCapture::run_worker()
         m_done.push_back({ job.output, CrcEntry { job.frame, crc } });
         if (!m_collect_posted) {
             m_collect_posted = true;
-            m_loop.post([self = std::weak_ptr<CrcCapture*>(m_self)] {
-                if (auto alive = self.lock())
-                    (*alive)->collect();
-            });
+            m_loop.post(m_lifetime.guard([this] { collect(); }));
         }
         m_changed.notify_all();
     }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/event_loop.h"
+#include "base/lifetime.h"
 #include "display/sink.h"
 #include "virtio_gpu/wire.h"
 
@@ -109,8 +110,8 @@ private:
     uint64_t m_entries_total = 0;
     uint64_t m_overwrite_waits = 0;
     uint64_t m_inline_jobs = 0;
-    // Posted tasks hold a weak reference: a capture destroyed before its task runs is not touched.
-    std::shared_ptr<CrcCapture*> m_self;
+    // Posted tasks are guarded: a capture destroyed before its task runs is not touched.
+    Lifetime m_lifetime;
 
     mutable std::mutex m_mutex;
     std::condition_variable m_changed; // a job was queued or finished, or quit

@@ -31,12 +31,17 @@ QemuDisplay::~QemuDisplay()
 {
     if (m_pace_timer)
         m_loop.unwatch(*m_pace_timer);
-    // Outstanding queries get "no answer" later, from the loop (never from inside a destructor).
+    // Queries still waiting get "no answer" exactly once, later and from the loop (never from
+    // inside a destructor). Tasks posted by on_closed() are guarded by m_lifetime and do
+    // nothing once we are gone.
     for (auto& query : m_queries) {
         if (query->timer)
             m_loop.unwatch(*query->timer);
-        if (!query->done)
+        query->timer.reset();
+        if (!query->done) {
+            query->done = true;
             m_loop.post([on_reply = std::move(query->on_reply)] { on_reply({}); });
+        }
     }
 }
 
@@ -73,7 +78,7 @@ void QemuDisplay::on_closed()
     // Queries in flight will not be answered: fail them now (from the loop).
     for (auto& query : m_queries)
         if (!query->done)
-            m_loop.post([this, query] { finish_query(query, {}); });
+            m_loop.post(m_lifetime.guard([this, query] { finish_query(query, {}); }));
 }
 
 // ---- forwarded queries --------------------------------------------------------------------------
@@ -99,7 +104,7 @@ void QemuDisplay::send_query(GpuRequest request, std::vector<std::byte> payload,
         query->timer = *timer;
     after_handshake([this, request, payload = std::move(payload), query] {
         if (!m_channel->open()) {
-            m_loop.post([this, query] { finish_query(query, {}); });
+            m_loop.post(m_lifetime.guard([this, query] { finish_query(query, {}); }));
             return;
         }
         // The reply slot stays in the channel's FIFO even after a timeout, so that a late answer

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "base/event_loop.h"
+#include "base/lifetime.h"
 #include "display/output.h"
 #include "display/qemu/display_channel.h"
 #include "display/sink.h"
@@ -104,6 +105,7 @@ private:
     std::optional<EventLoop::WatchId> m_pace_timer;
     std::chrono::steady_clock::time_point m_last_batch {};
     QemuDisplayStats m_stats;
+    Lifetime m_lifetime; // for tasks posted to the loop
 };
 
 } // namespace vgpu::display::qemu
