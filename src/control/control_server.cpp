@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/unix_socket.h"
+#include "control/json_parse.h"
 
 namespace vgpu::control {
 
@@ -178,9 +179,15 @@ void ControlServer::handle_line(uint64_t id, std::string_view line)
 {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos)
         return; // blank lines are ignored
-    auto request = json::parse(line, nullptr, false);
-    if (request.is_discarded()) {
+    json request;
+    switch (parse_json(line, request)) {
+    case JsonParse::Ok:
+        break;
+    case JsonParse::Malformed:
         bad_message(id, "malformed JSON", nullptr);
+        return;
+    case JsonParse::TooDeep:
+        bad_message(id, fmt::format("JSON nested deeper than {} levels", max_json_depth), nullptr);
         return;
     }
     json request_id = request.is_object() && request.contains("id") ? request["id"] : json();

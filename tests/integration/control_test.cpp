@@ -1321,6 +1321,38 @@ TEST_F(ControlMalformed, ClientFloodingWithoutNewlines_OneErrorAndTheDeviceKeeps
     EXPECT_EQ(flooder->call("query-version")["major"], 0);
 }
 
+TEST_F(ControlMalformed, NestingDeeperThan64_OneGenericError_TheBackendKeepsServing)
+{
+    start();
+    // A new user's reproducer: an "id" nested 300000 deep (600 KB, under the 1 MiB line limit).
+    // Copying or dumping such a value recurses once per level and overflowed the stack.
+    constexpr size_t deep = 300000;
+    std::string line = R"({"execute":"query-version","id":)" + std::string(deep, '[')
+        + std::string(deep, ']') + "}\n";
+    control->send_raw(line);
+    expect_error(control->read_message(), "GenericError");
+    // The same depth in the arguments and inside an object.
+    std::string nested_objects;
+    for (size_t i = 0; i < deep / 4; ++i)
+        nested_objects += R"({"a":)";
+    nested_objects += "1" + std::string(deep / 4, '}');
+    control->send_raw(R"({"execute":"query-outputs","arguments":)" + nested_objects + "}\n");
+    expect_error(control->read_message(), "GenericError");
+    // 64 levels are accepted and echoed; 65 are not.
+    auto nested = [](size_t levels) { return std::string(levels, '[') + std::string(levels, ']'); };
+    control->send_raw(R"({"execute":"query-version","id":)" + nested(63) + "}\n");
+    auto ok = control->read_message();
+    ASSERT_TRUE(ok.has_value());
+    EXPECT_TRUE(ok->contains("return")) << ok->dump();
+    EXPECT_EQ((*ok)["id"].dump(), nested(63));
+    control->send_raw(R"({"execute":"query-version","id":)" + nested(64) + "}\n");
+    expect_error(control->read_message(), "GenericError");
+    // The backend is alive and every client is served.
+    EXPECT_EQ(control->call("query-version")["major"], 0);
+    EXPECT_EQ(connect()->call("query-version")["major"], 0);
+    expect_control_round_trip(*session);
+}
+
 // ---- output hotplug ---------------------------------------------------------------------------
 
 class ControlHotplug : public ControlTestBase {

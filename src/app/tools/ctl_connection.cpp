@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "control/json_parse.h"
+
 namespace vgpu::ctl {
 
 namespace {
@@ -145,9 +147,16 @@ CtlResult<std::optional<json>> Connection::read_message(Deadline deadline, int i
     auto line = TRY(read_line(deadline, interrupt_fd));
     if (!line)
         return std::optional<json>();
-    auto message = json::parse(*line, nullptr, false);
-    if (message.is_discarded())
+    json message;
+    switch (control::parse_json(*line, message)) {
+    case control::JsonParse::Ok:
+        break;
+    case control::JsonParse::Malformed:
         return failure(Exit::Connection, "protocol error: {} sent a line that is not JSON", m_path);
+    case control::JsonParse::TooDeep:
+        return failure(Exit::Connection, "protocol error: {} sent JSON nested deeper than {} levels",
+            m_path, control::max_json_depth);
+    }
     if (!message.is_object())
         return failure(
             Exit::Connection, "protocol error: {} sent JSON that is not an object", m_path);
