@@ -323,7 +323,7 @@ BackendServer::Reply BackendServer::handle(const req::GetStatus&, Context&)
 void BackendServer::reset_device()
 {
     for (auto& q : m_queues) {
-        stop_queue(*q);
+        stop_queue(*q, StopKind::Reset);
         q->reset();
     }
     m_features = 0;
@@ -366,7 +366,7 @@ void BackendServer::memory_changed()
         if (q->running()) {
             if (auto r = q->start(m_memory); !r) {
                 VGPU_LOG_GUEST(Warn, "after a memory table change: {}", r.error().message);
-                stop_queue(*q);
+                stop_queue(*q, StopKind::Reset); // its rings are gone: nothing can be answered
             }
         } else if (auto r = maybe_start(*q); !r) {
             VGPU_LOG_GUEST(Warn, "after a memory table change: {}", r.error().message);
@@ -470,14 +470,18 @@ Result<void> BackendServer::maybe_start(virtio::SplitQueue& q)
     return {};
 }
 
-void BackendServer::stop_queue(virtio::SplitQueue& q)
+void BackendServer::stop_queue(virtio::SplitQueue& q, StopKind kind)
 {
     if (auto& watch = m_kick_watches[q.index()]) {
         m_loop.unwatch(*watch);
         watch.reset();
     }
-    if (q.running())
-        q.stop();
+    if (!q.running())
+        return;
+    // A reset drops the driver's state: nothing is answered into rings it is about to free.
+    if (kind == StopKind::AnswerHeldBuffers)
+        m_device.queue_stopping(q);
+    q.stop();
 }
 
 void BackendServer::on_kick(virtio::SplitQueue& q)

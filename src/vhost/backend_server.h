@@ -110,7 +110,12 @@ private:
     // Starts `queue` when it is complete (size, addresses, kick, memory, enabled). Fails when it
     // is complete but its rings are not in guest memory.
     Result<void> maybe_start(virtio::SplitQueue& queue);
-    void stop_queue(virtio::SplitQueue& queue);
+    // Reset: the rings are being dropped or are unreachable, nothing more is written to them.
+    enum class StopKind {
+        AnswerHeldBuffers,
+        Reset
+    };
+    void stop_queue(virtio::SplitQueue& queue, StopKind kind = StopKind::AnswerHeldBuffers);
     void on_kick(virtio::SplitQueue& queue);
     // Guest memory changed: resolve the rings of running queues again.
     void memory_changed();

@@ -44,20 +44,43 @@ GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
     return response;
 }
 
+std::vector<std::byte> Device::display_info_answer(std::optional<RespDisplayInfo> answer)
+{
+    if (!answer) {
+        ++m_stats.forwarded_timeouts;
+        answer = own_display_info();
+    }
+    answer->hdr.type = uint32_t(CtrlType::OkDisplayInfo);
+    return std::get<std::vector<std::byte>>(with_payload(*answer));
+}
+
+std::vector<std::byte> Device::edid_answer(uint32_t scanout, std::optional<RespEdid> answer)
+{
+    if (!answer) {
+        ++m_stats.forwarded_timeouts;
+        auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
+        if (own)
+            answer = *own;
+    }
+    if (!answer) {
+        RespEdid error {};
+        error.hdr.type = uint32_t(CtrlType::ErrUnspec);
+        auto bytes = std::as_bytes(std::span(&error.hdr, 1));
+        return std::vector<std::byte>(bytes.begin(), bytes.end());
+    }
+    answer->hdr.type = uint32_t(CtrlType::OkEdid);
+    return std::get<std::vector<std::byte>>(with_payload(*answer));
+}
+
 Device::HandlerResult Device::handle(const cmd::GetDisplayInfo&)
 {
     if (!m_display || !m_display->has_qemu_display())
         return with_payload(own_display_info());
     ++m_stats.forwarded_queries;
-    m_display->query_display_info([this, epoch = m_epoch](std::optional<RespDisplayInfo> answer) {
-        if (epoch != m_epoch)
-            return; // the device was reset meanwhile
-        if (!answer) {
-            ++m_stats.forwarded_timeouts;
-            answer = own_display_info();
-        }
-        answer->hdr.type = uint32_t(CtrlType::OkDisplayInfo);
-        complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
+    uint64_t deferral = defer([this] { return display_info_answer(std::nullopt); });
+    m_display->query_display_info([this, deferral](std::optional<RespDisplayInfo> answer) {
+        if (deferral_current(deferral))
+            complete_deferred(deferral, display_info_answer(answer));
     });
     return Response(Deferred {});
 }
@@ -73,26 +96,12 @@ Device::HandlerResult Device::handle(const cmd::GetEdid& c)
         return with_payload(*edid);
     }
     ++m_stats.forwarded_queries;
-    m_display->query_edid(
-        c.scanout, [this, epoch = m_epoch, scanout = c.scanout](std::optional<RespEdid> answer) {
-            if (epoch != m_epoch)
-                return;
-            if (!answer) {
-                ++m_stats.forwarded_timeouts;
-                auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
-                if (own)
-                    answer = *own;
-            }
-            if (!answer) {
-                RespEdid error {};
-                error.hdr.type = uint32_t(CtrlType::ErrUnspec);
-                auto bytes = std::as_bytes(std::span(&error.hdr, 1));
-                complete_deferred(std::vector<std::byte>(bytes.begin(), bytes.end()));
-                return;
-            }
-            answer->hdr.type = uint32_t(CtrlType::OkEdid);
-            complete_deferred(std::get<std::vector<std::byte>>(with_payload(*answer)));
-        });
+    uint32_t scanout = c.scanout;
+    uint64_t deferral = defer([this, scanout] { return edid_answer(scanout, std::nullopt); });
+    m_display->query_edid(scanout, [this, deferral, scanout](std::optional<RespEdid> answer) {
+        if (deferral_current(deferral))
+            complete_deferred(deferral, edid_answer(scanout, answer));
+    });
     return Response(Deferred {});
 }
 

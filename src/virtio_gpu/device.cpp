@@ -102,8 +102,9 @@ Result<void> Device::resize_output(uint32_t index, uint32_t width, uint32_t heig
 
 void Device::reset()
 {
-    ++m_epoch;
+    ++m_deferral;
     m_pending.reset();
+    m_deferred_fallback = {};
     m_early_answer.reset();
     m_control = nullptr;
     m_memory = nullptr;
@@ -228,7 +229,7 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
             result = Response(std::move(*m_early_answer));
             m_early_answer.reset();
         } else {
-            m_pending = Pending { std::move(chain), *header };
+            m_pending = Pending { std::move(chain), *header, std::move(m_deferred_fallback) };
             return false;
         }
     }
@@ -289,8 +290,16 @@ void Device::complete(
     m_control->push(chain.head, uint32_t(writer.written()));
 }
 
-void Device::complete_deferred(std::vector<std::byte> response)
+uint64_t Device::defer(std::function<std::vector<std::byte>()> fallback)
 {
+    m_deferred_fallback = std::move(fallback);
+    return ++m_deferral;
+}
+
+void Device::complete_deferred(uint64_t serial, std::vector<std::byte> response)
+{
+    if (!deferral_current(serial))
+        return;
     if (m_in_handler) {
         m_early_answer = std::move(response);
         return;
@@ -302,6 +311,22 @@ void Device::complete_deferred(std::vector<std::byte> response)
     complete(pending.chain, pending.header, Response(std::move(response)));
     m_control->notify();
     drain_control();
+}
+
+void Device::queue_stopping(virtio::SplitQueue& queue)
+{
+    // The driver gave us the parked command's buffers; a stopped ring cannot take them back
+    // later (vhost-user.rst: GET_VRING_BASE returns the next avail index, so the frontend
+    // assumes everything before it was handled). Answer it now, without QEMU.
+    if (&queue != m_control || !m_pending)
+        return;
+    ++m_deferral; // QEMU's answer, if it comes, is for a command that no longer waits
+    auto pending = std::move(*m_pending);
+    m_pending.reset();
+    VGPU_LOG_DEBUG("control queue stopping: {} answered without waiting for QEMU",
+        command_name(pending.header.type));
+    complete(pending.chain, pending.header, Response(pending.fallback()));
+    m_control->notify();
 }
 
 // ---- shared helpers ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -77,6 +78,7 @@ public:
     void set_acked_features(uint64_t features) override { m_acked_features = features; }
     void process_queue(virtio::SplitQueue& queue, const virtio::GuestMemory& memory) override;
     void reset() override;
+    void queue_stopping(virtio::SplitQueue& queue) override;
     Result<void> set_display_socket(Fd socket) override;
 
     const DeviceStats& stats() const { return m_stats; }
@@ -109,9 +111,12 @@ private:
         Rect rect {};
         bool enabled = false;
     };
+    // A command whose answer comes later (forwarded to QEMU), parked at the head of the control
+    // queue. `fallback` answers it now, as if QEMU had not answered in time.
     struct Pending {
         virtio::DescriptorChain chain;
         CtrlHdr header;
+        std::function<std::vector<std::byte>()> fallback;
     };
 
     void drain_control();
@@ -120,7 +125,15 @@ private:
     bool handle_control(virtio::DescriptorChain& chain);
     void complete(
         const virtio::DescriptorChain& chain, const CtrlHdr& request, const HandlerResult& result);
-    void complete_deferred(std::vector<std::byte> response);
+    // A handler that answers later calls defer() with its fallback answer and hands the serial
+    // to its callback, which completes the command with complete_deferred(). A serial that is
+    // no longer current (the device was reset, or the command was answered without waiting
+    // when its queue stopped) is dropped.
+    uint64_t defer(std::function<std::vector<std::byte>()> fallback);
+    bool deferral_current(uint64_t serial) const { return serial == m_deferral; }
+    void complete_deferred(uint64_t serial, std::vector<std::byte> response);
+    std::vector<std::byte> display_info_answer(std::optional<RespDisplayInfo> answer);
+    std::vector<std::byte> edid_answer(uint32_t scanout, std::optional<RespEdid> answer);
     uint32_t scanout_limit() const;
 
     HandlerResult handle(const cmd::GetDisplayInfo&);
@@ -160,8 +173,10 @@ private:
     virtio::SplitQueue* m_control = nullptr;
     const virtio::GuestMemory* m_memory = nullptr;
     std::optional<Pending> m_pending;
-    // Changes on every reset so that late answers for a reset device are dropped.
-    uint64_t m_epoch = 0;
+    // The serial of the latest deferral; bumped on reset and on a forced answer, so that late
+    // answers for a command that is no longer waiting are dropped.
+    uint64_t m_deferral = 0;
+    std::function<std::vector<std::byte>()> m_deferred_fallback;
     // Guards against re-entering drain_control from a completion callback inside a handler.
     bool m_draining = false;
     // An answer that arrived before its handler returned (a display that answers at once).

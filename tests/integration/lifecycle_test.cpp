@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include "display/qemu/wire.h"
 #include "integration/common.h"
 
 namespace vgpu::integration {
@@ -121,6 +122,48 @@ TEST(Lifecycle, GetVringBase_StopsTheRingAndReturnsTheNextAvailIndex)
     auto used = q.wait_used();
     ASSERT_TRUE(used.has_value());
     EXPECT_EQ(used->length, sizeof(virtio_gpu::RespDisplayInfo));
+}
+
+TEST(Lifecycle, GetVringBaseWhileACommandWaitsForQemu_TheCommandIsAnsweredFirst)
+{
+    auto backend = BackendProcess::listen({ "--output", "800x600" });
+    QemuSession session(backend.socket_path());
+    session.start();
+    expect_control_round_trip(session);
+    // QEMU's UI does not answer: GET_DISPLAY_INFO parks the control queue, waiting for it.
+    session.display()->set_silent(true);
+    auto& q = session.control();
+    uint64_t gpa = session.ram().alloc(64);
+    session.ram().write(gpa, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
+    uint64_t response = session.ram().alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    q.add(
+        { { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+    q.notify_kick();
+    ASSERT_TRUE(
+        session.display()->wait_for_nth(uint32_t(display::qemu::GpuRequest::GetDisplayInfo), 1));
+
+    // The ring stops before QEMU's time is up. The driver took the buffer off the avail ring
+    // for the device: it must be in the used ring when the ring stops, or it is lost.
+    auto& f = session.frontend();
+    f.request_obj(Request::GetVringBase, vhost::VringState { 0, 0 });
+    auto reply = f.read_reply();
+    ASSERT_TRUE(reply.has_value());
+    vhost::VringState state;
+    ASSERT_EQ(reply->payload.size(), sizeof(state));
+    std::memcpy(&state, reply->payload.data(), sizeof(state));
+    EXPECT_EQ(state.num, 2u);
+    EXPECT_EQ(q.used_idx(), 2u) << "the parked command was not answered before the ring stopped";
+    auto used = q.wait_used(std::chrono::milliseconds(0));
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(used->length, sizeof(virtio_gpu::RespDisplayInfo));
+    // Answered from our own outputs, as after QEMU's timeout.
+    auto info = session.ram().get<virtio_gpu::RespDisplayInfo>(response);
+    EXPECT_EQ(info.hdr.type, uint32_t(virtio_gpu::CtrlType::OkDisplayInfo));
+    EXPECT_EQ(info.pmodes[0].r.width, 800u);
+    // Nothing is written into the ring after it stopped, even when QEMU's timeout passes.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    EXPECT_EQ(q.used_idx(), 2u);
+    EXPECT_TRUE(backend.alive()) << backend.log();
 }
 
 TEST(Lifecycle, ResetDevice_DriverSetsUpAgainAndItWorks)
