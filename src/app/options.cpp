@@ -2,9 +2,9 @@
 
 #include "virtio_gpu/edid.h"
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include <CLI/CLI.hpp>
 
@@ -80,6 +80,11 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     options.max_hostmem = *hostmem;
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };
+    // One socket file cannot be both: the second listener would replace the first.
+    if (options.socket_path && options.control_path
+        && same_path(*options.socket_path, *options.control_path))
+        return ExitNow { 2,
+            fmt::format("vgpu-display: --control {} is the --socket-path", *options.control_path) };
     return options;
 }
 
@@ -102,14 +107,21 @@ Result<virtio_gpu::OutputMode> parse_mode(std::string_view text)
 
 Result<uint64_t> parse_size(std::string_view text)
 {
-    std::string copy(text);
-    char* end = nullptr;
-    errno = 0;
-    unsigned long long value = std::strtoull(copy.c_str(), &end, 10);
-    if (end == copy.c_str() || errno || copy[0] == '-')
+    // Digits, then at most a suffix: no sign, no spaces (strtoull would skip spaces and take
+    // " -1" as the largest value), no hex.
+    size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+        ++digits;
+    if (digits == 0)
         return Error::format("not a size");
+    uint64_t value = 0;
+    for (char c : text.substr(0, digits)) {
+        if (value > (UINT64_MAX - uint64_t(c - '0')) / 10)
+            return Error::format("out of range");
+        value = value * 10 + uint64_t(c - '0');
+    }
     uint64_t multiplier = 1;
-    std::string_view suffix(end);
+    std::string_view suffix = text.substr(digits);
     if (suffix == "K" || suffix == "k")
         multiplier = 1ull << 10;
     else if (suffix == "M" || suffix == "m")
@@ -120,7 +132,22 @@ Result<uint64_t> parse_size(std::string_view text)
         return Error::format("unknown suffix '{}' (K, M or G)", suffix);
     if (value > UINT64_MAX / multiplier || value == 0)
         return Error::format("out of range");
-    return uint64_t(value) * multiplier;
+    return value * multiplier;
+}
+
+bool same_path(const std::string& a, const std::string& b)
+{
+    // Resolves what exists of each path (symlinked directories, ".", "..", "//"); a path that
+    // cannot be resolved is compared as written, normalised.
+    auto resolve = [](const std::string& path) {
+        std::error_code error;
+        auto absolute = std::filesystem::absolute(path, error);
+        if (error)
+            return std::filesystem::path(path).lexically_normal();
+        auto resolved = std::filesystem::weakly_canonical(absolute, error);
+        return error ? absolute.lexically_normal() : resolved;
+    };
+    return resolve(a) == resolve(b);
 }
 
 } // namespace vgpu::app

@@ -37,5 +37,7 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv);
 Result<virtio_gpu::OutputMode> parse_mode(std::string_view text);
 // "256M", "1G", "1048576" -> bytes.
 Result<uint64_t> parse_size(std::string_view text);
+// Whether two paths name the same file (or would, once created).
+bool same_path(const std::string& a, const std::string& b);
 
 } // namespace vgpu::app
