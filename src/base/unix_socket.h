@@ -1,5 +1,5 @@
 // A listening unix stream socket at a path, replacing a stale socket file left by an earlier run
-// (but nothing that is not a socket).
+// (but nothing that is not a socket, and no socket a server still answers on).
 #pragma once
 
 #include <string>

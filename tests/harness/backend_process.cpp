@@ -124,7 +124,8 @@ BackendProcess BackendProcess::with_fd(Fd& peer, const std::vector<std::string>&
 BackendProcess::Output BackendProcess::run_to_completion(const std::vector<std::string>& args)
 {
     std::string dir = make_temp_dir();
-    std::string command = backend_binary();
+    // A backend that should have exited but serves instead is stopped (exit code 124).
+    std::string command = "timeout -k 2 10 " + backend_binary();
     for (const auto& a : args)
         command += " '" + a + "'";
     command += " >" + dir + "/out 2>" + dir + "/err";

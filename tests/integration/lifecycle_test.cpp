@@ -2,8 +2,12 @@
 // signals and the program conventions.
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
 
 #include "display/qemu/wire.h"
+#include "harness/control_client.h"
 #include "integration/common.h"
 
 namespace vgpu::integration {
@@ -277,6 +281,44 @@ TEST(CommandLine, SocketInMissingDirectory_FailsWithOneLine)
     auto out = BackendProcess::run_to_completion({ "--socket-path", "/nonexistent-dir/vgpu.sock" });
     EXPECT_EQ(out.exit_code, 1);
     EXPECT_NE(out.err.find("bind(/nonexistent-dir/vgpu.sock)"), std::string::npos) << out.err;
+}
+
+TEST(CommandLine, SocketPathOfARunningBackend_FailsWithOneLine_TheRunningOneKeepsServing)
+{
+    auto dir = harness::make_temp_dir();
+    auto control = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control });
+    // A second backend on the same paths must not take them over (unlinking the live socket
+    // would leave the first unreachable).
+    auto vhost_path = harness::make_temp_dir() + "/other-control.sock";
+    auto second = BackendProcess::run_to_completion({ "--socket-path", backend.socket_path() });
+    EXPECT_EQ(second.exit_code, 1);
+    EXPECT_NE(second.err.find("in use"), std::string::npos) << second.err;
+    EXPECT_EQ(std::count(second.err.begin(), second.err.end(), '\n'), 1) << second.err;
+    auto third = BackendProcess::run_to_completion(
+        { "--socket-path", vhost_path, "--control", control });
+    EXPECT_EQ(third.exit_code, 1);
+    EXPECT_NE(third.err.find("in use"), std::string::npos) << third.err;
+    QemuSession session(backend.socket_path());
+    session.start();
+    expect_control_round_trip(session);
+    EXPECT_TRUE(harness::ControlClient::connect(control).call("query-version").is_object());
+}
+
+TEST(CommandLine, StaleSocketFile_IsReplaced)
+{
+    auto dir = harness::make_temp_dir();
+    auto path = dir + "/stale.sock";
+    {
+        // A socket file nobody listens on any more (a backend that was killed).
+        Fd s(::socket(AF_UNIX, SOCK_STREAM, 0));
+        sockaddr_un address {};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+        ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    }
+    auto backend = BackendProcess::listen({ "--control", path });
+    EXPECT_TRUE(harness::ControlClient::connect(path).call("query-version").is_object());
 }
 
 TEST(CommandLine, UnknownOption_Fails)
