@@ -71,7 +71,7 @@ Result<Mode, CommandError> mode_arguments(const json& arguments)
 
 Result<uint32_t, CommandError> ControlServer::output_argument(const json& arguments) const
 {
-    return uint_argument(arguments, "output", uint32_t(m_device.outputs().size() - 1));
+    return uint_argument(arguments, "output", m_device.scanout_limit() - 1);
 }
 
 CommandResult ControlServer::cmd_qmp_capabilities(const json&, Client&) { return json::object(); }
@@ -93,18 +93,24 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
             { { "algorithm", "crc32c" }, { "layout", "0x00RRGGBB little-endian" },
                 { "ring", display::capture::CrcCapture::ring_size } } },
         { "screendump-formats", json::array({ "png", "ppm" }) },
-        { "outputs", m_device.outputs().size() } };
+        { "outputs", m_device.scanout_limit() } };
 }
 
 CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
 {
     json list = json::array();
-    for (uint32_t i = 0; i < m_device.outputs().size(); ++i) {
+    const auto& own = m_device.outputs();
+    for (uint32_t i = 0; i < m_device.scanout_limit(); ++i) {
         const auto& output = m_display.output(i);
+        // Our own output slots, and scanouts beyond them that the guest shows something on
+        // (QEMU's display owns up to 16).
+        if (i >= own.size() && !output.enabled())
+            continue;
         json entry = { { "output", i }, { "enabled", output.enabled() },
             { "width", output.width() }, { "height", output.height() },
             { "frames", output.generation }, { "flips", output.flips },
-            { "crc-capture", m_crc.active(i) }, { "plugged", m_device.outputs()[i].enabled } };
+            { "crc-capture", m_crc.active(i) },
+            { "plugged", i < own.size() ? json(own[i].enabled) : json(nullptr) } };
         if (output.source) {
             entry["resource"] = output.source->resource.value();
             entry["format"] = output.source->format.name;

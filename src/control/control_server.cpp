@@ -240,7 +240,7 @@ void ControlServer::send(uint64_t id, const json& message)
     auto& client = it->second;
     // Replies are never dropped, but a client that does not read them at all is.
     std::string text = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    if (client.out.size() - client.out_sent + text.size() > 4 * m_limits.max_queued) {
+    if (client.out.size() - client.out_sent + text.size() > m_limits.max_queued_replies) {
         ++m_stats.clients_dropped;
         drop_client(id, "not reading its replies");
         return;
@@ -293,7 +293,7 @@ void ControlServer::broadcast(const std::string& event, json data)
         if (it == m_clients.end())
             continue; // dropped meanwhile
         auto& client = it->second;
-        if (client.out.size() - client.out_sent > m_limits.max_queued) {
+        if (client.out.size() - client.out_sent > m_limits.max_queued_events) {
             ++client.dropped;
             ++m_stats.events_dropped;
             continue;

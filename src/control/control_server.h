@@ -36,7 +36,10 @@ using CommandResult = Result<json, CommandError>;
 
 struct ControlLimits {
     size_t max_message = 1 << 20; // a request line
-    size_t max_queued = 8 << 20; // bytes waiting to be written to one client
+    // Bytes waiting to be written to one client: past the first, events to it are dropped
+    // (and counted); past the second, which only replies can reach, it is disconnected.
+    size_t max_queued_events = 8 << 20;
+    size_t max_queued_replies = 32 << 20;
     unsigned max_bad_in_a_row = 16;
 };
 

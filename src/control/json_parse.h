@@ -13,7 +13,11 @@ namespace vgpu::control {
 // Containers inside containers: {"a": [1]} is 2 deep.
 constexpr int max_json_depth = 64;
 
-enum class JsonParse { Ok, Malformed, TooDeep };
+enum class JsonParse {
+    Ok,
+    Malformed,
+    TooDeep
+};
 
 // Never throws; on anything but Ok, `out` is unspecified.
 inline JsonParse parse_json(std::string_view text, nlohmann::json& out)

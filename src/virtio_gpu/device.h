@@ -84,6 +84,9 @@ public:
     const DeviceStats& stats() const { return m_stats; }
     const ResourceTable& resources() const { return m_resources; }
     const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
+    // Scanouts the guest may use: our outputs, or with QEMU's display socket all 16 (QEMU owns
+    // num_scanouts then: its max_outputs, up to 16, overrides our config space).
+    uint32_t scanout_limit() const;
     // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
     void raise_display_event();
     // Hotplug, unplug and resize of our own outputs (no QEMU display socket: QEMU's UI owns the
@@ -134,7 +137,6 @@ private:
     void complete_deferred(uint64_t serial, std::vector<std::byte> response);
     std::vector<std::byte> display_info_answer(std::optional<RespDisplayInfo> answer);
     std::vector<std::byte> edid_answer(uint32_t scanout, std::optional<RespEdid> answer);
-    uint32_t scanout_limit() const;
 
     HandlerResult handle(const cmd::GetDisplayInfo&);
     HandlerResult handle(const cmd::ResourceCreate2d&);

@@ -549,6 +549,38 @@ TEST_F(ControlSocket, ScreendumpErrors_FormatDisabledOutputRangeAndUnwritablePat
 
 // ---- several clients --------------------------------------------------------------------------
 
+TEST_F(ControlSocket, WithQemusDisplay_OutputsBeyondOurOwnAreNamedByTheirScanout)
+{
+    // One output of ours, but QEMU's display owns up to 16 scanouts: the guest shows a frame on
+    // scanout 3, and every command that names an output reaches it.
+    start({}, true);
+    Picture picture = make_picture(64, 48, 3);
+    create(1, picture);
+    ASSERT_EQ(gpu->set_scanout(3, 1, picture.full()).type, OK);
+    ASSERT_EQ(gpu->flush(1, picture.full()).type, OK);
+
+    auto outputs = control->call("query-outputs");
+    json third;
+    for (const auto& o : outputs)
+        if (o["output"] == 3)
+            third = o;
+    ASSERT_TRUE(third.is_object()) << outputs.dump();
+    EXPECT_EQ(third["enabled"], true);
+    EXPECT_EQ(third["width"], 64);
+    auto dump = control->call("screendump", { { "output", 3 }, { "format", "ppm" } });
+    auto decoded = decode_ppm(base64_decode(dump["data"]));
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(decoded->pixels, picture.canonical_rect(picture.full()));
+    EXPECT_TRUE(control->call("crc-start", { { "output", 3 } }).is_object());
+    ASSERT_EQ(gpu->flush(1, picture.full()).type, OK);
+    auto crc = control->call("crc-read", { { "output", 3 } });
+    ASSERT_EQ(crc["entries"].size(), 1u) << crc.dump();
+    EXPECT_EQ(crc["entries"][0]["crc"], picture.crc(picture.full()));
+    // A disabled scanout is a state, not a bad argument; 16 is out of range.
+    expect_error(control->execute("screendump", { { "output", 5 } }), "DeviceNotActive");
+    expect_error(control->execute("screendump", { { "output", 16 } }), "InvalidParameter");
+}
+
 TEST_F(ControlSocket, TwoClientsInterleaving_EachGetsItsOwnRepliesWithItsIds)
 {
     start();
