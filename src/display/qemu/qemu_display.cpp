@@ -1,8 +1,11 @@
 #include "display/qemu/qemu_display.h"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "base/log.h"
+#include "base/verify.h"
 #include "display/qemu/update_message.h"
 #include "virtio_gpu/rect.h"
 
@@ -241,12 +244,21 @@ void QemuDisplay::send_updates()
         auto& link = m_links[i];
         if (!link.source || virtio_gpu::rect_empty(link.damage))
             continue;
-        auto message = std::make_unique<UpdateMessage>(i, *link.source, link.damage);
-        ++m_stats.updates;
-        m_stats.update_bytes += message->total_bytes();
-        m_stats.direct_updates += message->direct() ? 1 : 0;
-        link.damage = Rect {};
-        m_channel->send_message(std::move(message));
+        Rect damage = std::exchange(link.damage, Rect {});
+        size_t row_bytes = size_t(damage.width) * virtio_gpu::BYTES_PER_PIXEL;
+        uint32_t band_rows = uint32_t(
+            std::clamp<size_t>(m_pacing.max_update_bytes / row_bytes, 1, damage.height));
+        for (uint32_t row = 0; row < damage.height; row += band_rows) {
+            Rect band { damage.x, damage.y + row, damage.width,
+                std::min(band_rows, damage.height - row) };
+            auto message = UpdateMessage::create(i, *link.source, band);
+            // A row is at most the resource's stride (under 2 GiB): one always fits.
+            VGPU_VERIFY(message.has_value());
+            ++m_stats.updates;
+            m_stats.update_bytes += (*message)->total_bytes();
+            m_stats.direct_updates += (*message)->direct() ? 1 : 0;
+            m_channel->send_message(message.release_value());
+        }
     }
 }
 

@@ -28,6 +28,9 @@ namespace vgpu::display::qemu {
 struct PacingOptions {
     std::chrono::milliseconds min_interval { 16 };
     std::chrono::milliseconds reply_timeout { 1000 };
+    // Damage larger than this goes out as several UPDATEs of whole rows: QEMU reads a message
+    // whole into memory, and the message size is 32 bits.
+    size_t max_update_bytes = 64 << 20;
 };
 
 struct QemuDisplayStats {

@@ -8,6 +8,16 @@ namespace vgpu::display::qemu {
 
 using virtio_gpu::BYTES_PER_PIXEL;
 
+Result<std::unique_ptr<UpdateMessage>> UpdateMessage::create(
+    uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect)
+{
+    uint64_t payload = sizeof(GpuUpdate) + uint64_t(rect.width) * rect.height * BYTES_PER_PIXEL;
+    if (payload > UINT32_MAX)
+        return Error::format("an UPDATE of {}x{} pixels does not fit a 32-bit message size",
+            rect.width, rect.height);
+    return std::unique_ptr<UpdateMessage>(new UpdateMessage(scanout, std::move(source), rect));
+}
+
 UpdateMessage::UpdateMessage(
     uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect)
     : m_source(std::move(source))

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "base/result.h"
 #include "display/qemu/display_channel.h"
 #include "virtio_gpu/display_host.h"
 
@@ -17,8 +19,10 @@ class UpdateMessage final : public OutgoingMessage {
 public:
     static constexpr size_t chunk_bytes = 64 * 1024;
 
-    // `rect` is in scanout coordinates and inside the source's rectangle.
-    UpdateMessage(uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect);
+    // `rect` is in scanout coordinates and inside the source's rectangle. Fails when the
+    // message would not fit the header's 32-bit size (4 GiB of pixels): send bands of rows.
+    static Result<std::unique_ptr<UpdateMessage>> create(
+        uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect);
     std::span<const std::byte> next() override;
     void advance(size_t n) override;
 
@@ -26,6 +30,7 @@ public:
     bool direct() const { return m_direct; }
 
 private:
+    UpdateMessage(uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect);
     void fill_chunk();
 
     virtio_gpu::ScanoutSource m_source;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "display/qemu/qemu_display.h"
+#include "display/qemu/update_message.h"
 
 namespace vgpu::display::qemu {
 namespace {
@@ -37,14 +38,16 @@ public:
         if (!read_exact(reinterpret_cast<std::byte*>(&message.header), sizeof(GpuHeader), timeout))
             return std::nullopt;
         message.payload.resize(message.header.size);
-        if (message.header.size && !read_exact(message.payload.data(), message.header.size, timeout))
+        if (message.header.size
+            && !read_exact(message.payload.data(), message.header.size, timeout))
             return std::nullopt;
         return message;
     }
     void reply(GpuRequest request, std::span<const std::byte> payload)
     {
         GpuHeader header { uint32_t(request), GPU_FLAG_REPLY, uint32_t(payload.size()) };
-        ASSERT_EQ(::send(m_socket.get(), &header, sizeof(header), MSG_NOSIGNAL), ssize_t(sizeof(header)));
+        ASSERT_EQ(
+            ::send(m_socket.get(), &header, sizeof(header), MSG_NOSIGNAL), ssize_t(sizeof(header)));
         if (!payload.empty()) {
             ASSERT_EQ(::send(m_socket.get(), payload.data(), payload.size(), MSG_NOSIGNAL),
                 ssize_t(payload.size()));
@@ -72,13 +75,15 @@ private:
 
 class QemuDisplayTest : public ::testing::Test {
 protected:
-    void SetUp() override
+    void SetUp() override { make(PacingOptions {}); }
+    void make(PacingOptions pacing)
     {
+        display.reset();
         loop = std::move(*EventLoop::create());
         int pair[2];
         ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
         peer = std::make_unique<Peer>(Fd(pair[1]));
-        auto created = QemuDisplay::create(*loop, Fd(pair[0]), PacingOptions {});
+        auto created = QemuDisplay::create(*loop, Fd(pair[0]), pacing);
         ASSERT_TRUE(created) << created.error().message;
         display = created.release_value();
     }
@@ -104,12 +109,79 @@ protected:
             ASSERT_TRUE(loop->run_once(5ms));
     }
 
+    // An output showing a whole W x H resource (XRGB8888).
+    Output make_output(uint32_t index, uint32_t width, uint32_t height)
+    {
+        auto format = *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm));
+        auto pixels = virtio_gpu::PixelStorage::allocate(width, height, width * 4, format);
+        for (size_t i = 0; i < pixels->size(); ++i)
+            pixels->data()[i] = std::byte(uint8_t(i * 7 + 1));
+        Output output;
+        output.index = index;
+        output.source = virtio_gpu::ScanoutSource { virtio_gpu::ResourceId(1), format, width,
+            height, width * 4, Rect { 0, 0, width, height }, pixels };
+        return output;
+    }
+
     std::unique_ptr<EventLoop> loop;
     std::unique_ptr<Peer> peer;
     std::unique_ptr<QemuDisplay> display;
 };
 
-TEST_F(QemuDisplayTest, SocketClosesWhileAQueryWaits_ThenTheSinkIsDestroyedInTheSameTurn_AnsweredOnce)
+TEST(UpdateMessage, PayloadOf4GiBOrMore_IsRefused)
+{
+    // The UPDATE header's size is 32 bits: a 65536 x 16384 rectangle (4 GiB of pixels) does not
+    // fit and must never go out with a truncated size. Nothing is read from the pixels here.
+    auto format = *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm));
+    virtio_gpu::ScanoutSource source { virtio_gpu::ResourceId(1), format, 65536, 16385, 65536 * 4,
+        Rect { 0, 0, 65536, 16385 }, virtio_gpu::PixelStorage::allocate(1, 1, 4, format) };
+    EXPECT_FALSE(UpdateMessage::create(0, source, Rect { 0, 0, 65536, 16384 }));
+    auto fits = UpdateMessage::create(0, source, Rect { 0, 0, 65536, 16383 });
+    ASSERT_TRUE(fits);
+    GpuHeader header;
+    auto head = (*fits)->next();
+    ASSERT_GE(head.size(), sizeof(header));
+    std::memcpy(&header, head.data(), sizeof(header));
+    EXPECT_EQ(uint64_t(header.size), sizeof(GpuUpdate) + uint64_t(65536) * 16383 * 4);
+}
+
+TEST_F(QemuDisplayTest, DamageLargerThanTheUpdateLimit_GoesOutAsBandsOfRows_EachSizedRight)
+{
+    PacingOptions pacing;
+    pacing.max_update_bytes = 64 << 10;
+    make(pacing);
+    handshake();
+    auto output = make_output(0, 256, 200); // 200 KiB of pixels
+    display->output_changed(output);
+    display->output_damaged(output, output.full());
+    run_for(50ms);
+    auto scanout = peer->read();
+    ASSERT_TRUE(scanout);
+    EXPECT_EQ(scanout->header.request, uint32_t(GpuRequest::Scanout));
+    uint32_t next_row = 0;
+    while (next_row < 200) {
+        auto update = peer->read();
+        ASSERT_TRUE(update) << "rows from " << next_row << " missing";
+        ASSERT_EQ(update->header.request, uint32_t(GpuRequest::Update));
+        GpuUpdate u;
+        std::memcpy(&u, update->payload.data(), sizeof(u));
+        EXPECT_EQ(u.x, 0u);
+        EXPECT_EQ(u.y, next_row);
+        EXPECT_EQ(u.width, 256u);
+        EXPECT_EQ(update->header.size, sizeof(GpuUpdate) + size_t(u.width) * u.height * 4);
+        EXPECT_LE(size_t(u.width) * u.height * 4, pacing.max_update_bytes);
+        // The band's pixels are the resource's rows.
+        EXPECT_EQ(std::memcmp(update->payload.data() + sizeof(u), output.source->pixel(0, u.y),
+                      size_t(u.width) * u.height * 4),
+            0);
+        next_row += u.height;
+        ASSERT_GT(u.height, 0u);
+    }
+    EXPECT_EQ(next_row, 200u);
+}
+
+TEST_F(
+    QemuDisplayTest, SocketClosesWhileAQueryWaits_ThenTheSinkIsDestroyedInTheSameTurn_AnsweredOnce)
 {
     handshake();
     int answers = 0;
