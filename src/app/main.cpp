@@ -10,6 +10,7 @@
 #include "app/capabilities.h"
 #include "app/options.h"
 #include "base/event_loop.h"
+#include "base/fd_budget.h"
 #include "base/log.h"
 #include "control/control_server.h"
 #include "display/capture/crc_capture.h"
@@ -39,6 +40,11 @@ Result<Fd> block_termination_signals()
 Result<int> run(const app::Options& options)
 {
     ::signal(SIGPIPE, SIG_IGN);
+    // Every descriptor the hard limit allows; control clients leave a reserve for the frontend.
+    if (auto limit = fds::raise_limit())
+        VGPU_LOG_DEBUG("descriptors: up to {}", *limit);
+    else
+        VGPU_LOG_WARN("descriptors: {}", limit.error().message);
     auto signals = TRY(block_termination_signals());
     auto loop = TRY(EventLoop::create());
     TRY(loop->watch(signals.get(), EPOLLIN, [&](uint32_t) {
@@ -56,8 +62,10 @@ Result<int> run(const app::Options& options)
     display.add_sink(&crc);
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {
-        control = TRY(
-            control::ControlServer::create(*loop, *options.control_path, device, display, crc));
+        control::ControlLimits limits;
+        limits.max_clients = options.max_control_clients;
+        control = TRY(control::ControlServer::create(
+            *loop, *options.control_path, device, display, crc, limits));
         display.add_sink(control.get());
     }
     auto server = TRY(

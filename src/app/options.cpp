@@ -41,6 +41,9 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         "(hotplug them with vgpu-ctl)");
     cli.add_option(
         "--control", options.control_path, "open the JSON control socket (QMP-style) at this path");
+    cli.add_option("--max-control-clients", options.max_control_clients,
+           "control clients served at once (default 16); more wait until one leaves")
+        ->check(CLI::Range(size_t(1), size_t(1024)));
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {

@@ -22,6 +22,7 @@ struct Options {
     std::vector<virtio_gpu::OutputMode> outputs;
     uint64_t max_hostmem = 256ull << 20;
     std::optional<std::string> control_path;
+    size_t max_control_clients = 16;
     log::Level log_level = log::Level::Info;
 };
 

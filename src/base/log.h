@@ -78,7 +78,8 @@ void limited(RateLimiter& limiter, Level l, fmt::format_string<Args...> f, Args&
 #define VGPU_LOG_WARN(...) ::vgpu::log::message(::vgpu::log::Level::Warn, __VA_ARGS__)
 #define VGPU_LOG_INFO(...) ::vgpu::log::message(::vgpu::log::Level::Info, __VA_ARGS__)
 #define VGPU_LOG_DEBUG(...) ::vgpu::log::message(::vgpu::log::Level::Debug, __VA_ARGS__)
-// Guest- or frontend-caused: rate-limited per call site (10 at once, then one a second).
+// Caused by a peer (the guest, the frontend, a control client): rate-limited per call site (10
+// at once, then one a second).
 #define VGPU_LOG_GUEST(level, ...)                                                                 \
     do {                                                                                           \
         static ::vgpu::log::RateLimiter _vgpu_limiter { 10, std::chrono::milliseconds(1000) };     \

@@ -30,8 +30,8 @@ Result<Fd> listen_unix(const std::string& path, int backlog)
         Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!probe.valid())
             return Error::from_errno("socket");
-        int connected
-            = ::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
+        int connected = ::connect(
+            probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
         // EAGAIN: a server whose backlog is full is still a server.
         if (connected == 0 || errno == EAGAIN || errno == EINPROGRESS)
             return Error::format("{} is in use by a running server", path);

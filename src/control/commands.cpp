@@ -173,7 +173,9 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         { "control",
             { { "clients", m_clients.size() }, { "requests", m_stats.requests },
                 { "errors", m_stats.errors }, { "events-sent", m_stats.events_sent },
-                { "events-dropped", m_stats.events_dropped } } },
+                { "events-dropped", m_stats.events_dropped },
+                { "accept-errors", m_stats.accept_errors },
+                { "listen-pauses", m_stats.listen_pauses } } },
     };
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/fd_budget.h"
 #include "base/log.h"
 #include "base/unix_socket.h"
 #include "control/json_parse.h"
@@ -34,8 +35,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop,
     std::unique_ptr<ControlServer> server(new ControlServer(loop, device, display, crc, limits));
     server->m_listen = std::move(socket);
     server->m_path = path;
-    server->m_listen_watch = TRY(loop.watch(
-        server->m_listen.get(), EPOLLIN, [raw = server.get()](uint32_t) { raw->on_accept(); }));
+    server->update_listening();
+    if (!server->m_listen_watch)
+        return Error::format("control socket {}: cannot watch the listener", path);
     crc.set_entry_listener(
         [raw = server.get()](uint32_t output, const display::capture::CrcEntry& entry) {
             raw->crc_entry(output, entry);
@@ -60,16 +62,68 @@ ControlServer::~ControlServer()
     m_crc.set_entry_listener({});
     for (auto& [id, client] : m_clients)
         m_loop.unwatch(client.watch);
-    m_loop.unwatch(m_listen_watch);
+    if (m_listen_watch)
+        m_loop.unwatch(*m_listen_watch);
+    if (m_accept_retry)
+        m_loop.unwatch(*m_accept_retry);
     ::unlink(m_path.c_str());
+}
+
+void ControlServer::update_listening()
+{
+    bool want = m_clients.size() < m_limits.max_clients && !m_accept_retry;
+    if (want && !m_listen_watch) {
+        auto watch = m_loop.watch(m_listen.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+        if (watch)
+            m_listen_watch = *watch;
+        else
+            VGPU_LOG_ERROR("control socket: cannot watch the listener: {}", watch.error().message);
+    } else if (!want && m_listen_watch) {
+        // Connections wait in the kernel's backlog meanwhile; the listener stays readable, so
+        // watching it would wake the loop for nothing, over and over.
+        m_loop.unwatch(*m_listen_watch);
+        m_listen_watch.reset();
+        ++m_stats.listen_pauses;
+    }
+}
+
+void ControlServer::pause_accepting()
+{
+    // Out of descriptors (or close to the frontend's reserve) or memory: try again later
+    // rather than on every loop turn.
+    constexpr auto retry = std::chrono::milliseconds(100);
+    if (m_accept_retry)
+        return;
+    auto timer = m_loop.add_timer(retry, std::chrono::nanoseconds(0), [this] {
+        m_accept_retry.reset(); // a one-shot timer removes itself
+        update_listening();
+    });
+    if (timer)
+        m_accept_retry = *timer;
+    update_listening();
 }
 
 void ControlServer::on_accept()
 {
-    for (;;) {
-        int s = ::accept4(m_listen.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (s < 0)
+    while (m_clients.size() < m_limits.max_clients) {
+        if (!fds::may_open(1)) {
+            VGPU_LOG_GUEST(Warn,
+                "control socket: not accepting clients, {} of {} descriptors in use",
+                fds::open_count(), fds::limit());
+            pause_accepting();
             return;
+        }
+        int s = ::accept4(m_listen.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (s < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            ++m_stats.accept_errors;
+            VGPU_LOG_GUEST(Warn, "control socket: accept: {}", std::strerror(errno));
+            pause_accepting();
+            return;
+        }
         uint64_t id = m_next_client++;
         auto watch = m_loop.watch(
             s, EPOLLIN | EPOLLRDHUP, [this, id](uint32_t events) { on_client(id, events); });
@@ -88,6 +142,7 @@ void ControlServer::on_accept()
                           { "package", "vgpu-display 0.1.0" } } },
                     { "capabilities", json::array({ "events" }) } } } });
     }
+    update_listening();
 }
 
 void ControlServer::drop_client(uint64_t id, std::string_view why)
@@ -98,6 +153,7 @@ void ControlServer::drop_client(uint64_t id, std::string_view why)
     VGPU_LOG_DEBUG("control client {} dropped: {}", id, why);
     m_loop.unwatch(it->second.watch);
     m_clients.erase(it);
+    update_listening();
 }
 
 void ControlServer::on_client(uint64_t id, uint32_t events)

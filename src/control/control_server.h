@@ -41,6 +41,8 @@ struct ControlLimits {
     size_t max_queued_events = 8 << 20;
     size_t max_queued_replies = 32 << 20;
     unsigned max_bad_in_a_row = 16;
+    // Clients served at once; more wait in the listen backlog until one leaves.
+    size_t max_clients = 16;
 };
 
 struct ControlStats {
@@ -50,6 +52,8 @@ struct ControlStats {
     uint64_t events_sent = 0;
     uint64_t events_dropped = 0;
     uint64_t clients_dropped = 0;
+    uint64_t accept_errors = 0; // accept() failed (out of descriptors or memory)
+    uint64_t listen_pauses = 0; // stopped accepting: at the cap or near the descriptor limit
 };
 
 class ControlServer final : public display::DisplaySink {
@@ -87,6 +91,10 @@ private:
     ControlServer(EventLoop& loop, virtio_gpu::Device& device, display::Display& display,
         display::capture::CrcCapture& crc, ControlLimits limits);
     void on_accept();
+    // Watches the listener while clients may be accepted: under the cap, not waiting out an
+    // accept failure.
+    void update_listening();
+    void pause_accepting();
     void on_client(uint64_t id, uint32_t events);
     void handle_line(uint64_t id, std::string_view line);
     void send(uint64_t id, const json& message);
@@ -121,7 +129,8 @@ private:
     ControlLimits m_limits;
     Fd m_listen;
     std::string m_path;
-    EventLoop::WatchId m_listen_watch = 0;
+    std::optional<EventLoop::WatchId> m_listen_watch;
+    std::optional<EventLoop::WatchId> m_accept_retry;
     uint64_t m_next_client = 1;
     std::map<uint64_t, Client> m_clients;
     const std::map<std::string, Handler, std::less<>>& m_handlers;

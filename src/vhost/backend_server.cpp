@@ -53,6 +53,8 @@ BackendServer::~BackendServer()
         disconnect("backend shutting down");
     if (m_listen_watch)
         m_loop.unwatch(*m_listen_watch);
+    if (m_listen_retry)
+        m_loop.unwatch(*m_listen_retry);
     if (!m_listen_path.empty())
         ::unlink(m_listen_path.c_str());
 }
@@ -94,12 +96,37 @@ Result<void> BackendServer::serve_connected(Fd socket)
     return {};
 }
 
+void BackendServer::watch_listener()
+{
+    auto watch = m_loop.watch(
+        m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); });
+    if (watch)
+        m_listen_watch = *watch;
+    else
+        VGPU_LOG_ERROR("cannot listen: {}", watch.error().message);
+}
+
 void BackendServer::on_listen_ready()
 {
     int s = ::accept4(m_listen_socket.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (s < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-            VGPU_LOG_WARN("accept: {}", std::strerror(errno));
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+            return;
+        // Out of descriptors or memory: the listener stays readable, so try again in a while
+        // instead of on every loop turn.
+        VGPU_LOG_GUEST(Warn, "accept: {}", std::strerror(errno));
+        if (m_listen_watch) {
+            m_loop.unwatch(*m_listen_watch);
+            m_listen_watch.reset();
+        }
+        auto retry = m_loop.add_timer(
+            std::chrono::milliseconds(100), std::chrono::nanoseconds(0), [this] {
+                m_listen_retry.reset();
+                if (!m_connection && !m_listen_watch)
+                    watch_listener();
+            });
+        if (retry)
+            m_listen_retry = *retry;
         return;
     }
     accept_connection(Fd(s));
@@ -143,14 +170,8 @@ void BackendServer::disconnect(std::string_view why)
     m_protocol_features = 0;
     m_features = 0;
     m_features_set = false;
-    if (m_listen_socket.valid() && !m_listen_watch) {
-        auto watch = m_loop.watch(
-            m_listen_socket.get(), EPOLLIN, [this](uint32_t) { on_listen_ready(); });
-        if (watch)
-            m_listen_watch = *watch;
-        else
-            VGPU_LOG_ERROR("cannot listen again: {}", watch.error().message);
-    }
+    if (m_listen_socket.valid() && !m_listen_watch && !m_listen_retry)
+        watch_listener();
     if (m_on_disconnect)
         m_on_disconnect();
 }

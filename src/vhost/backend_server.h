@@ -73,6 +73,7 @@ private:
         Message& message;
     };
 
+    void watch_listener();
     void on_listen_ready();
     void on_connection_ready(uint32_t events);
     void accept_connection(Fd socket);
@@ -129,6 +130,7 @@ private:
     Fd m_listen_socket;
     std::string m_listen_path;
     std::optional<EventLoop::WatchId> m_listen_watch;
+    std::optional<EventLoop::WatchId> m_listen_retry; // accept failed: listen again later
     std::optional<Connection> m_connection;
     std::optional<EventLoop::WatchId> m_connection_watch;
     std::optional<Connection> m_backend_channel;

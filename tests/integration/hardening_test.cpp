@@ -1,0 +1,149 @@
+// Hardening through the real backend process: resources a peer can make us spend (descriptors,
+// loop time, memory) and peers that misbehave at the transport level. Each test names the defect
+// it guards against; every test ends with the backend alive and serving.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/control_client.h"
+#include "harness/gpu_driver.h"
+#include "integration/common.h"
+
+namespace vgpu::integration {
+namespace {
+
+using harness::BackendProcess;
+using harness::ControlClient;
+using harness::QemuSession;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// A control-socket connection that is only connected (the server may not have accepted it:
+// it then waits in the listen backlog). Invalid when even the backlog is full.
+Fd connect_raw(const std::string& path)
+{
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
+        return Fd();
+    return s;
+}
+
+// Whether the server said anything (its greeting) on `s` within `timeout`.
+bool greeted(const Fd& s, std::chrono::milliseconds timeout)
+{
+    pollfd p { s.get(), POLLIN, 0 };
+    if (::poll(&p, 1, int(timeout.count())) <= 0)
+        return false;
+    char c;
+    return ::recv(s.get(), &c, 1, MSG_PEEK) == 1;
+}
+
+std::string proc_file(pid_t pid, const char* name)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+size_t open_fds(pid_t pid)
+{
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& entry :
+        std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        ++n;
+    return n;
+}
+
+// The backend under /usr/bin/prlimit (which execs it: same pid) with RLIMIT_NOFILE soft:hard.
+BackendProcess backend_with_fd_limit(
+    unsigned soft, unsigned hard, const std::vector<std::string>& backend_args)
+{
+    std::vector<std::string> args { fmt::format("--nofile={}:{}", soft, hard), "--",
+        harness::backend_binary() };
+    args.insert(args.end(), backend_args.begin(), backend_args.end());
+    return BackendProcess::listen_binary("/usr/bin/prlimit", args);
+}
+
+// ---- descriptors -------------------------------------------------------------------------------
+
+TEST(HardeningFds, ControlClientsOverTheCap_WaitUntilOneLeaves)
+{
+    auto dir = harness::make_temp_dir();
+    auto control = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control, "--max-control-clients", "2" });
+    auto first = ControlClient::connect(control);
+    auto second = ControlClient::connect(control);
+    Fd third = connect_raw(control);
+    ASSERT_TRUE(third.valid());
+    EXPECT_FALSE(greeted(third, 300ms)) << "a third client was served over the cap of 2";
+    EXPECT_EQ(first.call("query-stats")["control"]["clients"], 2);
+    // One leaves: the waiting one is accepted and greeted.
+    {
+        auto leaving = std::move(second);
+    }
+    EXPECT_TRUE(greeted(third, 3000ms));
+    EXPECT_EQ(first.call("query-stats")["control"]["clients"], 2);
+    EXPECT_TRUE(backend.alive()) << backend.log();
+}
+
+TEST(HardeningFds, SoftLimitIsRaisedToTheHardLimitAtStart)
+{
+    auto backend = backend_with_fd_limit(64, 4096, {});
+    auto limits = proc_file(backend.pid(), "limits");
+    auto line = limits.substr(limits.find("Max open files"));
+    line = line.substr(0, line.find('\n'));
+    EXPECT_NE(line.find("4096                 4096"), std::string::npos) << line;
+}
+
+TEST(HardeningFds, ClientsFloodAtALowFdLimit_TheFrontendStillGetsItsFds_TheLoopDoesNotSpin)
+{
+    auto dir = harness::make_temp_dir();
+    auto control = dir + "/control.sock";
+    // 120 descriptors in all; clients may take what the frontend's reserve leaves.
+    auto backend = backend_with_fd_limit(120, 120,
+        { "--control", control, "--max-control-clients", "1000", "--no-configure-mem-slots" });
+    auto watcher = ControlClient::connect(control);
+    std::vector<Fd> flood;
+    for (int i = 0; i < 300; ++i)
+        if (Fd s = connect_raw(control); s.valid())
+            flood.push_back(std::move(s));
+    std::this_thread::sleep_for(1000ms);
+    // The backend stopped accepting before its descriptors ran out, and did not spin on the
+    // listener that stays readable meanwhile.
+    EXPECT_LT(open_fds(backend.pid()), 120u - 32u);
+    auto stats = watcher.call("query-stats")["control"];
+    EXPECT_LE(stats["accept-errors"].get<uint64_t>(), 5u) << stats.dump();
+    // A frontend arrives: its connection, SET_MEM_TABLE (one fd per region), the kick, call
+    // and err eventfds and the display socket all get through.
+    harness::SessionOptions options;
+    QemuSession session(backend.socket_path(), options);
+    session.start();
+    EXPECT_FALSE(session.used_add_mem_reg());
+    expect_control_round_trip(session);
+    expect_cursor_round_trip(session);
+    // The flood leaves; the clients that waited are served.
+    flood.clear();
+    std::this_thread::sleep_for(200ms);
+    auto late = ControlClient::connect(control);
+    EXPECT_TRUE(late.call("query-version").is_object());
+    EXPECT_TRUE(backend.alive()) << backend.log();
+}
+
+} // namespace
+} // namespace vgpu::integration
