@@ -64,12 +64,13 @@ Result<int> run(const app::Options& options)
     if (options.control_path) {
         control::ControlLimits limits;
         limits.max_clients = options.max_control_clients;
+        limits.socket_mode = options.control_mode;
         control = TRY(control::ControlServer::create(
             *loop, *options.control_path, device, display, crc, limits));
         display.add_sink(control.get());
     }
-    auto server = TRY(
-        vhost::BackendServer::create(*loop, device, { options.offer_configure_mem_slots }));
+    auto server = TRY(vhost::BackendServer::create(
+        *loop, device, { options.offer_configure_mem_slots, options.socket_mode }));
 
     if (options.socket_path) {
         TRY(server->listen(*options.socket_path));

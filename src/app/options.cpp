@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 
@@ -44,6 +45,12 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_option("--max-control-clients", options.max_control_clients,
            "control clients served at once (default 16); more wait until one leaves")
         ->check(CLI::Range(size_t(1), size_t(1024)));
+    std::string socket_mode = "0600", control_mode = "0600";
+    cli.add_option("--socket-mode", socket_mode,
+        "permissions of the --socket-path socket, octal (default 0600: only this user connects)");
+    cli.add_option("--control-mode", control_mode,
+        "permissions of the --control socket, octal (default 0600); whoever may connect can make "
+        "the backend write screendump files as its user");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -75,6 +82,15 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
                 options.outputs.size(), virtio_gpu::MAX_SCANOUTS) };
     while (options.outputs.size() < max_outputs)
         options.outputs.push_back(virtio_gpu::OutputMode { 1280, 800, false });
+    for (auto [name, text, out] :
+        { std::tuple { "--socket-mode", &socket_mode, &options.socket_mode },
+            std::tuple { "--control-mode", &control_mode, &options.control_mode } }) {
+        auto mode = parse_mode_bits(*text);
+        if (!mode)
+            return ExitNow { 2,
+                fmt::format("vgpu-display: {} '{}': {}", name, *text, mode.error().message) };
+        *out = *mode;
+    }
     auto hostmem = parse_size(max_hostmem);
     if (!hostmem)
         return ExitNow { 2,
@@ -136,6 +152,21 @@ Result<uint64_t> parse_size(std::string_view text)
     if (value > UINT64_MAX / multiplier || value == 0)
         return Error::format("out of range");
     return value * multiplier;
+}
+
+Result<mode_t> parse_mode_bits(std::string_view text)
+{
+    if (text.empty() || text.size() > 4)
+        return Error::format("expected an octal mode such as 0600");
+    mode_t mode = 0;
+    for (char c : text) {
+        if (c < '0' || c > '7')
+            return Error::format("expected an octal mode such as 0600");
+        mode = mode_t(mode * 8 + mode_t(c - '0'));
+    }
+    if (mode > 0777)
+        return Error::format("only permission bits (at most 0777)");
+    return mode;
 }
 
 bool same_path(const std::string& a, const std::string& b)

@@ -23,6 +23,8 @@ struct Options {
     uint64_t max_hostmem = 256ull << 20;
     std::optional<std::string> control_path;
     size_t max_control_clients = 16;
+    mode_t socket_mode = 0600;
+    mode_t control_mode = 0600;
     log::Level log_level = log::Level::Info;
 };
 
@@ -38,6 +40,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv);
 Result<virtio_gpu::OutputMode> parse_mode(std::string_view text);
 // "256M", "1G", "1048576" -> bytes.
 Result<uint64_t> parse_size(std::string_view text);
+// "0660", "660" -> a permission mode (octal, at most 0777).
+Result<mode_t> parse_mode_bits(std::string_view text);
 // Whether two paths name the same file (or would, once created).
 bool same_path(const std::string& a, const std::string& b);
 

@@ -10,7 +10,7 @@
 
 namespace vgpu {
 
-Result<Fd> listen_unix(const std::string& path, int backlog)
+Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode)
 {
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
@@ -39,8 +39,17 @@ Result<Fd> listen_unix(const std::string& path, int backlog)
             return Error::from_errno(fmt::format("connect({})", path));
         ::unlink(path.c_str());
     }
-    if (::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0)
-        return Error::from_errno(fmt::format("bind({})", path));
+    // bind() creates the file with 0777 less the umask: under a umask that allows no more
+    // than `mode`, so that no wider mode exists even for an instant, then exactly `mode`. The
+    // umask is per process: this runs at start-up, before any worker thread exists.
+    mode_t old_umask = ::umask(~mode & 0777);
+    int bound = ::bind(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    int bind_errno = errno;
+    ::umask(old_umask);
+    if (bound < 0)
+        return Error::from_errno(fmt::format("bind({})", path), bind_errno);
+    if (::chmod(path.c_str(), mode) < 0)
+        return Error::from_errno(fmt::format("chmod({}, {:o})", path, mode));
     if (::listen(socket.get(), backlog) < 0)
         return Error::from_errno("listen");
     return socket;

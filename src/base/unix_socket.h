@@ -2,6 +2,8 @@
 // (but nothing that is not a socket, and no socket a server still answers on).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "base/fd.h"
@@ -9,6 +11,8 @@
 
 namespace vgpu {
 
-Result<Fd> listen_unix(const std::string& path, int backlog);
+// The socket file gets exactly `mode` (0600 by default: only our user may connect), whatever
+// the process umask.
+Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode = 0600);
 
 } // namespace vgpu

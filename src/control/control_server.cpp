@@ -31,7 +31,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop,
     const std::string& path, virtio_gpu::Device& device, display::Display& display,
     display::capture::CrcCapture& crc, ControlLimits limits)
 {
-    auto socket = TRY(listen_unix(path, 16));
+    auto socket = TRY(listen_unix(path, 16, limits.socket_mode));
     std::unique_ptr<ControlServer> server(new ControlServer(loop, device, display, crc, limits));
     server->m_listen = std::move(socket);
     server->m_path = path;

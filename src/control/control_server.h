@@ -43,6 +43,8 @@ struct ControlLimits {
     unsigned max_bad_in_a_row = 16;
     // Clients served at once; more wait in the listen backlog until one leaves.
     size_t max_clients = 16;
+    // The socket file's mode: whoever may connect may also make us write screendump files.
+    mode_t socket_mode = 0600;
 };
 
 struct ControlStats {

@@ -76,7 +76,7 @@ uint64_t BackendServer::offered_protocol_features() const
 
 Result<void> BackendServer::listen(const std::string& path)
 {
-    auto socket = TRY(listen_unix(path, 4));
+    auto socket = TRY(listen_unix(path, 4, m_options.socket_mode));
     m_listen_socket = std::move(socket);
     m_listen_path = path;
     m_listen_watch = TRY(

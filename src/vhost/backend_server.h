@@ -26,6 +26,8 @@ struct BackendOptions {
     // Offer CONFIGURE_MEM_SLOTS (ADD_MEM_REG/REM_MEM_REG). Without it a frontend sends
     // SET_MEM_TABLE: the switch lets a real QEMU exercise that path too.
     bool offer_configure_mem_slots = true;
+    // The mode of the --socket-path socket file.
+    mode_t socket_mode = 0600;
 };
 
 struct BackendStats {

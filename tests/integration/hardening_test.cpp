@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -143,6 +146,82 @@ TEST(HardeningFds, ClientsFloodAtALowFdLimit_TheFrontendStillGetsItsFds_TheLoopD
     auto late = ControlClient::connect(control);
     EXPECT_TRUE(late.call("query-version").is_object());
     EXPECT_TRUE(backend.alive()) << backend.log();
+}
+
+// ---- who may connect, what a client may write -------------------------------------------------
+
+unsigned mode_of(const std::string& path)
+{
+    struct stat st { };
+    EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 07777;
+}
+
+TEST(HardeningAccess, BothSocketsAre0600_WhateverTheUmask)
+{
+    auto dir = harness::make_temp_dir();
+    auto control = dir + "/control.sock";
+    // The backend inherits a permissive umask (the test's own may be 022 or 002).
+    mode_t old = ::umask(0);
+    auto backend = BackendProcess::listen({ "--control", control });
+    ::umask(old);
+    EXPECT_EQ(mode_of(control), 0600u);
+    EXPECT_EQ(mode_of(backend.socket_path()), 0600u);
+}
+
+TEST(HardeningAccess, ModeOptions_WidenTheSockets)
+{
+    auto dir = harness::make_temp_dir();
+    auto control = dir + "/control.sock";
+    auto backend = BackendProcess::listen(
+        { "--control", control, "--control-mode", "0660", "--socket-mode", "0666" });
+    EXPECT_EQ(mode_of(control), 0660u);
+    EXPECT_EQ(mode_of(backend.socket_path()), 0666u);
+    EXPECT_TRUE(ControlClient::connect(control).call("query-version").is_object());
+}
+
+TEST(HardeningAccess, BadModes_FailWithOneLine)
+{
+    for (const char* mode : { "999", "1777", "rw", "", "0x1ff", "-1" }) {
+        auto result = BackendProcess::run_to_completion(
+            { "--socket-path", "/tmp/unused.sock", "--socket-mode", mode });
+        EXPECT_EQ(result.exit_code, 2) << mode;
+        EXPECT_NE(result.err.find("--socket-mode"), std::string::npos) << result.err;
+    }
+}
+
+TEST(HardeningAccess, ScreendumpThroughAPlantedLink_TheLinkTargetIsUntouched)
+{
+    auto dir = harness::make_temp_dir();
+    auto control_path = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control_path });
+    QemuSession session(backend.socket_path());
+    session.start();
+    harness::GpuDriver gpu(session);
+    gpu.create_with_backing(1, 32, 16, uint32_t(virtio_gpu::Format::B8G8R8X8Unorm));
+    ASSERT_EQ(gpu.set_scanout(0, 1, virtio_gpu::Rect { 0, 0, 32, 16 }).type,
+        uint32_t(virtio_gpu::CtrlType::OkNodata));
+    auto control = ControlClient::connect(control_path);
+    {
+        std::ofstream(dir + "/victim") << "precious";
+    }
+    std::filesystem::create_symlink(dir + "/victim", dir + "/shot.ppm.tmp");
+    std::filesystem::create_symlink(dir + "/victim", dir + "/link.ppm");
+
+    auto ok = control.execute("screendump", { { "output", 0 }, { "filename", dir + "/shot.ppm" } });
+    auto refused = control.execute(
+        "screendump", { { "output", 0 }, { "filename", dir + "/link.ppm" } });
+
+    ASSERT_TRUE(ok.has_value());
+    EXPECT_TRUE(ok->contains("return")) << ok->dump();
+    ASSERT_TRUE(refused.has_value());
+    ASSERT_TRUE(refused->contains("error")) << refused->dump();
+    EXPECT_NE((*refused)["error"]["desc"].get<std::string>().find("not a regular file"),
+        std::string::npos);
+    std::ifstream victim(dir + "/victim");
+    std::string text((std::istreambuf_iterator<char>(victim)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, "precious");
+    EXPECT_EQ(std::filesystem::file_size(dir + "/shot.ppm"), 13u + 32 * 16 * 3);
 }
 
 } // namespace

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
+#include <utility>
 
 #include "base/crc32c.h"
 #include "base/fd.h"
@@ -352,12 +354,40 @@ Result<std::vector<std::byte>> encode_ppm(const Image& image)
     return out;
 }
 
+namespace {
+// A new file next to `path`, never following a link: O_CREAT | O_EXCL fails on anything that
+// exists, a planted symlink included, and O_NOFOLLOW says so twice.
+Result<std::pair<Fd, std::string>> create_temporary(const std::string& path)
+{
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+    static constexpr char letters[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    std::random_device random;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string suffix;
+        for (int k = 0; k < 8; ++k)
+            suffix += letters[random() % (sizeof(letters) - 1)];
+        std::string name = (slash == std::string::npos ? "" : dir) + "." + base + "." + suffix;
+        int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            return std::pair { Fd(fd), name };
+        if (errno != EEXIST)
+            return Error::from_errno(fmt::format("create a temporary file in {}", dir));
+    }
+    return Error::format("create a temporary file in {}: all names taken", dir);
+}
+} // namespace
+
 Result<void> write_file(const std::string& path, std::span<const std::byte> bytes)
 {
-    std::string temporary = path + ".tmp";
-    Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd)
-        return Error::from_errno(fmt::format("open {}", temporary));
+    // What exists at the path is replaced only if it is a regular file: not through a link,
+    // not over a directory, a FIFO or a device. (rename() replaces a link itself, never its
+    // target; the check makes the refusal explicit.)
+    struct stat st { };
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        return Error::format("{} exists and is not a regular file", path);
+    auto [fd, temporary] = TRY(create_temporary(path));
     auto written = write_all(fd.get(), bytes, temporary);
     if (written && ::close(fd.release()) < 0)
         written = Error::from_errno(fmt::format("close {}", temporary));

@@ -25,7 +25,9 @@ struct Image {
 Result<Image> read_image(const std::string& path);
 Result<std::vector<std::byte>> encode_png(const Image& image); // 8-bit RGB
 Result<std::vector<std::byte>> encode_ppm(const Image& image); // P6 255
-// Writes to PATH.tmp, then renames: readers never see half a file.
+// Writes to a new temporary file next to PATH (created exclusively, never through a link),
+// then renames it over PATH: readers never see half a file. Refuses a PATH that exists and is
+// not a regular file (a link, a directory, a FIFO).
 Result<void> write_file(const std::string& path, std::span<const std::byte> bytes);
 // CRC-32C of the image as 0x00RRGGBB little-endian pixels, row after row: a frame's capture CRC.
 uint32_t image_crc(const Image& image);

@@ -450,8 +450,59 @@ TEST_F(ImageTest, WriteFile_MissingDirectory_FailsNamingThePath)
     auto written = write_file(path("no/such/dir/out.png"), bytes);
 
     ASSERT_FALSE(written);
-    EXPECT_NE(written.error().message.find("no/such/dir/out.png.tmp"), std::string::npos)
+    EXPECT_NE(written.error().message.find("no/such/dir/"), std::string::npos)
         << written.error().message;
+}
+
+std::string contents(const std::string& file)
+{
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST_F(ImageTest, WriteFile_TemporaryNameIsASymlink_ItsTargetIsUntouched)
+{
+    // Whoever can reach the control socket picks the path, but must not be able to make us
+    // write through a link planted where the temporary file used to go (PATH.tmp).
+    {
+        std::ofstream(path("victim")) << "precious";
+    }
+    std::filesystem::create_symlink(path("victim"), path("shot.png.tmp"));
+    std::vector<std::byte> bytes(5, std::byte { 'x' });
+
+    ASSERT_TRUE(write_file(path("shot.png"), bytes));
+
+    EXPECT_EQ(contents(path("victim")), "precious");
+    EXPECT_EQ(contents(path("shot.png")), "xxxxx");
+    EXPECT_TRUE(std::filesystem::is_symlink(path("shot.png.tmp")));
+}
+
+TEST_F(ImageTest, WriteFile_TargetThatIsNotARegularFile_IsRefused)
+{
+    {
+        std::ofstream(path("victim")) << "precious";
+    }
+    std::filesystem::create_symlink(path("victim"), path("link.png"));
+    std::filesystem::create_directory(path("dir.png"));
+    ASSERT_EQ(::mkfifo(path("fifo.png").c_str(), 0600), 0);
+    std::vector<std::byte> bytes(5, std::byte { 'x' });
+
+    for (const char* name : { "link.png", "dir.png", "fifo.png" }) {
+        auto written = write_file(path(name), bytes);
+        ASSERT_FALSE(written) << name;
+        EXPECT_NE(written.error().message.find("not a regular file"), std::string::npos)
+            << written.error().message;
+    }
+    EXPECT_EQ(contents(path("victim")), "precious");
+    EXPECT_TRUE(std::filesystem::is_symlink(path("link.png")));
+    EXPECT_TRUE(std::filesystem::is_directory(path("dir.png")));
+    EXPECT_TRUE(std::filesystem::is_fifo(path("fifo.png")));
+    // No temporary file is left behind by a refusal or a success.
+    ASSERT_TRUE(write_file(path("ok.png"), bytes));
+    size_t entries = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(m_dir))
+        ++entries;
+    EXPECT_EQ(entries, 5u); // victim, link.png, dir.png, fifo.png, ok.png and nothing else
 }
 
 // ---- CRC
