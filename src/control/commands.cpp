@@ -1,9 +1,11 @@
 // One handler per control command (docs/control.md).
 #include <cctype>
 #include <string_view>
+#include <utility>
 
 #include "app_version.h"
 #include "base/log.h"
+#include "base/verify.h"
 #include "control/base64.h"
 #include "control/control_server.h"
 #include "display/capture/frame.h"
@@ -22,7 +24,7 @@ CommandError inactive(std::string desc)
 {
     return CommandError { "DeviceNotActive", std::move(desc) };
 }
-CommandError generic(std::string desc) { return CommandError { "GenericError", std::move(desc) }; }
+CommandError busy(std::string desc) { return CommandError { "Busy", std::move(desc) }; }
 
 Result<uint32_t, CommandError> uint_argument(
     const json& arguments, const char* name, uint32_t max, uint32_t min = 0)
@@ -175,11 +177,48 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
                 { "errors", m_stats.errors }, { "events-sent", m_stats.events_sent },
                 { "events-dropped", m_stats.events_dropped },
                 { "accept-errors", m_stats.accept_errors },
+                { "screendumps-offloaded", m_stats.offloaded },
+                { "screendumps-busy", m_stats.busy },
                 { "listen-pauses", m_stats.listen_pauses } } },
     };
 }
 
-CommandResult ControlServer::cmd_screendump(const json& arguments, Client&)
+namespace {
+
+// Off the loop: the snapshot becomes an image, encoded, written or base64'd, and the whole reply
+// line serialised (an inline 4K PPM is 67 MB of base64: not something to dump on the loop).
+std::pair<std::string, bool> screendump_reply(const display::capture::Snapshot& snapshot,
+    const std::string& format, const std::optional<std::string>& filename, const json& request_id)
+{
+    auto fail = [&](std::string desc) {
+        json reply = { { "error", { { "class", "GenericError" }, { "desc", std::move(desc) } } } };
+        if (!request_id.is_null())
+            reply["id"] = request_id;
+        return std::pair { reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+            true };
+    };
+    auto image = display::capture::to_image(snapshot);
+    auto encoded = format == "png" ? display::capture::encode_png(image)
+                                   : display::capture::encode_ppm(image);
+    if (!encoded)
+        return fail(encoded.error().message);
+    json result = { { "width", image.width }, { "height", image.height }, { "format", format } };
+    if (filename) {
+        if (auto r = display::capture::write_file(*filename, *encoded); !r)
+            return fail(r.error().message);
+        result["filename"] = *filename;
+    } else {
+        result["data"] = base64_encode(*encoded);
+    }
+    json reply = { { "return", std::move(result) } };
+    if (!request_id.is_null())
+        reply["id"] = request_id;
+    return { reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", false };
+}
+
+} // namespace
+
+CommandResult ControlServer::cmd_screendump(const json& arguments, Client& client)
 {
     uint32_t output = TRY_CMD(output_argument(arguments));
     std::optional<std::string> filename;
@@ -198,22 +237,28 @@ CommandResult ControlServer::cmd_screendump(const json& arguments, Client&)
     }
     if (format != "png" && format != "ppm")
         return invalid(fmt::format("format '{}' is not png or ppm", format));
-    auto image = display::capture::grab(m_display.output(output));
-    if (!image)
-        return inactive(image.error().message);
-    auto encoded = format == "png" ? display::capture::encode_png(*image)
-                                   : display::capture::encode_ppm(*image);
-    if (!encoded)
-        return generic(encoded.error().message);
-    json reply = { { "width", image->width }, { "height", image->height }, { "format", format } };
-    if (filename) {
-        if (auto r = display::capture::write_file(*filename, *encoded); !r)
-            return generic(r.error().message);
-        reply["filename"] = *filename;
-    } else {
-        reply["data"] = base64_encode(*encoded);
+    // Only the copy of the visible rows happens here, on the loop; a bounded number of them
+    // are in flight, so a flood of screendumps costs the loop a copy per encode at most.
+    if (m_offload->in_flight() >= m_offload->capacity()) {
+        ++m_stats.busy;
+        return busy(
+            fmt::format("{} screendumps are in progress; try again", m_offload->capacity()));
     }
-    return reply;
+    auto snapshot = display::capture::take_snapshot(m_display.output(output));
+    if (!snapshot)
+        return inactive(snapshot.error().message);
+    bool queued = m_offload->submit(
+        [this, id = client.id, request_id = client.request_id, snapshot = snapshot.release_value(),
+            format, filename]() -> Offload::Continuation {
+            auto [line, error] = screendump_reply(snapshot, format, filename, request_id);
+            return [this, id, line = std::move(line), error = error]() mutable {
+                ++m_stats.offloaded;
+                finish_later(id, std::move(line), error);
+            };
+        });
+    VGPU_VERIFY(queued); // only this thread submits, and there was room
+    client.busy = true;
+    return Later {};
 }
 
 json ControlServer::crc_entries_json(uint32_t output)

@@ -38,6 +38,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop,
     server->update_listening();
     if (!server->m_listen_watch)
         return Error::format("control socket {}: cannot watch the listener", path);
+    server->m_offload = std::make_unique<Offload>(loop, limits.max_offloaded);
     crc.set_entry_listener(
         [raw = server.get()](uint32_t output, const display::capture::CrcEntry& entry) {
             raw->crc_entry(output, entry);
@@ -132,6 +133,7 @@ void ControlServer::on_accept()
             continue;
         }
         auto& client = m_clients[id];
+        client.id = id;
         client.socket = Fd(s);
         client.watch = *watch;
         ++m_stats.clients;
@@ -156,64 +158,142 @@ void ControlServer::drop_client(uint64_t id, std::string_view why)
     update_listening();
 }
 
+ControlServer::Client* ControlServer::find(uint64_t id)
+{
+    auto it = m_clients.find(id);
+    return it == m_clients.end() ? nullptr : &it->second;
+}
+
 void ControlServer::on_client(uint64_t id, uint32_t events)
 {
+    if (events & (EPOLLHUP | EPOLLERR)) {
+        drop_client(id, "hung up"); // nothing can reach it any more
+        return;
+    }
     if (events & EPOLLOUT)
         flush(id);
-    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+    if (!find(id))
         return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        read_input(id);
+    process_input(id);
+}
+
+void ControlServer::read_input(uint64_t id)
+{
+    // Reading stops once a whole request is waiting: requests are taken a few per loop turn,
+    // and meanwhile the client's socket fills and its writes block, not our memory or our time.
     char buffer[65536];
-    // At most 1 MiB per wakeup: a client that writes as fast as we read would otherwise keep the
-    // device loop here. The socket stays readable (level-triggered), so we come back to it.
     constexpr int max_reads_per_wakeup = 16;
     for (int reads = 0; reads < max_reads_per_wakeup; ++reads) {
-        auto it = m_clients.find(id);
-        if (it == m_clients.end())
+        auto* client = find(id);
+        if (!client || client->in.find('\n', client->scanned) != std::string::npos)
             return;
-        ssize_t n = ::recv(it->second.socket.get(), buffer, sizeof(buffer), 0);
+        client->scanned = client->in.size();
+        ssize_t n = ::recv(client->socket.get(), buffer, sizeof(buffer), 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
             drop_client(id, "closed");
             return;
         }
-        size_t scanned = it->second.in.size(); // the bytes before hold no newline
-        it->second.in.append(buffer, size_t(n));
-        // Complete lines are requests; an unterminated one may grow up to the message limit.
-        for (;;) {
-            auto client = m_clients.find(id);
-            if (client == m_clients.end())
-                return;
-            auto& in = client->second.in;
-            auto newline = in.find('\n', scanned);
-            if (newline == std::string::npos) {
-                if (in.size() > m_limits.max_message) {
-                    if (!client->second.discarding)
-                        bad_message(id,
-                            fmt::format("message larger than {} bytes", m_limits.max_message),
-                            nullptr);
-                    if (auto c = m_clients.find(id); c != m_clients.end()) {
-                        c->second.discarding = true;
-                        c->second.in.clear();
-                    }
-                }
-                break;
-            }
-            std::string line = in.substr(0, newline);
-            in.erase(0, newline + 1);
-            scanned = 0;
-            if (client->second.discarding) {
-                client->second.discarding = false; // the oversized message ends here
-                continue;
-            }
-            if (line.size() > m_limits.max_message) {
+        client->in.append(buffer, size_t(n));
+        // An unterminated message may grow up to the limit; past it, it is refused once and
+        // discarded up to its newline.
+        if (client->in.find('\n', client->scanned) == std::string::npos
+            && client->in.size() > m_limits.max_message) {
+            bool first = !client->discarding;
+            client->discarding = true;
+            client->in.clear();
+            client->scanned = 0;
+            if (first)
                 bad_message(
                     id, fmt::format("message larger than {} bytes", m_limits.max_message), nullptr);
-                continue;
-            }
-            handle_line(id, line);
         }
     }
+}
+
+std::optional<std::string> ControlServer::next_line(Client& client)
+{
+    for (;;) {
+        auto newline = client.in.find('\n', client.scanned);
+        if (newline == std::string::npos) {
+            client.scanned = client.in.size();
+            return std::nullopt;
+        }
+        std::string line = client.in.substr(0, newline);
+        client.in.erase(0, newline + 1);
+        client.scanned = 0;
+        if (client.discarding) {
+            client.discarding = false; // the oversized message ends here
+            continue;
+        }
+        return line;
+    }
+}
+
+void ControlServer::process_input(uint64_t id)
+{
+    // A few requests per loop turn: a client that pipelines thousands gets them answered in
+    // turns, between which the device loop serves the guest and the other clients.
+    for (unsigned handled = 0;; ++handled) {
+        auto* client = find(id);
+        if (!client)
+            return;
+        if (client->busy)
+            break; // an answer is being prepared off the loop; requests wait, in order
+        if (handled == m_limits.max_requests_per_turn) {
+            if (client->in.find('\n', client->scanned) != std::string::npos
+                && !client->continuation_posted) {
+                client->continuation_posted = true;
+                m_loop.post(m_lifetime.guard([this, id] {
+                    if (auto* c = find(id)) {
+                        c->continuation_posted = false;
+                        process_input(id);
+                    }
+                }));
+            }
+            break;
+        }
+        auto line = next_line(*client);
+        if (!line)
+            break;
+        if (line->size() > m_limits.max_message) {
+            bad_message(
+                id, fmt::format("message larger than {} bytes", m_limits.max_message), nullptr);
+            continue;
+        }
+        handle_line(id, *line);
+    }
+    update_interest(id);
+}
+
+void ControlServer::update_interest(uint64_t id)
+{
+    auto* client = find(id);
+    if (!client)
+        return;
+    // Input is read only when nothing is waiting to be handled; output while any is queued.
+    bool want_read = !client->busy && !client->continuation_posted
+        && client->in.find('\n', client->scanned) == std::string::npos;
+    bool want_write = client->out_sent < client->out.size();
+    uint32_t events = (want_read ? EPOLLIN | EPOLLRDHUP : 0u) | (want_write ? EPOLLOUT : 0u);
+    if (events == client->interest)
+        return;
+    client->interest = events;
+    (void)m_loop.modify(client->watch, events);
+}
+
+void ControlServer::finish_later(uint64_t id, std::string reply_line, bool error)
+{
+    auto* client = find(id);
+    if (!client)
+        return; // gone while its answer was prepared
+    client->busy = false;
+    if (error)
+        ++m_stats.errors;
+    send_text(id, std::move(reply_line));
+    process_input(id);
 }
 
 void ControlServer::bad_message(uint64_t id, std::string_view desc, const json& request_id)
@@ -269,17 +349,19 @@ void ControlServer::handle_line(uint64_t id, std::string_view line)
             { { "class", "InvalidParameter" }, { "desc", "\"arguments\" must be an object" } } } };
     } else {
         CommandResult result = CommandError {};
+        it->second.request_id = request_id;
         try {
             result = (this->*(handler->second))(arguments, it->second);
         } catch (const json::exception& e) {
             // A mistyped argument that slipped past a handler's checks.
             result = CommandError { "InvalidParameter", e.what() };
         }
+        if (result && std::holds_alternative<Later>(*result))
+            return; // the handler answers when its work off the loop is done (finish_later)
         if (result)
-            reply = { { "return", *result } };
+            reply = { { "return", std::get<json>(std::move(*result)) } };
         else
-            reply = { { "error",
-                { { "class", result.error().error_class }, { "desc", result.error().desc } } } };
+            reply = error_reply(result.error());
     }
     if (reply.contains("error"))
         ++m_stats.errors;
@@ -288,14 +370,29 @@ void ControlServer::handle_line(uint64_t id, std::string_view line)
     send(id, reply);
 }
 
+json ControlServer::error_reply(const CommandError& error)
+{
+    return { { "error", { { "class", error.error_class }, { "desc", error.desc } } } };
+}
+
+std::string ControlServer::reply_line(const json& message)
+{
+    return message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
 void ControlServer::send(uint64_t id, const json& message)
+{
+    if (find(id))
+        send_text(id, reply_line(message));
+}
+
+void ControlServer::send_text(uint64_t id, std::string text)
 {
     auto it = m_clients.find(id);
     if (it == m_clients.end())
         return;
     auto& client = it->second;
     // Replies are never dropped, but a client that does not read them at all is.
-    std::string text = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     if (client.out.size() - client.out_sent + text.size() > m_limits.max_queued_replies) {
         ++m_stats.clients_dropped;
         drop_client(id, "not reading its replies");
@@ -329,11 +426,7 @@ void ControlServer::flush(uint64_t id)
         client.out.erase(0, client.out_sent);
         client.out_sent = 0;
     }
-    bool want = !client.out.empty();
-    if (want != client.want_write) {
-        client.want_write = want;
-        (void)m_loop.modify(client.watch, EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0u));
-    }
+    update_interest(id);
 }
 
 void ControlServer::broadcast(const std::string& event, json data)

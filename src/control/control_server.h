@@ -13,11 +13,16 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <variant>
+
+#include <sys/epoll.h>
 
 #include <nlohmann/json.hpp>
 
 #include "base/event_loop.h"
 #include "base/fd.h"
+#include "base/lifetime.h"
+#include "base/offload.h"
 #include "base/result.h"
 #include "display/capture/crc_capture.h"
 #include "display/display.h"
@@ -32,7 +37,10 @@ struct CommandError {
     std::string error_class;
     std::string desc;
 };
-using CommandResult = Result<json, CommandError>;
+// A handler answers now (a value or an error), or Later: its work runs off the loop and the
+// reply follows through finish_later(); the client's next requests wait for it, in order.
+struct Later { };
+using CommandResult = Result<std::variant<json, Later>, CommandError>;
 
 struct ControlLimits {
     size_t max_message = 1 << 20; // a request line
@@ -41,6 +49,11 @@ struct ControlLimits {
     size_t max_queued_events = 8 << 20;
     size_t max_queued_replies = 32 << 20;
     unsigned max_bad_in_a_row = 16;
+    // Requests handled per client per loop turn; the rest wait for the next turn.
+    unsigned max_requests_per_turn = 4;
+    // Screendumps being encoded and written off the loop at once (each holds a snapshot of the
+    // frame); more are answered with the error class Busy.
+    size_t max_offloaded = 2;
     // Clients served at once; more wait in the listen backlog until one leaves.
     size_t max_clients = 16;
     // The socket file's mode: whoever may connect may also make us write screendump files.
@@ -56,6 +69,8 @@ struct ControlStats {
     uint64_t clients_dropped = 0;
     uint64_t accept_errors = 0; // accept() failed (out of descriptors or memory)
     uint64_t listen_pauses = 0; // stopped accepting: at the cap or near the descriptor limit
+    uint64_t offloaded = 0; // screendumps encoded and written off the loop
+    uint64_t busy = 0; // screendumps refused because max_offloaded were in flight
 };
 
 class ControlServer final : public display::DisplaySink {
@@ -77,13 +92,18 @@ public:
 
 private:
     struct Client {
+        uint64_t id = 0;
         Fd socket;
         EventLoop::WatchId watch = 0;
         std::string in;
         bool discarding = false; // inside an oversized message, until its newline
         std::string out;
         size_t out_sent = 0;
-        bool want_write = false;
+        uint32_t interest = EPOLLIN | EPOLLRDHUP; // what the watch asks for now
+        size_t scanned = 0; // `in` holds no newline before this offset
+        bool busy = false; // a reply is being prepared off the loop
+        bool continuation_posted = false; // more requests wait for the next loop turn
+        json request_id; // of the request being handled
         unsigned bad_in_a_row = 0;
         std::set<std::string> events;
         uint64_t dropped = 0;
@@ -98,8 +118,19 @@ private:
     void update_listening();
     void pause_accepting();
     void on_client(uint64_t id, uint32_t events);
+    Client* find(uint64_t id);
+    void read_input(uint64_t id);
+    std::optional<std::string> next_line(Client& client);
+    void process_input(uint64_t id);
+    void update_interest(uint64_t id);
     void handle_line(uint64_t id, std::string_view line);
+    // The reply to a Later request, ready (serialised off the loop): sent, and the client's
+    // next requests go on.
+    void finish_later(uint64_t id, std::string reply_line, bool error);
+    static json error_reply(const CommandError& error);
+    static std::string reply_line(const json& message);
     void send(uint64_t id, const json& message);
+    void send_text(uint64_t id, std::string text);
     void flush(uint64_t id);
     void drop_client(uint64_t id, std::string_view why);
     void broadcast(const std::string& event, json data);
@@ -139,6 +170,8 @@ private:
     // Last announced mode per output, for MODE_CHANGE.
     std::array<std::tuple<bool, uint32_t, uint32_t>, virtio_gpu::MAX_SCANOUTS> m_modes {};
     ControlStats m_stats;
+    std::unique_ptr<Offload> m_offload; // screendump encoding and writing
+    Lifetime m_lifetime; // for tasks posted to the loop
 };
 
 } // namespace vgpu::control

@@ -1148,6 +1148,75 @@ TEST_F(ControlEvents, ClientThatNeverReads_DoesNotStallTheDevice_ItsEventsAreDro
     EXPECT_EQ(slow->call("query-version")["minor"], 1);
 }
 
+// A flood of screendumps must not take the device loop: they are encoded and written off the
+// loop, a few requests of a client are handled per loop turn, and a bounded number of
+// snapshots is in flight (the rest is answered Busy).
+TEST_F(ControlSocket, PipelinedScreendumpFlood_TheGuestAndOtherClientsAreServedMeanwhile)
+{
+    start();
+    Picture picture = make_picture(320, 240, 9);
+    create(1, picture);
+    ASSERT_EQ(gpu->set_scanout(0, 1, picture.full()).type, OK);
+    constexpr int dumps = 200;
+    std::string file = dir + "/flood.png";
+    std::vector<std::unique_ptr<ControlClient>> flooders;
+    for (int c = 0; c < 3; ++c) {
+        flooders.push_back(connect());
+        std::string lines;
+        for (int i = 0; i < dumps; ++i)
+            lines += json { { "execute", "screendump" },
+                { "arguments", { { "output", 0 }, { "filename", file } } },
+                { "id",
+                    i } }.dump()
+                + "\n";
+        flooders.back()->send_raw(lines);
+    }
+    // The guest's commands and another client's requests go on while the flood is answered.
+    std::atomic<bool> flood_answered { false };
+    std::thread reader([&] {
+        for (auto& f : flooders)
+            for (int i = 0; i < dumps; ++i) {
+                auto reply = f->read_message(30s);
+                ASSERT_TRUE(reply.has_value()) << i;
+                ASSERT_EQ((*reply)["id"], i) << "replies out of order";
+                if (reply->contains("error")) {
+                    EXPECT_EQ((*reply)["error"]["class"], "Busy") << reply->dump();
+                }
+            }
+        flood_answered = true;
+    });
+    // GET_DISPLAY_INFO round trips in buffers allocated once (the harness allocator does not
+    // free, and there may be many).
+    auto& ram = session->ram();
+    uint64_t request = ram.alloc(64), response = ram.alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    ram.write(request, ctrl_header(CtrlType::GetDisplayInfo));
+    int round_trips = 0, queries = 0;
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!flood_answered && std::chrono::steady_clock::now() < deadline) {
+        session->control().add({ { request, 24, false },
+            { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+        session->control().notify_kick();
+        ASSERT_TRUE(session->control().wait_used().has_value()) << "round trip " << round_trips;
+        ++round_trips;
+        if (round_trips % 50 == 0 && control->execute("query-version").has_value())
+            ++queries;
+    }
+    reader.join();
+    EXPECT_GE(round_trips, 100) << "the guest waited for the flood";
+    EXPECT_GE(queries, 2) << "another client waited for the flood";
+    auto stats = control->call("query-stats")["control"];
+    EXPECT_GT(stats["screendumps-offloaded"].get<uint64_t>(), 0u) << stats.dump();
+    EXPECT_GT(stats["screendumps-busy"].get<uint64_t>(), 0u)
+        << "three clients at once never exceeded the two snapshots in flight";
+    EXPECT_EQ(
+        stats["screendumps-offloaded"].get<uint64_t>() + stats["screendumps-busy"].get<uint64_t>(),
+        uint64_t(3 * dumps));
+    // What was written is a whole PNG of the frame.
+    auto png = display::capture::read_image(file);
+    ASSERT_TRUE(png) << png.error().message;
+    EXPECT_EQ(png->pixels, picture.canonical_rect(picture.full()));
+}
+
 // ---- malformed input --------------------------------------------------------------------------
 
 class ControlMalformed : public ControlTestBase { };
