@@ -160,6 +160,7 @@ void BackendServer::accept_connection(Fd socket)
 void BackendServer::disconnect(std::string_view why)
 {
     VGPU_LOG_INFO("frontend disconnected: {}", why);
+    cancel_message_deadline();
     reset_device();
     if (m_connection_watch)
         m_loop.unwatch(*m_connection_watch);
@@ -178,18 +179,43 @@ void BackendServer::disconnect(std::string_view why)
 
 void BackendServer::on_connection_ready(uint32_t events)
 {
-    auto message = m_connection->receive();
-    if (!message) {
+    auto received = m_connection->receive();
+    if (!received) {
         ++m_stats.protocol_errors;
-        VGPU_LOG_GUEST(Warn, "frontend protocol error: {}", message.error().message);
+        VGPU_LOG_GUEST(Warn, "frontend protocol error: {}", received.error().message);
         disconnect("protocol error");
         return;
     }
-    if (!message->has_value()) {
+    if (received->closed) {
         disconnect((events & EPOLLERR) ? "socket error" : "end of stream");
         return;
     }
-    handle_message(**message);
+    // One deadline per message, from its first byte: a frontend may not hold a message open
+    // (a byte every now and then) for longer.
+    if (!received->message) {
+        if (m_connection->mid_message() && !m_message_deadline) {
+            auto timer = m_loop.add_timer(message_deadline, std::chrono::nanoseconds(0), [this] {
+                m_message_deadline.reset(); // a one-shot timer removes itself
+                ++m_stats.protocol_errors;
+                VGPU_LOG_GUEST(Warn, "frontend message did not arrive whole within {} ms",
+                    message_deadline.count());
+                disconnect("message did not arrive whole in time");
+            });
+            if (timer)
+                m_message_deadline = *timer;
+        }
+        return;
+    }
+    cancel_message_deadline();
+    handle_message(*received->message);
+}
+
+void BackendServer::cancel_message_deadline()
+{
+    if (m_message_deadline) {
+        m_loop.unwatch(*m_message_deadline);
+        m_message_deadline.reset();
+    }
 }
 
 Result<void> BackendServer::send_reply(const Header& request, std::span<const std::byte> payload)
@@ -437,6 +463,10 @@ Result<BackendServer::Reply> BackendServer::handle(const req::SetVringFd& reques
         "SET_VRING_ERR" };
     auto* q = TRY(queue_for(request.index, names[size_t(request.kind)]));
     Fd fd = request.has_fd ? std::move(context.message.fds.at(0)) : Fd();
+    // The loop reads kick fds and writes call fds: a blocking one (an eventfd without
+    // EFD_NONBLOCK, a full pipe) would hold the loop in read() or write().
+    if (fd.valid())
+        TRY(set_nonblocking(fd.get()));
     switch (request.kind) {
     case req::VringFdKind::Kick:
         if (!request.has_fd)
@@ -549,7 +579,7 @@ void BackendServer::notify_config_changed()
     if (!m_backend_channel || !protocol_feature(PF_CONFIG))
         return;
     Header header { uint32_t(BackendRequest::ConfigChangeMsg), VERSION, 0 };
-    if (auto r = m_backend_channel->send_nonblocking(header, {}); !r)
+    if (auto r = m_backend_channel->send(header, {}); !r)
         VGPU_LOG_WARN("CONFIG_CHANGE_MSG: {}", r.error().message);
 }
 

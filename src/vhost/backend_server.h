@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -40,6 +41,9 @@ struct BackendStats {
 
 class BackendServer {
 public:
+    // How long a frontend message that has started arriving may take to arrive whole.
+    static constexpr std::chrono::milliseconds message_deadline { 2000 };
+
     static Result<std::unique_ptr<BackendServer>> create(
         EventLoop& loop, virtio::Device& device, BackendOptions options);
     ~BackendServer();
@@ -78,6 +82,7 @@ private:
     void watch_listener();
     void on_listen_ready();
     void on_connection_ready(uint32_t events);
+    void cancel_message_deadline();
     void accept_connection(Fd socket);
     void disconnect(std::string_view why);
     void handle_message(Message& message);
@@ -135,6 +140,7 @@ private:
     std::optional<EventLoop::WatchId> m_listen_retry; // accept failed: listen again later
     std::optional<Connection> m_connection;
     std::optional<EventLoop::WatchId> m_connection_watch;
+    std::optional<EventLoop::WatchId> m_message_deadline;
     std::optional<Connection> m_backend_channel;
     std::function<void()> m_on_disconnect;
 

@@ -29,52 +29,12 @@ Result<void> collect_fds(msghdr& msg, std::vector<Fd>& fds)
     return {};
 }
 
-// Reads exactly out.size() bytes; fails on EOF, timeout or descriptors that arrive late.
-Result<void> read_exact(int socket, std::span<std::byte> out, std::vector<Fd>& late_fds)
+// One non-blocking recvmsg into `out`, descriptors into `fds`: the bytes read, 0 at the end of
+// the stream, nullopt when nothing is there now.
+Result<std::optional<size_t>> receive_into(
+    int socket, std::span<std::byte> out, std::vector<Fd>& fds)
 {
-    size_t done = 0;
-    while (done < out.size()) {
-        iovec iov { out.data() + done, out.size() - done };
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-        msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        ssize_t n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error::from_errno(
-                errno == EAGAIN ? "recvmsg (timed out mid-message)" : "recvmsg");
-        TRY(collect_fds(msg, late_fds));
-        if (!late_fds.empty())
-            return Error::format("file descriptors arrived in the middle of a message");
-        if (n == 0)
-            return Error::format(
-                "connection closed mid-message ({} of {} bytes)", done, out.size());
-        done += size_t(n);
-    }
-    return {};
-}
-
-} // namespace
-
-Result<Connection> Connection::adopt(Fd socket)
-{
-    timeval tv { receive_timeout_ms / 1000, (receive_timeout_ms % 1000) * 1000 };
-    // Replies are small, but a frontend that stops reading must not block us for ever either.
-    if (::setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0
-        || ::setsockopt(socket.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-        return Error::from_errno("setsockopt(SO_RCVTIMEO/SO_SNDTIMEO)");
-    return Connection(std::move(socket));
-}
-
-Result<std::optional<Message>> Connection::receive()
-{
-    Message message;
-    auto* header_bytes = reinterpret_cast<std::byte*>(&message.header);
-    iovec iov { header_bytes, sizeof(Header) };
+    iovec iov { out.data(), out.size() };
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)];
     msghdr msg {};
     msg.msg_iov = &iov;
@@ -83,28 +43,79 @@ Result<std::optional<Message>> Connection::receive()
     msg.msg_controllen = sizeof(control);
     ssize_t n;
     do {
-        n = ::recvmsg(m_socket.get(), &msg, MSG_CMSG_CLOEXEC);
+        n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return std::optional<size_t> {};
         return Error::from_errno("recvmsg");
-    TRY(collect_fds(msg, message.fds));
-    if (n == 0) {
-        if (!message.fds.empty())
-            return Error::format("descriptors without a message");
-        return std::optional<Message> {};
     }
-    std::vector<Fd> late;
-    if (size_t(n) < sizeof(Header))
-        TRY(read_exact(
-            m_socket.get(), std::span(header_bytes + n, sizeof(Header) - size_t(n)), late));
-    TRY(validate_header(message.header));
-    message.payload.resize(message.header.size);
-    TRY(read_exact(m_socket.get(), message.payload, late));
-    return std::optional<Message>(std::move(message));
+    TRY(collect_fds(msg, fds));
+    return std::optional<size_t>(size_t(n));
 }
 
-Result<void> Connection::send_with_flags(
-    const Header& header, std::span<const std::byte> payload, std::span<const int> fds, int flags)
+} // namespace
+
+Result<Connection> Connection::adopt(Fd socket)
+{
+    TRY(set_nonblocking(socket.get()));
+    return Connection(std::move(socket));
+}
+
+Result<Connection::Received> Connection::receive()
+{
+    // Whatever goes wrong, the message being assembled is dropped with its descriptors.
+    auto fail = [this](Error error) -> Result<Received> {
+        m_partial = Message {};
+        m_header_received = m_payload_received = 0;
+        return error;
+    };
+    auto* header = reinterpret_cast<std::byte*>(&m_partial.header);
+    while (m_header_received < sizeof(Header)) {
+        // Descriptors travel with the header (QEMU sends each message with one sendmsg).
+        auto n = receive_into(m_socket.get(),
+            std::span(header + m_header_received, sizeof(Header) - m_header_received),
+            m_partial.fds);
+        if (!n)
+            return fail(n.release_error());
+        if (!n->has_value())
+            return Received {};
+        if (**n == 0) {
+            if (m_header_received == 0 && m_partial.fds.empty())
+                return Received { std::nullopt, true };
+            return fail(Error::format("connection closed mid-message ({} of {} header bytes)",
+                m_header_received, sizeof(Header)));
+        }
+        m_header_received += **n;
+        if (m_header_received == sizeof(Header)) {
+            if (auto valid = validate_header(m_partial.header); !valid)
+                return fail(valid.release_error());
+            m_partial.payload.resize(m_partial.header.size);
+        }
+    }
+    while (m_payload_received < m_partial.payload.size()) {
+        std::vector<Fd> late;
+        auto n = receive_into(
+            m_socket.get(), std::span(m_partial.payload).subspan(m_payload_received), late);
+        if (!n)
+            return fail(n.release_error());
+        if (!late.empty())
+            return fail(Error::format("file descriptors arrived in the middle of a message"));
+        if (!n->has_value())
+            return Received {};
+        if (**n == 0)
+            return fail(Error::format("connection closed mid-message ({} of {} payload bytes)",
+                m_payload_received, m_partial.payload.size()));
+        m_payload_received += **n;
+    }
+    Received received { std::move(m_partial), false };
+    m_partial = Message {};
+    m_header_received = m_payload_received = 0;
+    return received;
+}
+
+Result<void> Connection::send(
+    const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
 {
     if (fds.size() > MAX_FDS)
         return Error::format("too many descriptors to send ({})", fds.size());
@@ -126,24 +137,15 @@ Result<void> Connection::send_with_flags(
     size_t total = sizeof(Header) + payload.size();
     ssize_t n;
     do {
-        n = ::sendmsg(m_socket.get(), &msg, flags | MSG_NOSIGNAL);
+        n = ::sendmsg(m_socket.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return Error::from_errno("sendmsg");
+        return Error::from_errno(errno == EAGAIN ? "sendmsg (the peer does not read)" : "sendmsg");
+    // A unix stream socket takes a small message whole or not at all; anything else leaves the
+    // stream broken, and the caller drops the connection.
     if (size_t(n) != total)
         return Error::format("short send ({} of {} bytes)", n, total);
     return {};
-}
-
-Result<void> Connection::send(
-    const Header& header, std::span<const std::byte> payload, std::span<const int> fds)
-{
-    return send_with_flags(header, payload, fds, 0);
-}
-
-Result<void> Connection::send_nonblocking(const Header& header, std::span<const std::byte> payload)
-{
-    return send_with_flags(header, payload, {}, MSG_DONTWAIT);
 }
 
 } // namespace vgpu::vhost

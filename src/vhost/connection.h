@@ -1,5 +1,9 @@
 // One vhost-user socket: whole messages in (header, payload and SCM_RIGHTS descriptors) and out.
 // Used for the frontend connection and, in the other direction, for the backend channel.
+//
+// The socket is non-blocking: receive() takes what has arrived and returns a message once it is
+// whole, so a frontend that sends slowly (or stops mid-message) never holds the device loop.
+// The caller bounds how long a started message may take (BackendServer: 2 s per message).
 #pragma once
 
 #include <optional>
@@ -20,33 +24,35 @@ struct Message {
 
 class Connection {
 public:
-    // How long a message that has started arriving may take to arrive whole. A frontend that
-    // stalls mid-message is disconnected instead of freezing the device loop.
-    static constexpr int receive_timeout_ms = 2000;
-
     static Result<Connection> adopt(Fd socket);
     int fd() const { return m_socket.get(); }
 
-    // Reads one message: the header and any descriptors with one recvmsg, then exactly
-    // header.size payload bytes. Returns nullopt on an orderly end of stream before a header.
-    // Fails on a truncated message, MSG_CTRUNC (more descriptors than MAX_FDS), a bad header
-    // (validate_header) or descriptors arriving with the payload; any received fds are closed.
-    Result<std::optional<Message>> receive();
+    struct Received {
+        std::optional<Message> message; // a whole message
+        bool closed = false; // an orderly end of stream between messages
+    };
+    // Reads what has arrived without waiting. Fails on a message cut off by the end of the
+    // stream, MSG_CTRUNC (more descriptors than MAX_FDS), a bad header (validate_header) or
+    // descriptors arriving with the payload; any received fds are closed.
+    Result<Received> receive();
+    // Some of a message has arrived, not all of it.
+    bool mid_message() const { return m_header_received > 0; }
 
-    // Sends a message whole (header, payload, descriptors) with one sendmsg.
+    // Sends a message whole (header, payload, descriptors) with one sendmsg, without waiting:
+    // a peer that does not read its replies gets an error (EAGAIN), not our time.
     Result<void> send(
         const Header& header, std::span<const std::byte> payload, std::span<const int> fds = {});
-    // Non-blocking variant for the backend channel: fails with EAGAIN instead of waiting.
-    Result<void> send_nonblocking(const Header& header, std::span<const std::byte> payload);
 
 private:
     explicit Connection(Fd socket)
         : m_socket(std::move(socket))
     {
     }
-    Result<void> send_with_flags(const Header& header, std::span<const std::byte> payload,
-        std::span<const int> fds, int flags);
     Fd m_socket;
+    // The message being assembled.
+    Message m_partial;
+    size_t m_header_received = 0;
+    size_t m_payload_received = 0;
 };
 
 } // namespace vgpu::vhost

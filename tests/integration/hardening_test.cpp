@@ -3,11 +3,13 @@
 // it guards against; every test ends with the backend alive and serving.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -222,6 +224,102 @@ TEST(HardeningAccess, ScreendumpThroughAPlantedLink_TheLinkTargetIsUntouched)
     std::string text((std::istreambuf_iterator<char>(victim)), std::istreambuf_iterator<char>());
     EXPECT_EQ(text, "precious");
     EXPECT_EQ(std::filesystem::file_size(dir + "/shot.ppm"), 13u + 32 * 16 * 3);
+}
+
+// ---- a frontend that would block the loop --------------------------------------------------
+
+TEST(HardeningFrontend, MessageTrickledOneByteAtATime_TheLoopServesOthers_DisconnectedAfter2s)
+{
+    // One byte every 400 ms: under the old 2 s limit per recvmsg, this held the device loop
+    // for as long as the frontend liked.
+    auto dir = harness::make_temp_dir();
+    auto control_path = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control_path });
+    auto control = ControlClient::connect(control_path);
+    auto frontend = harness::Frontend::connect(backend.socket_path());
+    vhost::Header header { uint32_t(vhost::Request::GetFeatures), vhost::VERSION, 0 };
+    auto bytes = std::as_bytes(std::span(&header, 1));
+    std::atomic<size_t> sent { 0 };
+    std::thread trickle([&] {
+        for (auto b : bytes) {
+            frontend.send_bytes(std::span(&b, 1));
+            ++sent;
+            std::this_thread::sleep_for(400ms);
+        }
+    });
+    while (sent < 2)
+        std::this_thread::sleep_for(10ms);
+    auto reply = control.execute("query-version", json::object(), 1500ms);
+    size_t sent_when_answered = sent;
+    bool closed = frontend.closed_by_backend(4000ms);
+    size_t sent_when_closed = sent;
+    trickle.join();
+
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_TRUE(reply->contains("return"));
+    EXPECT_LT(sent_when_answered, bytes.size()) << "the control client waited for the frontend";
+    EXPECT_TRUE(closed) << "a message trickling in for seconds was not cut off";
+    EXPECT_LT(sent_when_closed, bytes.size());
+    // The next frontend is served.
+    QemuSession session(backend.socket_path());
+    session.start();
+    expect_control_round_trip(session);
+    EXPECT_NE(backend.log().find("did not arrive whole"), std::string::npos) << backend.log();
+}
+
+TEST(HardeningFrontend, BlockingKickEventfd_DoesNotBlockTheLoop)
+{
+    auto backend = BackendProcess::listen();
+    QemuSession session(backend.socket_path());
+    session.start();
+    // A kick eventfd without EFD_NONBLOCK, nothing signalled yet: starting the ring drains it
+    // (buffers may wait from before), which blocked in read() for ever.
+    Fd kick(::eventfd(0, EFD_CLOEXEC));
+    int fd = kick.get();
+    auto& f = session.frontend();
+    EXPECT_EQ(
+        f.request_obj(vhost::Request::SetVringKick, uint64_t(0), std::span(&fd, 1), true), 0u);
+    EXPECT_TRUE(f.get_u64(vhost::Request::GetFeatures).has_value()) << "the backend is stuck";
+    // The ring runs on the new kick fd.
+    auto& ram = session.ram();
+    uint64_t request = ram.alloc(64), response = ram.alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    ram.write(request, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
+    session.control().add({ { request, 24, false },
+        { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+    ASSERT_TRUE(eventfd_signal(kick.get()));
+    EXPECT_TRUE(session.control().wait_used().has_value());
+}
+
+TEST(HardeningFrontend, FullPipeAsCallFd_DoesNotBlockTheLoop)
+{
+    auto backend = BackendProcess::listen();
+    QemuSession session(backend.socket_path());
+    session.start();
+    // A blocking pipe that is already full as the call "eventfd": signalling it blocked in
+    // write() for ever.
+    int ends[2];
+    ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    Fd read_end(ends[0]), write_end(ends[1]);
+    ASSERT_EQ(::fcntl(write_end.get(), F_SETFL, O_NONBLOCK), 0);
+    std::vector<char> junk(65536, 'x');
+    while (::write(write_end.get(), junk.data(), junk.size()) > 0) { }
+    ASSERT_EQ(::fcntl(write_end.get(), F_SETFL, 0), 0);
+    int fd = write_end.get();
+    auto& f = session.frontend();
+    f.request_obj(vhost::Request::SetVringCall, uint64_t(0), std::span(&fd, 1));
+    auto& ram = session.ram();
+    uint64_t request = ram.alloc(64), response = ram.alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    ram.write(request, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
+    auto& q = session.control();
+    uint16_t before = q.used_idx();
+    q.add({ { request, 24, false },
+        { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+    q.notify_kick();
+    auto deadline = std::chrono::steady_clock::now() + 3s;
+    while (q.used_idx() == before && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    EXPECT_NE(q.used_idx(), before);
+    EXPECT_TRUE(f.get_u64(vhost::Request::GetFeatures).has_value()) << "the backend is stuck";
 }
 
 } // namespace
