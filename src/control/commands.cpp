@@ -151,7 +151,8 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         display_stats["qemu"] = { { "scanouts", q.scanouts }, { "updates", q.updates },
             { "update-bytes", q.update_bytes }, { "direct-updates", q.direct_updates },
             { "cursor-updates", q.cursor_updates }, { "cursor-moves", q.cursor_moves },
-            { "queries", q.queries }, { "query-timeouts", q.query_timeouts } };
+            { "queries", q.queries }, { "query-timeouts", q.query_timeouts },
+            { "coalesced", q.coalesced } };
     }
     return json {
         { "commands", s.control_commands },

@@ -32,6 +32,9 @@ Result<void> Display::attach_qemu_display(Fd socket)
     for (const auto& output : m_outputs)
         if (output.enabled())
             m_qemu->resend(output);
+    for (uint32_t i = 0; i < m_cursors.size(); ++i)
+        if (m_cursors[i].image)
+            m_qemu->cursor_changed(i, m_cursors[i], false);
     return {};
 }
 

@@ -47,9 +47,18 @@ void DisplayChannel::send(
 {
     if (!m_socket.valid())
         return;
+    // Callers keep the latest state instead of queueing every change (QemuDisplay), so the
+    // queue stays small; a queue that grows past the cap anyway is a peer we cannot serve.
+    size_t bytes = sizeof(GpuHeader) + payload.size();
+    if (m_queued_bytes + bytes > max_queued_bytes) {
+        close(fmt::format("more than {} bytes waiting for QEMU to read", max_queued_bytes));
+        return;
+    }
     if (on_reply)
         m_pending_replies.push_back(std::move(on_reply));
-    send_message(std::make_unique<BufferMessage>(encode_message(request, payload)));
+    m_queued_bytes += bytes;
+    auto message = std::make_unique<BufferMessage>(encode_message(request, payload));
+    send_message(std::move(message));
 }
 
 void DisplayChannel::send_message(std::unique_ptr<OutgoingMessage> message)
@@ -66,6 +75,7 @@ void DisplayChannel::flush()
     while (m_socket.valid() && !m_queue.empty()) {
         auto bytes = m_queue.front()->next();
         if (bytes.empty()) {
+            m_queued_bytes -= m_queue.front()->buffered_bytes();
             m_queue.pop_front();
             ++m_messages_sent;
             sent_any = true;
@@ -107,19 +117,29 @@ void DisplayChannel::on_ready(uint32_t events)
 
 void DisplayChannel::read_replies()
 {
+    // QEMU sends only replies, one per request with a reply: each chunk is parsed as it
+    // arrives, so a peer that sends without end is refused after its first bad header (and
+    // never has more than a chunk and a reply of ours in memory), and a wakeup reads a bounded
+    // amount however fast it writes.
     std::byte buffer[4096];
-    for (;;) {
+    constexpr int max_reads_per_wakeup = 16;
+    for (int reads = 0; reads < max_reads_per_wakeup && m_socket.valid(); ++reads) {
         ssize_t n = ::recv(m_socket.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            break;
+            return;
         if (n <= 0) {
             close(n == 0 ? "QEMU closed the display socket"
                          : fmt::format("recv: {}", std::strerror(errno)));
             return;
         }
         m_in.insert(m_in.end(), buffer, buffer + n);
+        parse_replies();
     }
-    while (m_in.size() >= sizeof(GpuHeader)) {
+}
+
+void DisplayChannel::parse_replies()
+{
+    while (m_socket.valid() && m_in.size() >= sizeof(GpuHeader)) {
         GpuHeader header;
         std::memcpy(&header, m_in.data(), sizeof(header));
         if (!(header.flags & GPU_FLAG_REPLY) || header.size > GPU_MAX_REPLY
@@ -136,8 +156,6 @@ void DisplayChannel::read_replies()
             m_in.begin() + sizeof(header), m_in.begin() + long(sizeof(header) + header.size));
         m_in.erase(m_in.begin(), m_in.begin() + long(sizeof(header) + header.size));
         handler(payload);
-        if (!m_socket.valid())
-            return;
     }
 }
 
@@ -149,6 +167,7 @@ void DisplayChannel::close(std::string_view why)
     m_loop.unwatch(m_watch);
     m_socket.reset();
     m_queue.clear();
+    m_queued_bytes = 0;
     m_pending_replies.clear();
     if (m_on_closed)
         m_on_closed();

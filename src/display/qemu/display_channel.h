@@ -27,6 +27,8 @@ public:
     virtual std::span<const std::byte> next() = 0;
     // `n` bytes of what next() returned were sent.
     virtual void advance(size_t n) = 0;
+    // Bytes the message holds in memory (an UPDATE reads the resource as it goes: none).
+    virtual size_t buffered_bytes() const { return 0; }
 };
 
 class DisplayChannel {
@@ -34,6 +36,8 @@ public:
     using ReplyHandler = std::function<void(std::span<const std::byte> payload)>;
     // Asked for as SO_SNDBUF (Linux doubles it for its own bookkeeping): a 1920x1080 UPDATE.
     static constexpr size_t sizeof_send_buffer = 8u << 20;
+    // Buffered messages (everything but UPDATEs) waiting to be sent.
+    static constexpr size_t max_queued_bytes = 1u << 20;
 
     static Result<std::unique_ptr<DisplayChannel>> create(EventLoop& loop, Fd socket);
     ~DisplayChannel();
@@ -63,6 +67,7 @@ private:
     void on_ready(uint32_t events);
     void flush();
     void read_replies();
+    void parse_replies();
     void close(std::string_view why);
     void update_interest();
 
@@ -71,6 +76,7 @@ private:
     EventLoop::WatchId m_watch = 0;
     bool m_want_write = false;
     std::deque<std::unique_ptr<OutgoingMessage>> m_queue;
+    size_t m_queued_bytes = 0;
     std::deque<ReplyHandler> m_pending_replies;
     std::vector<std::byte> m_in;
     uint64_t m_messages_sent = 0;
@@ -87,6 +93,7 @@ public:
     {
     }
     std::span<const std::byte> next() override { return std::span(m_bytes).subspan(m_sent); }
+    size_t buffered_bytes() const override { return m_bytes.size(); }
     void advance(size_t n) override { m_sent += n; }
 
 private:

@@ -25,7 +25,10 @@ Result<std::unique_ptr<QemuDisplay>> QemuDisplay::create(
     std::unique_ptr<QemuDisplay> display(new QemuDisplay(loop, pacing));
     display->m_channel = TRY(DisplayChannel::create(loop, std::move(socket)));
     display->m_channel->set_closed_callback([raw = display.get()] { raw->on_closed(); });
-    display->m_channel->set_drained_callback([raw = display.get()] { raw->schedule(); });
+    display->m_channel->set_drained_callback([raw = display.get()] {
+        raw->send_state();
+        raw->schedule();
+    });
     display->handshake();
     return display;
 }
@@ -179,16 +182,18 @@ void QemuDisplay::output_changed(const Output& output)
     auto& link = m_links[output.index];
     link.source = output.source;
     uint32_t width = output.width(), height = output.height();
-    if (width != link.announced_width || height != link.announced_height) {
-        GpuScanout scanout { output.index, width, height };
-        m_channel->send(GpuRequest::Scanout, bytes_of(scanout));
-        link.announced_width = width;
-        link.announced_height = height;
-        ++m_stats.scanouts;
+    if (width != link.wanted_width || height != link.wanted_height) {
+        // A mode that has not reached QEMU yet is replaced, not queued behind.
+        if (link.wanted_width != link.announced_width
+            || link.wanted_height != link.announced_height)
+            ++m_stats.coalesced;
+        link.wanted_width = width;
+        link.wanted_height = height;
     }
     // A new source means new content everywhere on the output, from its next flush on.
     link.damage = Rect {};
     link.flipped = output.enabled();
+    send_state();
 }
 
 void QemuDisplay::resend(const Output& output)
@@ -244,6 +249,9 @@ void QemuDisplay::send_updates()
         auto& link = m_links[i];
         if (!link.source || virtio_gpu::rect_empty(link.damage))
             continue;
+        if (link.wanted_width != link.announced_width
+            || link.wanted_height != link.announced_height)
+            continue; // its SCANOUT goes first, when the queue drains
         Rect damage = std::exchange(link.damage, Rect {});
         size_t row_bytes = size_t(damage.width) * virtio_gpu::BYTES_PER_PIXEL;
         uint32_t band_rows = uint32_t(
@@ -264,24 +272,70 @@ void QemuDisplay::send_updates()
 
 void QemuDisplay::cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only)
 {
-    GpuCursorPos pos { scanout, cursor.x, cursor.y };
-    if (!cursor.image) {
+    auto& slot = m_cursors[scanout];
+    if (slot.image_dirty || slot.position_dirty)
+        ++m_stats.coalesced; // the state QEMU had not got yet is replaced by this one
+    slot.x = cursor.x;
+    slot.y = cursor.y;
+    slot.position_dirty = true;
+    // A move keeps the image that is pending, if any; anything else (a new image, hidden) is
+    // a new image.
+    if (!moved_only || !cursor.image) {
+        slot.image = cursor.image;
+        slot.image_dirty = true;
+    }
+    send_state();
+}
+
+void QemuDisplay::send_state()
+{
+    // Only while nothing is queued: QEMU that stops reading makes us keep the latest state, not
+    // a queue of every change, and it gets that state whole when the socket drains.
+    if (!open() || m_channel->busy())
+        return;
+    for (uint32_t i = 0; i < m_links.size(); ++i) {
+        auto& link = m_links[i];
+        if (link.wanted_width == link.announced_width
+            && link.wanted_height == link.announced_height)
+            continue;
+        // Recorded before sending: a send that drains the queue calls us again.
+        link.announced_width = link.wanted_width;
+        link.announced_height = link.wanted_height;
+        ++m_stats.scanouts;
+        GpuScanout scanout { i, link.wanted_width, link.wanted_height };
+        m_channel->send(GpuRequest::Scanout, bytes_of(scanout));
+        if (!open())
+            return;
+    }
+    for (uint32_t i = 0; i < m_cursors.size() && open(); ++i)
+        send_cursor(i);
+}
+
+void QemuDisplay::send_cursor(uint32_t scanout)
+{
+    auto& slot = m_cursors[scanout];
+    if (!slot.image_dirty && !slot.position_dirty)
+        return;
+    GpuCursorPos pos { scanout, slot.x, slot.y };
+    bool image = slot.image_dirty;
+    // Cleared before sending: a send that drains the queue calls send_state() again.
+    slot.image_dirty = slot.position_dirty = false;
+    if (!slot.image) {
         m_channel->send(GpuRequest::CursorPosHide, bytes_of(pos));
         ++m_stats.cursor_moves;
-        return;
-    }
-    if (moved_only) {
+    } else if (!image) {
         m_channel->send(GpuRequest::CursorPos, bytes_of(pos));
         ++m_stats.cursor_moves;
-        return;
+    } else {
+        GpuCursorUpdate update {};
+        update.pos = pos;
+        update.hot_x = slot.image->hot_x;
+        update.hot_y = slot.image->hot_y;
+        std::memcpy(update.data, slot.image->argb.data(),
+            std::min(sizeof(update.data), slot.image->argb.size() * sizeof(uint32_t)));
+        m_channel->send(GpuRequest::CursorUpdate, bytes_of(update));
+        ++m_stats.cursor_updates;
     }
-    GpuCursorUpdate update {};
-    update.pos = pos;
-    update.hot_x = cursor.image->hot_x;
-    update.hot_y = cursor.image->hot_y;
-    std::memcpy(update.data, cursor.image->argb.data(), sizeof(update.data));
-    m_channel->send(GpuRequest::CursorUpdate, bytes_of(update));
-    ++m_stats.cursor_updates;
 }
 
 } // namespace vgpu::display::qemu

@@ -42,6 +42,7 @@ struct QemuDisplayStats {
     uint64_t cursor_moves = 0;
     uint64_t queries = 0;
     uint64_t query_timeouts = 0;
+    uint64_t coalesced = 0; // mode and cursor changes replaced before QEMU got them
 };
 
 class QemuDisplay final : public DisplaySink {
@@ -77,7 +78,9 @@ private:
     }
     struct Link {
         std::optional<virtio_gpu::ScanoutSource> source;
-        uint32_t announced_width = 0;
+        uint32_t wanted_width = 0; // the mode the output has
+        uint32_t wanted_height = 0;
+        uint32_t announced_width = 0; // the mode QEMU was last sent (SCANOUT)
         uint32_t announced_height = 0;
         Rect damage {};
         bool flipped = false; // the next flush shows the whole new source
@@ -97,6 +100,9 @@ private:
     void schedule();
     void send_updates();
     void on_closed();
+    // Sends what QEMU has not been told yet (modes, cursors) when nothing is queued.
+    void send_state();
+    void send_cursor(uint32_t scanout);
 
     EventLoop& m_loop;
     PacingOptions m_pacing;
@@ -104,6 +110,14 @@ private:
     std::optional<uint64_t> m_protocol_features;
     std::vector<std::function<void()>> m_waiting_for_handshake;
     std::array<Link, virtio_gpu::MAX_SCANOUTS> m_links {};
+    // The latest cursor state per scanout and what of it QEMU has not got yet.
+    struct CursorSlot {
+        std::optional<virtio_gpu::CursorImage> image;
+        uint32_t x = 0, y = 0;
+        bool image_dirty = false;
+        bool position_dirty = false;
+    };
+    std::array<CursorSlot, virtio_gpu::MAX_SCANOUTS> m_cursors {};
     QueryList m_queries;
     std::optional<EventLoop::WatchId> m_pace_timer;
     std::chrono::steady_clock::time_point m_last_batch {};

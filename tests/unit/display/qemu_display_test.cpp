@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "display/qemu/qemu_display.h"
@@ -23,6 +25,14 @@ struct PeerMessage {
     GpuHeader header {};
     std::vector<std::byte> payload;
 };
+
+#define ASSERT_TRUE_OR(x)                                                                          \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            ADD_FAILURE() << #x;                                                                   \
+            return {};                                                                             \
+        }                                                                                          \
+    } while (0)
 
 // QEMU's end: reads whole messages when asked, answers when told to.
 class Peer {
@@ -54,6 +64,7 @@ public:
         }
     }
     void close() { m_socket.reset(); }
+    int fd() const { return m_socket.get(); }
 
 private:
     bool read_exact(std::byte* out, size_t size, std::chrono::milliseconds timeout)
@@ -83,6 +94,7 @@ protected:
         int pair[2];
         ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
         peer = std::make_unique<Peer>(Fd(pair[1]));
+        ours = Fd(::dup(pair[0]));
         auto created = QemuDisplay::create(*loop, Fd(pair[0]), pacing);
         ASSERT_TRUE(created) << created.error().message;
         display = created.release_value();
@@ -123,8 +135,46 @@ protected:
         return output;
     }
 
+    // A send buffer that holds about one small message: QEMU stops reading at once.
+    int peer_fd() const { return peer->fd(); }
+    void shrink_send_buffer()
+    {
+        int size = 4096;
+        ASSERT_EQ(::setsockopt(ours.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+    }
+    // Reads every message QEMU has been sent, running the loop in between (the display sends
+    // more as its socket drains), until nothing comes for a while.
+    std::vector<PeerMessage> drain_peer()
+    {
+        std::vector<std::byte> bytes;
+        auto quiet_since = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - quiet_since < 200ms) {
+            ASSERT_TRUE_OR(loop->run_once(2ms));
+            std::byte chunk[65536];
+            ssize_t n;
+            while ((n = ::recv(peer->fd(), chunk, sizeof(chunk), MSG_DONTWAIT)) > 0) {
+                bytes.insert(bytes.end(), chunk, chunk + n);
+                quiet_since = std::chrono::steady_clock::now();
+            }
+        }
+        std::vector<PeerMessage> messages;
+        size_t at = 0;
+        while (bytes.size() - at >= sizeof(GpuHeader)) {
+            PeerMessage m;
+            std::memcpy(&m.header, bytes.data() + at, sizeof(GpuHeader));
+            at += sizeof(GpuHeader);
+            ASSERT_TRUE_OR(bytes.size() - at >= m.header.size);
+            m.payload.assign(bytes.begin() + long(at), bytes.begin() + long(at + m.header.size));
+            at += m.header.size;
+            messages.push_back(std::move(m));
+        }
+        EXPECT_EQ(at, bytes.size()) << "a message was cut off";
+        return messages;
+    }
+
     std::unique_ptr<EventLoop> loop;
     std::unique_ptr<Peer> peer;
+    Fd ours; // a second descriptor of the display's end
     std::unique_ptr<QemuDisplay> display;
 };
 
@@ -239,6 +289,102 @@ TEST_F(QemuDisplayTest, QueryAnswered_ThenTheSocketCloses_NotAnsweredAgain)
     run_for(50ms);
     display.reset();
     run_for(50ms);
+    EXPECT_EQ(answers, 1);
+}
+
+CursorState cursor_with(uint32_t seed, uint32_t x, uint32_t y)
+{
+    CursorState cursor;
+    cursor.image = virtio_gpu::CursorImage { seed % 64, 0, std::vector<uint32_t>(64 * 64, seed) };
+    cursor.x = x;
+    cursor.y = y;
+    return cursor;
+}
+
+TEST_F(QemuDisplayTest, QemuStopsReading_CursorAndScanoutChangesAreCoalesced_TheLatestArrives)
+{
+    handshake();
+    shrink_send_buffer();
+    auto big = make_output(0, 64, 48);
+    auto small = make_output(0, 32, 16);
+    // QEMU's main loop is busy: 10000 cursor images (16 KiB each) and 1000 mode changes.
+    for (uint32_t i = 1; i <= 10000; ++i) {
+        display->cursor_changed(0, cursor_with(i, i % 100, i % 50), false);
+        if (i % 10 == 0)
+            display->output_changed(i % 20 ? big : small);
+        display->cursor_changed(0, cursor_with(i, i % 97, i % 31), true);
+    }
+    EXPECT_GT(display->stats().coalesced, 9000u);
+    // QEMU reads again: a few messages, ending with the latest state.
+    auto messages = drain_peer();
+    size_t cursor_updates = 0;
+    std::optional<PeerMessage> last_cursor, last_scanout;
+    for (auto& m : messages) {
+        if (m.header.request == uint32_t(GpuRequest::CursorUpdate)) {
+            ++cursor_updates;
+            last_cursor = m;
+        }
+        if (m.header.request == uint32_t(GpuRequest::CursorPos)
+            || m.header.request == uint32_t(GpuRequest::CursorUpdate))
+            last_cursor = m;
+        if (m.header.request == uint32_t(GpuRequest::Scanout))
+            last_scanout = m;
+    }
+    EXPECT_LT(messages.size(), 50u) << "QEMU gets a backlog of stale states";
+    EXPECT_LE(cursor_updates, 5u);
+    ASSERT_TRUE(last_cursor);
+    GpuCursorPos pos;
+    std::memcpy(&pos, last_cursor->payload.data(), sizeof(pos));
+    EXPECT_EQ(pos.x, 10000u % 97);
+    EXPECT_EQ(pos.y, 10000u % 31);
+    // The image QEMU ends up with is the latest one.
+    std::optional<PeerMessage> last_image;
+    for (auto& m : messages)
+        if (m.header.request == uint32_t(GpuRequest::CursorUpdate))
+            last_image = m;
+    ASSERT_TRUE(last_image);
+    GpuCursorUpdate update;
+    ASSERT_EQ(last_image->payload.size(), sizeof(update));
+    std::memcpy(&update, last_image->payload.data(), sizeof(update));
+    EXPECT_EQ(update.data[0], 10000u);
+    ASSERT_TRUE(last_scanout);
+    GpuScanout scanout;
+    std::memcpy(&scanout, last_scanout->payload.data(), sizeof(scanout));
+    EXPECT_EQ(scanout.width, 32u); // 10000 % 20 == 0: the last change was to `small`
+}
+
+TEST_F(QemuDisplayTest, QemuFloodsTheSocket_TheChannelClosesWithoutReadingItAll)
+{
+    handshake();
+    int answers = 0;
+    display->query_edid(0, [&](std::optional<virtio_gpu::RespEdid>) { ++answers; });
+    ASSERT_TRUE(peer->read());
+    // A reply header, then bytes that never stop: they must not pile up in our memory, and the
+    // loop must not read them for ever.
+    std::atomic<bool> stop { false };
+    std::atomic<uint64_t> written { 0 };
+    int flood_fd = ::dup(peer_fd());
+    std::thread flood([&] {
+        std::vector<std::byte> junk(65536, std::byte { 0x42 });
+        GpuHeader header { uint32_t(GpuRequest::GetEdid), GPU_FLAG_REPLY,
+            sizeof(virtio_gpu::RespEdid) };
+        std::memcpy(junk.data(), &header, sizeof(header));
+        while (!stop && written < (uint64_t(256) << 20)) {
+            ssize_t n = ::send(flood_fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+            if (n <= 0)
+                break;
+            written += uint64_t(n);
+        }
+        ::close(flood_fd);
+    });
+    for (int i = 0; i < 200 && display->open(); ++i)
+        ASSERT_TRUE(loop->run_once(10ms));
+    bool closed = !display->open();
+    stop = true;
+    flood.join();
+    EXPECT_TRUE(closed);
+    EXPECT_LT(written.load(), uint64_t(256) << 20) << "the whole flood was read";
+    run_for(20ms);
     EXPECT_EQ(answers, 1);
 }
 
