@@ -12,6 +12,7 @@
 #include "base/event_loop.h"
 #include "base/fd_budget.h"
 #include "base/log.h"
+#include "base/sigbus.h"
 #include "control/control_server.h"
 #include "display/capture/crc_capture.h"
 #include "display/display.h"
@@ -40,6 +41,8 @@ Result<Fd> block_termination_signals()
 Result<int> run(const app::Options& options)
 {
     ::signal(SIGPIPE, SIG_IGN);
+    // Guest RAM the frontend truncates must not kill us (base/sigbus.h).
+    TRY(sigbus::install());
     // Every descriptor the hard limit allows; control clients leave a reserve for the frontend.
     if (auto limit = fds::raise_limit())
         VGPU_LOG_DEBUG("descriptors: up to {}", *limit);

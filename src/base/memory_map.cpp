@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "base/sigbus.h"
+
 namespace vgpu {
 
 Result<MemoryMap> MemoryMap::map(int fd, uint64_t size, uint64_t offset, Access access)
@@ -23,8 +25,18 @@ Result<MemoryMap> MemoryMap::map(int fd, uint64_t size, uint64_t offset, Access 
     return m;
 }
 
+bool MemoryMap::protect_against_truncation()
+{
+    if (m_data && !m_protected)
+        m_protected = sigbus::protect(m_data, m_size);
+    return m_protected;
+}
+
 void MemoryMap::reset()
 {
+    if (m_protected)
+        sigbus::unprotect(m_data);
+    m_protected = false;
     if (m_data)
         ::munmap(m_data, m_size);
     m_data = nullptr;

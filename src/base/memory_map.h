@@ -17,6 +17,7 @@ public:
     MemoryMap(MemoryMap&& other) noexcept
         : m_data(std::exchange(other.m_data, nullptr))
         , m_size(std::exchange(other.m_size, 0))
+        , m_protected(std::exchange(other.m_protected, false))
     {
     }
     MemoryMap& operator=(MemoryMap&& other) noexcept
@@ -25,6 +26,7 @@ public:
             reset();
             m_data = std::exchange(other.m_data, nullptr);
             m_size = std::exchange(other.m_size, 0);
+            m_protected = std::exchange(other.m_protected, false);
         }
         return *this;
     }
@@ -42,10 +44,14 @@ public:
     size_t size() const { return m_size; }
     std::span<std::byte> bytes() const { return { m_data, m_size }; }
     void reset();
+    // For a mapping of a file a peer owns (and may truncate): a fault on its lost pages reads
+    // zeros and is reported instead of killing us (base/sigbus.h). False if not protected.
+    bool protect_against_truncation();
 
 private:
     std::byte* m_data = nullptr;
     size_t m_size = 0;
+    bool m_protected = false;
 };
 
 } // namespace vgpu

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/sigbus.h"
 #include "base/unix_socket.h"
 #include "virtio/features.h"
 
@@ -32,6 +33,13 @@ Result<std::unique_ptr<BackendServer>> BackendServer::create(
 {
     std::unique_ptr<BackendServer> server(new BackendServer(loop, device, options));
     device.set_config_changed_callback([raw = server.get()] { raw->notify_config_changed(); });
+    // Guest memory the frontend truncated (base/sigbus.h): the access read zeros; the frontend
+    // that did it is dropped here, on the loop.
+    if (int fd = sigbus::notify_fd(); fd >= 0)
+        server->m_fault_watch = TRY(loop.watch(fd, EPOLLIN, [raw = server.get(), fd](uint32_t) {
+            eventfd_drain(fd);
+            raw->on_memory_fault();
+        }));
     return server;
 }
 
@@ -49,6 +57,8 @@ BackendServer::BackendServer(EventLoop& loop, virtio::Device& device, BackendOpt
 BackendServer::~BackendServer()
 {
     m_device.set_config_changed_callback({});
+    if (m_fault_watch)
+        m_loop.unwatch(*m_fault_watch);
     if (m_connection)
         disconnect("backend shutting down");
     if (m_listen_watch)
@@ -175,6 +185,18 @@ void BackendServer::disconnect(std::string_view why)
         watch_listener();
     if (m_on_disconnect)
         m_on_disconnect();
+}
+
+void BackendServer::on_memory_fault()
+{
+    ++m_stats.memory_faults;
+    VGPU_LOG_GUEST(Warn,
+        "guest memory shrank under its mapping (SIGBUS on a lost page): the "
+        "access read zeros");
+    if (m_connection) {
+        ++m_stats.protocol_errors;
+        disconnect("guest memory truncated by the frontend");
+    }
 }
 
 void BackendServer::on_connection_ready(uint32_t events)

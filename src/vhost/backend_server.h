@@ -37,6 +37,7 @@ struct BackendStats {
     uint64_t failed_requests = 0; // decoded or handled with an error
     uint64_t protocol_errors = 0; // the connection was closed for it
     uint64_t masked_feature_bits = 0; // acked bits we never offered, last SET_FEATURES
+    uint64_t memory_faults = 0; // guest memory truncated under its mapping (SIGBUS recovered)
 };
 
 class BackendServer {
@@ -83,6 +84,7 @@ private:
     void on_listen_ready();
     void on_connection_ready(uint32_t events);
     void cancel_message_deadline();
+    void on_memory_fault();
     void accept_connection(Fd socket);
     void disconnect(std::string_view why);
     void handle_message(Message& message);
@@ -141,6 +143,7 @@ private:
     std::optional<Connection> m_connection;
     std::optional<EventLoop::WatchId> m_connection_watch;
     std::optional<EventLoop::WatchId> m_message_deadline;
+    std::optional<EventLoop::WatchId> m_fault_watch;
     std::optional<Connection> m_backend_channel;
     std::function<void()> m_on_disconnect;
 

@@ -1,11 +1,13 @@
 #include "virtio/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "base/checked.h"
+#include "base/log.h"
 
 namespace vgpu::virtio {
 
@@ -62,6 +64,16 @@ Result<GuestMemory::Region> GuestMemory::map_region(const RegionDescription& d, 
     auto map = TRY(
         MemoryMap::map(fd.get(), d.memory_size + delta, aligned, MemoryMap::Access::ReadWrite));
     std::byte* base = map.data() + delta;
+    // A file the frontend can shrink: losing pages must cost it its connection, not kill us.
+    // QEMU's memory-backend-memfd seals against shrinking by default; other files
+    // (memory-backend-file, an unsealed memfd) are covered by the SIGBUS recovery.
+    int seals = ::fcntl(fd.get(), F_GET_SEALS);
+    bool sealed = seals >= 0 && (seals & F_SEAL_SHRINK);
+    bool recoverable = !sealed && map.protect_against_truncation();
+    VGPU_LOG_DEBUG("memory region gpa {:#x}+{:#x}: {}", d.guest_phys_addr, d.memory_size,
+        sealed            ? "sealed against shrinking"
+            : recoverable ? "not sealed against shrinking: a truncation drops the frontend"
+                          : "not sealed against shrinking, and not protected");
     return Region { d, std::move(map), base };
 }
 

@@ -322,5 +322,38 @@ TEST(HardeningFrontend, FullPipeAsCallFd_DoesNotBlockTheLoop)
     EXPECT_TRUE(f.get_u64(vhost::Request::GetFeatures).has_value()) << "the backend is stuck";
 }
 
+// ---- guest memory the frontend truncates -------------------------------------------------------
+
+TEST(HardeningMemory, FrontendShrinksGuestRamUnderATransfer_BackendSurvives_FrontendDropped)
+{
+    auto dir = harness::make_temp_dir();
+    auto control_path = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control_path });
+    QemuSession session(backend.socket_path()); // an unsealed memfd, as memory-backend-file is
+    session.start();
+    harness::GpuDriver gpu(session);
+    // A resource backed by high memory (the end of the memfd); the rings are in low memory.
+    constexpr uint32_t W = 64, H = 32;
+    ASSERT_EQ(gpu.create_2d(1, W, H).type, uint32_t(virtio_gpu::CtrlType::OkNodata));
+    virtio_gpu::MemEntry entry { harness::GuestRam::high_base, W * H * 4, 0 };
+    ASSERT_EQ(
+        gpu.attach_backing(1, std::span(&entry, 1)).type, uint32_t(virtio_gpu::CtrlType::OkNodata));
+    // The frontend truncates its memfd to the low region: the backing's pages are gone.
+    ASSERT_EQ(::ftruncate(session.ram().fd().get(), off_t(session.ram().low_size())), 0);
+
+    auto transfer = gpu.transfer(1, { 0, 0, W, H });
+
+    // The transfer read zeros (it is answered: its buffers were in low memory), the frontend
+    // is dropped, the backend goes on.
+    EXPECT_EQ(transfer.type, uint32_t(virtio_gpu::CtrlType::OkNodata));
+    EXPECT_TRUE(session.frontend().closed_by_backend(3000ms));
+    EXPECT_TRUE(backend.alive()) << backend.log();
+    EXPECT_NE(backend.log().find("SIGBUS"), std::string::npos) << backend.log();
+    EXPECT_TRUE(ControlClient::connect(control_path).call("query-version").is_object());
+    QemuSession next(backend.socket_path());
+    next.start();
+    expect_control_round_trip(next);
+}
+
 } // namespace
 } // namespace vgpu::integration
