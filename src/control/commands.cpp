@@ -131,7 +131,9 @@ CommandResult ControlServer::cmd_query_resources(const json&, Client&)
 {
     const auto& resources = m_device.resources();
     return json { { "count", resources.count() }, { "bytes", resources.host_bytes() },
-        { "max-bytes", resources.max_host_bytes() } };
+        { "max-bytes", resources.max_host_bytes() }, { "max-count", resources.max_resources() },
+        { "backing-entries", resources.backing_entries() }, { "mappings", resources.mappings() },
+        { "max-mappings", resources.max_mappings() } };
 }
 
 CommandResult ControlServer::cmd_query_stats(const json&, Client&)

@@ -47,11 +47,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
     }
     if (!c.entries_valid)
         return GpuError::Unspec;
-    uint64_t total = 0;
-    std::vector<uint64_t> starts;
-    starts.reserve(c.entries.size());
     for (const auto& e : c.entries) {
-        starts.push_back(total);
         // Every entry must lie in guest RAM now; it is translated again on each transfer, since
         // the memory table may change. QEMU cannot map an empty entry either (ERR_UNSPEC).
         if (e.length == 0) {
@@ -64,13 +60,12 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
                 Debug, "RESOURCE_ATTACH_BACKING {}: {}", c.resource_id, r.error().message);
             return GpuError::Unspec;
         }
-        total += e.length;
     }
-    resource->backing = c.entries;
-    resource->backing_starts = std::move(starts);
-    resource->backing_bytes = total;
-    // Zero entries succeed but leave the resource without backing, as in QEMU.
-    resource->has_backing = !c.entries.empty();
+    if (auto r = m_resources.set_backing(*resource, c.entries); !r) {
+        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: {} entries: {}", c.resource_id,
+            c.entries.size(), error_name(r.error()));
+        return r.release_error();
+    }
     return nodata();
 }
 
@@ -81,10 +76,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
         return GpuError::InvalidResourceId;
     if (!resource->has_backing)
         return GpuError::Unspec;
-    resource->backing.clear();
-    resource->backing_starts.clear();
-    resource->backing_bytes = 0;
-    resource->has_backing = false;
+    m_resources.clear_backing(*resource);
     return nodata();
 }
 

@@ -1,5 +1,7 @@
 #include "virtio_gpu/command.h"
 
+#include <new>
+
 #include "base/log.h"
 
 namespace vgpu::virtio_gpu {
@@ -84,7 +86,13 @@ GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reade
             reader.remaining());
         return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     }
-    std::vector<MemEntry> entries(c.nr_entries);
+    // Sized by the guest (at most 256 KiB, and only for this command): fallible all the same.
+    std::vector<MemEntry> entries;
+    try {
+        entries.resize(c.nr_entries);
+    } catch (const std::bad_alloc&) {
+        return GpuError::OutOfMemory;
+    }
     if (!reader.read(std::as_writable_bytes(std::span(entries))))
         return cmd::ResourceAttachBacking { c.resource_id, {}, false };
     return cmd::ResourceAttachBacking { c.resource_id, std::move(entries) };

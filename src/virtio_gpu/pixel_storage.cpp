@@ -48,6 +48,19 @@ struct PixelStorage::CrcCache {
 
 void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
 
+uint64_t PixelStorage::host_cost(uint32_t width, uint32_t height, uint32_t stride)
+{
+    uint64_t pixels = (uint64_t(stride) * height + 63) / 64 * 64;
+    uint64_t tiles = (uint64_t(width) + TILE_PIXELS - 1) / TILE_PIXELS * height;
+    // The cache: a CRC and a valid byte per tile, a CRC and a state per row, and its joiners
+    // (one more for a narrower rectangle than the last asked for).
+    uint64_t cache = sizeof(CrcCache) + tiles * (sizeof(uint32_t) + 1)
+        + uint64_t(height) * (sizeof(uint32_t) + sizeof(RowState));
+    // The object, its shared_ptr control block and the allocator's own headers.
+    constexpr uint64_t bookkeeping = 256;
+    return pixels + cache + bookkeeping;
+}
+
 std::shared_ptr<PixelStorage> PixelStorage::allocate(
     uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
 {

@@ -25,6 +25,12 @@ class PixelStorage {
 public:
     static constexpr uint32_t TILE_PIXELS = 128;
 
+    // What a storage of this size can cost in host memory: its pixels (rounded up as they are
+    // allocated), the CRC cache that capture may add, and the bookkeeping. The resource table
+    // accounts this much, so that the limit bounds what the guest makes us allocate.
+    static uint64_t host_cost(uint32_t width, uint32_t height, uint32_t stride);
+    // Pixel allocations this large get a mapping of their own (vm.max_map_count counts them).
+    static constexpr uint64_t own_mapping_bytes = 128 * 1024;
     static std::shared_ptr<PixelStorage> allocate(
         uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
     std::byte* data() const { return m_data.get(); }

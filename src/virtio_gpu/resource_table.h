@@ -45,17 +45,29 @@ struct Resource {
     uint64_t backing_bytes = 0;
     bool has_backing = false;
     uint32_t scanout_mask = 0; // bit n: scanout n shows this resource
+    uint64_t accounted = 0; // host bytes charged for it (pixels, cache, overhead; not backing)
+    bool own_mapping = false; // its pixels have a mapping of their own
 
     std::byte* row(uint32_t y) const { return pixels->data() + size_t(y) * stride; }
 };
 
+// Everything a guest makes us allocate counts against the limit: pixels with their CRC cache
+// and bookkeeping, backing entries, and a fixed cost per resource; past it, ERR_OUT_OF_MEMORY.
+// The number of resources and of pixel allocations with a mapping of their own are capped too
+// (derived from the limit and from vm.max_map_count).
 class ResourceTable {
 public:
-    explicit ResourceTable(uint64_t max_host_bytes)
-        : m_max_host_bytes(max_host_bytes)
-    {
-    }
+    // Per resource, besides its pixels: the Resource, its table entry and the allocator's share.
+    static constexpr uint64_t resource_overhead = 512;
+    // Per backing entry: the entry and its offset.
+    static constexpr uint64_t backing_entry_cost = sizeof(MemEntry) + sizeof(uint64_t);
+
+    explicit ResourceTable(uint64_t max_host_bytes);
     GpuResult<Resource*> create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height);
+    // Replaces the resource's backing with `entries` (each checked by the caller), accounting
+    // their memory: ERR_OUT_OF_MEMORY (and the old backing stays) past the limit.
+    GpuResult<void> set_backing(Resource& resource, const std::vector<MemEntry>& entries);
+    void clear_backing(Resource& resource);
     Resource* find(ResourceId id);
     // Removes the resource; its pixels live on while a sink holds them.
     void remove(ResourceId id);
@@ -64,10 +76,22 @@ public:
     size_t count() const { return m_resources.size(); }
     uint64_t host_bytes() const { return m_host_bytes; }
     uint64_t max_host_bytes() const { return m_max_host_bytes; }
+    size_t max_resources() const { return m_max_resources; }
+    uint64_t backing_entries() const { return m_backing_entries; }
+    size_t mappings() const { return m_mappings; }
+    size_t max_mappings() const { return m_max_mappings; }
 
 private:
+    // Takes `bytes` from the limit (exclusive, as QEMU's `hostmem < max_hostmem`).
+    bool charge(uint64_t bytes);
+    void release(Resource& resource);
+
     uint64_t m_max_host_bytes;
+    size_t m_max_resources;
+    size_t m_max_mappings;
     uint64_t m_host_bytes = 0;
+    uint64_t m_backing_entries = 0;
+    size_t m_mappings = 0;
     std::unordered_map<ResourceId, std::unique_ptr<Resource>> m_resources;
 };
 

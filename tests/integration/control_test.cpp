@@ -30,6 +30,7 @@
 #include "harness/control_client.h"
 #include "harness/gpu_driver.h"
 #include "integration/common.h"
+#include "virtio_gpu/resource_table.h"
 
 namespace vgpu::integration {
 
@@ -362,8 +363,12 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(fresh["flips"], 0);
     EXPECT_EQ(fresh["crc-capture"], false);
     EXPECT_EQ(control->call("query-outputs").size(), 1u);
-    EXPECT_EQ(control->call("query-resources"),
-        json::parse(R"({"count": 0, "bytes": 0, "max-bytes": 268435456})"));
+    auto resources = control->call("query-resources");
+    EXPECT_EQ(resources["count"], 0);
+    EXPECT_EQ(resources["bytes"], 0);
+    EXPECT_EQ(resources["max-bytes"], 268435456);
+    EXPECT_EQ(resources["max-count"], 16384); // 256 MiB / 16 KiB
+    EXPECT_EQ(resources["backing-entries"], 0);
     auto stats = control->call("query-stats");
     EXPECT_EQ(stats["flushes"], 0);
     EXPECT_EQ(stats["transfers"], 0);
@@ -387,8 +392,16 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(shown["format"], "B8G8R8X8");
     EXPECT_EQ(shown["frames"], 2);
     EXPECT_EQ(shown["flips"], 1);
-    EXPECT_EQ(control->call("query-resources"),
-        json::parse(R"({"count": 2, "bytes": 14336, "max-bytes": 268435456})"));
+    resources = control->call("query-resources");
+    EXPECT_EQ(resources["count"], 2);
+    // Pixels (64x48 and 32x16: 14336 bytes), their CRC caches and bookkeeping, one backing
+    // entry each.
+    EXPECT_EQ(resources["bytes"],
+        virtio_gpu::PixelStorage::host_cost(64, 48, 256)
+            + virtio_gpu::PixelStorage::host_cost(32, 16, 128)
+            + 2 * virtio_gpu::ResourceTable::resource_overhead
+            + 2 * virtio_gpu::ResourceTable::backing_entry_cost);
+    EXPECT_EQ(resources["backing-entries"], 2);
     stats = control->call("query-stats");
     EXPECT_EQ(stats["flushes"], 3);
     EXPECT_EQ(stats["transfers"], 2);
@@ -431,8 +444,12 @@ TEST_F(ControlSocket, Queries_ReflectWhatTheGuestDid)
     EXPECT_EQ(shown["width"], 0);
     EXPECT_TRUE(shown["resource"].is_null());
     EXPECT_EQ(shown["frames"], 3);
-    EXPECT_EQ(control->call("query-resources"),
-        json::parse(R"({"count": 1, "bytes": 2048, "max-bytes": 268435456})"));
+    resources = control->call("query-resources");
+    EXPECT_EQ(resources["count"], 1);
+    EXPECT_EQ(resources["bytes"],
+        virtio_gpu::PixelStorage::host_cost(32, 16, 128)
+            + virtio_gpu::ResourceTable::resource_overhead
+            + virtio_gpu::ResourceTable::backing_entry_cost);
 }
 
 // ---- screendump -------------------------------------------------------------------------------

@@ -355,5 +355,82 @@ TEST(HardeningMemory, FrontendShrinksGuestRamUnderATransfer_BackendSurvives_Fron
     expect_control_round_trip(next);
 }
 
+uint64_t rss_anon_bytes(pid_t pid)
+{
+    auto status = proc_file(pid, "status");
+    auto at = status.find("RssAnon:");
+    EXPECT_NE(at, std::string::npos);
+    return std::stoull(status.substr(at + 8)) * 1024;
+}
+
+TEST(HardeningMemory, TinyResourcesWithFullBacking_RssStaysWithinTheAccounting)
+{
+    // Counting only width x height x 4, 10k tiny resources with 16384 backing entries each cost
+    // about 3.8 GB while query-resources said 40 KB. Everything is counted now: the backend's
+    // anonymous memory grows by at most what it reports plus a fixed overhead.
+    constexpr uint64_t fixed_overhead = 8 << 20; // allocator slack, the decoded command
+    auto dir = harness::make_temp_dir();
+    auto control_path = dir + "/control.sock";
+    auto backend = BackendProcess::listen({ "--control", control_path, "--max-hostmem", "64M" });
+    QemuSession session(backend.socket_path());
+    session.start();
+    auto control = ControlClient::connect(control_path);
+    uint64_t before = rss_anon_bytes(backend.pid());
+
+    // The commands live in guest RAM once; only their resource ids change.
+    auto& ram = session.ram();
+    constexpr uint32_t entries = 16384;
+    uint64_t page = ram.alloc(4096, 4096);
+    uint64_t create_gpa = ram.alloc(sizeof(virtio_gpu::ResourceCreate2d));
+    uint64_t attach_gpa = ram.alloc(sizeof(virtio_gpu::ResourceAttachBacking) + entries * 16);
+    uint64_t response = ram.alloc(64);
+    for (uint32_t i = 0; i < entries; ++i) // every entry the same page: overlaps are accepted
+        ram.put(attach_gpa + sizeof(virtio_gpu::ResourceAttachBacking) + 16 * i,
+            virtio_gpu::MemEntry { page, 4096, 0 });
+    auto submit = [&](uint64_t gpa, uint32_t length) {
+        session.control().add({ { gpa, length, false }, { response, 64, true } });
+        session.control().notify_kick();
+        EXPECT_TRUE(session.control().wait_used().has_value());
+        return ram.get<virtio_gpu::CtrlHdr>(response).type;
+    };
+    uint32_t resources = 0;
+    uint32_t refused = 0;
+    for (uint32_t id = 1; id <= 10000 && !refused; ++id) {
+        virtio_gpu::ResourceCreate2d create {};
+        create.hdr.type = uint32_t(virtio_gpu::CtrlType::ResourceCreate2d);
+        create.resource_id = id;
+        create.format = uint32_t(virtio_gpu::Format::B8G8R8X8Unorm);
+        create.width = 32;
+        create.height = 32;
+        ram.put(create_gpa, create);
+        if (uint32_t type = submit(create_gpa, sizeof(create));
+            type != uint32_t(virtio_gpu::CtrlType::OkNodata)) {
+            refused = type;
+            break;
+        }
+        virtio_gpu::ResourceAttachBacking attach {};
+        attach.hdr.type = uint32_t(virtio_gpu::CtrlType::ResourceAttachBacking);
+        attach.resource_id = id;
+        attach.nr_entries = entries;
+        ram.put(attach_gpa, attach);
+        uint32_t type = submit(attach_gpa, uint32_t(sizeof(attach) + entries * 16));
+        if (type != uint32_t(virtio_gpu::CtrlType::OkNodata))
+            refused = type;
+        else
+            ++resources;
+    }
+
+    EXPECT_EQ(refused, uint32_t(virtio_gpu::CtrlType::ErrOutOfMemory));
+    auto reported = control.call("query-resources");
+    uint64_t after = rss_anon_bytes(backend.pid());
+    EXPECT_LT(reported["bytes"].get<uint64_t>(), uint64_t(64) << 20);
+    EXPECT_EQ(reported["backing-entries"].get<uint64_t>(), uint64_t(resources) * entries);
+    EXPECT_LE(after - std::min(after, before), reported["bytes"].get<uint64_t>() + fixed_overhead)
+        << resources << " resources; RssAnon " << before << " -> " << after << "; reported "
+        << reported.dump();
+    EXPECT_GT(resources, 50u);
+    EXPECT_TRUE(backend.alive()) << backend.log();
+}
+
 } // namespace
 } // namespace vgpu::integration

@@ -450,12 +450,19 @@ TEST(GpuDeviceConfig, WriteOutsideEventsClear_Fails)
 
 // ---- RESOURCE_CREATE_2D and host memory -------------------------------------------------------
 
+// What a W x H resource without backing is accounted: pixels, CRC cache, bookkeeping.
+uint64_t cost(uint32_t width, uint32_t height)
+{
+    return PixelStorage::host_cost(width, height, width * 4) + ResourceTable::resource_overhead;
+}
+
 TEST_F(GpuDeviceTest, ResourceCreate2d_Valid_AnswersOkNodataAndAccountsItsPixels)
 {
     EXPECT_EQ(create_2d(1, 64, 48), OK_NODATA);
 
     EXPECT_EQ(device->resources().count(), 1u);
-    EXPECT_EQ(device->resources().host_bytes(), 64u * 48u * 4u);
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 48));
+    EXPECT_GE(cost(64, 48), 64u * 48u * 4u + 512u);
     EXPECT_EQ(device->stats().control_commands, 1u);
     EXPECT_EQ(device->stats().error_responses, 0u);
     EXPECT_TRUE(host.scanout_sets.empty());
@@ -501,24 +508,64 @@ TEST_F(GpuDeviceTest, ResourceCreate2d_BadIdsFormatsAndSizes_AnswerTheirErrors)
     EXPECT_EQ(create_2d(2, 0xFFFFFFFF, 0xFFFFFFFF), uint32_t(CtrlType::ErrOutOfMemory));
     EXPECT_EQ(create_2d(2, 65536, 65536), uint32_t(CtrlType::ErrOutOfMemory));
     EXPECT_EQ(device->resources().count(), 1u);
-    EXPECT_EQ(device->resources().host_bytes(), 64u * 48u * 4u);
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 48));
     EXPECT_EQ(device->stats().error_responses, 9u);
 }
 
 TEST_F(GpuDeviceTest, HostMemoryLimit_IsExclusiveAndUnrefReleasesMemory)
 {
-    make_device(DeviceOptions { { OutputMode {} }, 2 * 64 * 64 * 4 });
+    make_device(DeviceOptions { { OutputMode {} }, 2 * cost(64, 64) });
 
     EXPECT_EQ(create_2d(1, 64, 64), OK_NODATA);
     // 64x64 twice would be exactly the limit: QEMU's check is `total < max_hostmem`.
     EXPECT_EQ(create_2d(2, 64, 64), uint32_t(CtrlType::ErrOutOfMemory));
     EXPECT_EQ(create_2d(3, 64, 63), OK_NODATA);
-    EXPECT_EQ(device->resources().host_bytes(), 64u * 64u * 4u + 64u * 63u * 4u);
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 64) + cost(64, 63));
     EXPECT_EQ(unref(1), OK_NODATA);
 
-    EXPECT_EQ(device->resources().host_bytes(), 64u * 63u * 4u);
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 63));
     EXPECT_EQ(create_2d(2, 64, 64), OK_NODATA);
     EXPECT_EQ(device->resources().count(), 2u);
+}
+
+TEST_F(GpuDeviceTest, BackingEntries_AreAccounted_PastTheLimitErrOutOfMemory_DetachGivesThemBack)
+{
+    // Room for the resource and 1000 entries, not for 16384 (16384 x 24 bytes).
+    make_device(DeviceOptions {
+        { OutputMode {} }, cost(64, 64) + 1000 * ResourceTable::backing_entry_cost + 1 });
+    ASSERT_EQ(create_2d(1, 64, 64), OK_NODATA);
+    uint64_t gpa = ram.alloc(4096);
+    std::vector<MemEntry> many(16384, MemEntry { gpa, 1, 0 });
+    std::vector<MemEntry> some(1000, MemEntry { gpa, 16, 0 });
+
+    EXPECT_EQ(attach(1, many), uint32_t(CtrlType::ErrOutOfMemory));
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 64));
+    EXPECT_EQ(attach(1, some), OK_NODATA);
+    EXPECT_EQ(
+        device->resources().host_bytes(), cost(64, 64) + 1000 * ResourceTable::backing_entry_cost);
+    EXPECT_EQ(device->resources().backing_entries(), 1000u);
+    EXPECT_EQ(detach(1), OK_NODATA);
+    EXPECT_EQ(device->resources().host_bytes(), cost(64, 64));
+    EXPECT_EQ(device->resources().backing_entries(), 0u);
+    EXPECT_EQ(attach(1, some), OK_NODATA);
+    EXPECT_EQ(unref(1), OK_NODATA);
+    EXPECT_EQ(device->resources().host_bytes(), 0u);
+}
+
+TEST_F(GpuDeviceTest, TinyResources_AreBoundedByTheLimit_NotJustByTheirPixels)
+{
+    // 1x1 resources have 4 bytes of pixels each: counted by pixels alone, 4 MiB would allow a
+    // million of them.
+    make_device(DeviceOptions { { OutputMode {} }, 4 << 20 });
+    uint32_t created = 0;
+    while (created < 1000000 && create_2d(created + 1, 1, 1) == OK_NODATA)
+        ++created;
+    EXPECT_GE(created, 100u);
+    EXPECT_LE(created, device->resources().max_resources());
+    EXPECT_LT(device->resources().host_bytes(), uint64_t(4) << 20);
+    EXPECT_EQ(device->resources().host_bytes(), created * cost(1, 1));
+    EXPECT_EQ(unref(1), OK_NODATA);
+    EXPECT_EQ(create_2d(created + 1, 1, 1), OK_NODATA);
 }
 
 // ---- ATTACH_BACKING and TRANSFER_TO_HOST_2D ---------------------------------------------------
