@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 
 #include "app/capabilities.h"
 #include "app/options.h"
@@ -88,7 +89,8 @@ Result<int> run(const app::Options& options)
 
 } // namespace
 
-int main(int argc, char** argv)
+namespace {
+int checked_main(int argc, char** argv)
 {
     auto parsed = vgpu::app::parse_options(argc, argv);
     if (auto* exit_now = std::get_if<vgpu::app::ExitNow>(&parsed)) {
@@ -107,4 +109,17 @@ int main(int argc, char** argv)
         return 1;
     }
     return *result;
+}
+} // namespace
+
+int main(int argc, char** argv)
+{
+    // Our code never throws; what could escape is a library's exception (bad_alloc above all,
+    // fatal as STYLE.md says): one line and a failure exit, not std::terminate's abort.
+    try {
+        return checked_main(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vgpu-display: fatal: %s\n", e.what());
+        return 1;
+    }
 }

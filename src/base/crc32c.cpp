@@ -78,7 +78,7 @@ uint32_t raw_table(uint32_t crc, const unsigned char* p, size_t n)
 
 uint64_t load64(const unsigned char* p)
 {
-    uint64_t v;
+    uint64_t v = 0;
     std::memcpy(&v, p, 8);
     return v;
 }
@@ -98,8 +98,10 @@ Implementation detect()
     return Implementation::Table;
 }
 const Implementation g_best = detect();
-Implementation g_used = g_best;
-bool g_hardware = g_used != Implementation::Table;
+// Chosen once, changed only by tests and benchmarks (use_implementation), read by every thread
+// that checksums: atomics, read relaxed (a checksum in flight may finish with either).
+std::atomic<Implementation> g_used { g_best };
+std::atomic<bool> g_hardware { g_best != Implementation::Table };
 std::atomic<testing::AfterCopyHook> g_after_copy { nullptr };
 
 void after_copy(const void* source, size_t bytes)
@@ -147,7 +149,7 @@ __attribute__((target("sse4.2"))) uint32_t raw_hardware(
     n -= words * 8;
     // Tail bytes (pixels come in whole 4-byte units: a 4-byte tail is one pixel).
     if (n >= 4) {
-        uint32_t v;
+        uint32_t v = 0;
         std::memcpy(&v, p, 4);
         crc = __builtin_ia32_crc32si(crc, v & uint32_t(mask));
         p += 4;
@@ -175,7 +177,7 @@ __attribute__((target("sse4.2"))) void raw_hardware_x3(
     size_t done = words * 8;
     if (n - done >= 4) {
         for (int k = 0; k < 3; ++k) {
-            uint32_t v;
+            uint32_t v = 0;
             std::memcpy(&v, p[k] + done, 4);
             out[k] = __builtin_ia32_crc32si(out[k], v & uint32_t(mask));
         }

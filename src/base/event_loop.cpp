@@ -104,7 +104,7 @@ Result<EventLoop::WatchId> EventLoop::add_timer(std::chrono::nanoseconds delay,
 void EventLoop::post(std::function<void()> task)
 {
     {
-        std::lock_guard lock(m_post_mutex);
+        MutexLock lock(m_post_mutex);
         m_posted.push_back(std::move(task));
     }
     (void)eventfd_signal(m_wake.get());
@@ -120,7 +120,7 @@ void EventLoop::run_posted()
 {
     std::vector<std::function<void()>> tasks;
     {
-        std::lock_guard lock(m_post_mutex);
+        MutexLock lock(m_post_mutex);
         tasks.swap(m_posted);
     }
     for (auto& task : tasks)

@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "base/thread_annotations.h"
 
 namespace vgpu {
 
@@ -38,7 +38,7 @@ public:
         std::function<void()> callback);
 
     // Thread-safe: run `task` on the loop thread.
-    void post(std::function<void()> task);
+    void post(std::function<void()> task) EXCLUDES(m_post_mutex);
     // Thread-safe: make run() return after the current iteration.
     void stop();
 
@@ -55,7 +55,7 @@ private:
         FdCallback callback;
         Fd owned; // timerfds belong to the loop
     };
-    void run_posted();
+    void run_posted() EXCLUDES(m_post_mutex);
 
     Fd m_epoll;
     Fd m_wake;
@@ -65,8 +65,8 @@ private:
     // Entries removed during a dispatch round live until the round ends, so that a callback can
     // remove itself.
     std::vector<std::unique_ptr<Entry>> m_retired;
-    std::mutex m_post_mutex;
-    std::vector<std::function<void()>> m_posted; // GUARDED_BY(m_post_mutex)
+    Mutex m_post_mutex;
+    std::vector<std::function<void()>> m_posted GUARDED_BY(m_post_mutex);
     std::atomic<bool> m_stop_requested { false };
 };
 

@@ -48,7 +48,7 @@ void Offload::run()
 {
     // Background work: on a machine with as many busy threads as cores, the device loop and the
     // guest's vCPUs go first. (Linux applies a nice value per thread.)
-    (void)::setpriority(PRIO_PROCESS, pid_t(::gettid()), 10);
+    (void)::setpriority(PRIO_PROCESS, id_t(::gettid()), 10);
     MutexLock lock(m_mutex);
     for (;;) {
         while (!m_quit && m_jobs.empty())

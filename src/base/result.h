@@ -41,10 +41,11 @@ public:
         : m_storage(std::in_place_index<1>, std::move(error))
     {
     }
+    // Not a copy or move in disguise: the constraint excludes Result itself.
     template <typename U>
         requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, E>
             && !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, Result>)
-    Result(U&& value)
+    Result(U&& value) // NOLINT(bugprone-forwarding-reference-overload)
         : m_storage(std::in_place_index<0>, T(std::forward<U>(value)))
     {
     }

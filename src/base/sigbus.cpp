@@ -36,8 +36,8 @@ void on_sigbus(int signo, siginfo_t* info, void*)
         // The file ended before this page: from here to the end of the mapping, zero pages.
         // (mmap is a plain system call here; glibc's wrapper does nothing unsafe.)
         uintptr_t page = address & ~(g_page_size - 1);
-        void* replaced = ::mmap(reinterpret_cast<void*>(page), end - page, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        void* replaced = ::mmap(reinterpret_cast<void*>(page), // NOLINT(performance-no-int-to-ptr)
+            end - page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         if (replaced == MAP_FAILED)
             break;
         g_faults.fetch_add(1, std::memory_order_relaxed);

@@ -254,9 +254,9 @@ CommandResult ControlServer::cmd_screendump(const json& arguments, Client& clien
         [this, id = client.id, request_id = client.request_id, snapshot = snapshot.release_value(),
             format, filename]() -> Offload::Continuation {
             auto [line, error] = screendump_reply(snapshot, format, filename, request_id);
-            return [this, id, line = std::move(line), error = error]() mutable {
+            return [this, id, line = std::move(line), error = error]() {
                 ++m_stats.offloaded;
-                finish_later(id, std::move(line), error);
+                finish_later(id, line, error);
             };
         });
     VGPU_VERIFY(queued); // only this thread submits, and there was room

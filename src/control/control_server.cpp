@@ -284,7 +284,7 @@ void ControlServer::update_interest(uint64_t id)
     (void)m_loop.modify(client->watch, events);
 }
 
-void ControlServer::finish_later(uint64_t id, std::string reply_line, bool error)
+void ControlServer::finish_later(uint64_t id, std::string_view reply_line, bool error)
 {
     auto* client = find(id);
     if (!client)
@@ -292,7 +292,7 @@ void ControlServer::finish_later(uint64_t id, std::string reply_line, bool error
     client->busy = false;
     if (error)
         ++m_stats.errors;
-    send_text(id, std::move(reply_line));
+    send_text(id, reply_line);
     process_input(id);
 }
 
@@ -386,7 +386,7 @@ void ControlServer::send(uint64_t id, const json& message)
         send_text(id, reply_line(message));
 }
 
-void ControlServer::send_text(uint64_t id, std::string text)
+void ControlServer::send_text(uint64_t id, std::string_view text)
 {
     auto it = m_clients.find(id);
     if (it == m_clients.end())

@@ -19,7 +19,7 @@ Result<void> collect_fds(msghdr& msg, std::vector<Fd>& fds)
             continue;
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t i = 0; i < n; ++i) {
-            int fd;
+            int fd = -1;
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
             fds.emplace_back(fd);
         }
@@ -41,7 +41,7 @@ Result<std::optional<size_t>> receive_into(
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n;
+    ssize_t n = 0;
     do {
         n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
@@ -135,7 +135,7 @@ Result<void> Connection::send(
         std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
     }
     size_t total = sizeof(Header) + payload.size();
-    ssize_t n;
+    ssize_t n = 0;
     do {
         n = ::sendmsg(m_socket.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);

@@ -82,6 +82,7 @@ Result<void> GuestMemory::add_region(const RegionDescription& d, const Fd& fd)
     if (m_regions.size() >= max_regions)
         return Error::format("memory table full ({} regions)", max_regions);
     std::vector<const RegionDescription*> others;
+    others.reserve(m_regions.size());
     for (const auto& r : m_regions)
         others.push_back(&r.description);
     TRY(validate_against(d, others));

@@ -186,7 +186,7 @@ void SplitQueue::notify()
     m_signalled_valid = true;
     if (valid && old == m_next_used)
         return; // nothing completed since the last check
-    bool signal;
+    bool signal = false;
     if (m_event_idx) {
         uint16_t used_event = load_u16(m_avail + 4 + 2 * size_t(m_size), __ATOMIC_RELAXED);
         signal = !valid || need_event(used_event, m_next_used, old);

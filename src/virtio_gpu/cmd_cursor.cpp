@@ -17,7 +17,7 @@ std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
     CursorImage image;
     image.hot_x = c.hot_x;
     image.hot_y = c.hot_y;
-    image.argb.resize(CURSOR_SIZE * CURSOR_SIZE);
+    image.argb.resize(size_t(CURSOR_SIZE) * CURSOR_SIZE);
     // The image is copied now: the guest may reuse the resource for the next cursor at once.
     auto* dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, int(CURSOR_SIZE), int(CURSOR_SIZE),
         image.argb.data(), int(CURSOR_SIZE * BYTES_PER_PIXEL));

@@ -40,7 +40,7 @@ Result<void> Device::write_config(uint32_t offset, std::span<const std::byte> in
         return Error::format(
             "config write {}+{}: only events_clear (offset {}, 4 bytes) is writable", offset,
             in.size(), clear_offset);
-    uint32_t clear;
+    uint32_t clear = 0;
     std::memcpy(&clear, in.data(), sizeof(clear));
     m_config.events_read &= ~clear;
     return {};

@@ -90,6 +90,7 @@ PixelStorage::CrcCache& PixelStorage::cache() const
 
 void PixelStorage::changed(const Rect& rect) const
 {
+    MutexLock lock(m_cache_mutex);
     if (!m_cache || rect_empty(rect) || !rect_within(rect, m_width, m_height))
         return;
     for (uint32_t y = rect.y; y < rect.y + rect.height; ++y)
@@ -164,6 +165,7 @@ void PixelStorage::copy_in(size_t offset, const std::byte* source, size_t length
 {
     if (length == 0)
         return;
+    MutexLock lock(m_cache_mutex);
     // Checksumming needs the canonical layout as it is stored (XRGB/ARGB); other formats are
     // copied and checksummed later, when a CRC is asked for.
     if (checksum && is_x8r8g8b8_layout(m_format.format))
@@ -260,6 +262,7 @@ uint32_t PixelStorage::row_crc(uint32_t y) const
 uint64_t PixelStorage::crc_cost(const Rect& rect) const
 {
     constexpr uint64_t join = 16;
+    MutexLock lock(m_cache_mutex);
     if (rect_empty(rect) || !rect_within(rect, m_width, m_height))
         return 0;
     if (!m_cache)
@@ -285,6 +288,7 @@ uint32_t PixelStorage::rect_crc(const Rect& rect) const
 {
     if (rect_empty(rect) || !rect_within(rect, m_width, m_height))
         return 0;
+    MutexLock lock(m_cache_mutex);
     auto& c = cache();
     uint32_t crc = 0;
     if (rect.x == 0 && rect.width == m_width) {
@@ -301,7 +305,7 @@ uint32_t PixelStorage::rect_crc(const Rect& rect) const
     const uint32_t t_begin = (x0 + TILE_PIXELS - 1) / TILE_PIXELS;
     const uint32_t t_end = x1 == m_width ? c.tiles_per_row : x1 / TILE_PIXELS;
     for (uint32_t y = rect.y; y < rect.y + rect.height; ++y) {
-        uint32_t row;
+        uint32_t row = 0;
         if (t_begin >= t_end) {
             row = span_crc(x0, y, rect.width);
         } else {

@@ -13,14 +13,17 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "base/thread_annotations.h"
 #include "virtio_gpu/formats.h"
 #include "virtio_gpu/rect.h"
 
 namespace vgpu::virtio_gpu {
 
 // Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC
-// not yet computed), so that it outlives an unref. Not thread-safe: the device loop uses it, and
-// CRC capture's worker only while the loop waits (pixels_will_change) before touching it again.
+// not yet computed), so that it outlives an unref. The CRC cache is shared by the device loop
+// (transfers fill it) and CRC capture's worker (which joins it): it is guarded by a mutex. The
+// pixels are written only by the loop, and only after it waited for the worker to finish with
+// them (pixels_will_change); copy_in takes the same mutex, which orders the two.
 class PixelStorage {
 public:
     static constexpr uint32_t TILE_PIXELS = 128;
@@ -30,7 +33,7 @@ public:
     // accounts this much, so that the limit bounds what the guest makes us allocate.
     static uint64_t host_cost(uint32_t width, uint32_t height, uint32_t stride);
     // Pixel allocations this large get a mapping of their own (vm.max_map_count counts them).
-    static constexpr uint64_t own_mapping_bytes = 128 * 1024;
+    static constexpr uint64_t own_mapping_bytes = uint64_t(128) * 1024;
     static std::shared_ptr<PixelStorage> allocate(
         uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
     std::byte* data() const { return m_data.get(); }
@@ -41,19 +44,24 @@ public:
     const FormatInfo& format() const { return m_format; }
 
     // The pixels of `rect` (inside the storage) changed.
-    void changed(const Rect& rect) const;
+    void changed(const Rect& rect) const EXCLUDES(m_cache_mutex);
     // Copies `length` bytes to byte `offset` of the pixels (the caller checked the range) and
     // marks what changed. With `checksum` (CRC capture is on), every whole tile that arrives is
     // checksummed on the way, a few tiles at a time while still in L1: that costs about a tenth
     // of the copy, where checksumming the frame later costs as much as the copy again.
-    void copy_in(size_t offset, const std::byte* source, size_t length, bool checksum);
+    void copy_in(size_t offset, const std::byte* source, size_t length, bool checksum)
+        EXCLUDES(m_cache_mutex);
     // CRC-32C of the rectangle's pixels as 0x00RRGGBB little-endian, row after row.
-    uint32_t rect_crc(const Rect& rect) const;
+    uint32_t rect_crc(const Rect& rect) const EXCLUDES(m_cache_mutex);
     // What rect_crc would cost now, in pixels to checksum (a join counts as 16 pixels): lets a
     // caller run cheap CRCs at once and hand expensive ones to a worker.
-    uint64_t crc_cost(const Rect& rect) const;
+    uint64_t crc_cost(const Rect& rect) const EXCLUDES(m_cache_mutex);
     // CRCs computed from pixels so far (tiles and whole rows): for tests and benchmarks.
-    uint64_t pixels_checksummed() const { return m_pixels_checksummed; }
+    uint64_t pixels_checksummed() const EXCLUDES(m_cache_mutex)
+    {
+        MutexLock lock(m_cache_mutex);
+        return m_pixels_checksummed;
+    }
 
 private:
     struct Free {
@@ -64,21 +72,23 @@ private:
     {
         return data() + size_t(y) * m_stride + size_t(x) * BYTES_PER_PIXEL;
     }
-    CrcCache& cache() const;
-    uint32_t row_crc(uint32_t y) const;
-    void compute_tiles(uint32_t y, uint32_t first, uint32_t count) const;
-    void ensure_tiles(uint32_t y, uint32_t begin, uint32_t end) const;
-    void copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end, const std::byte* source);
-    void mark_row(uint32_t y, uint32_t begin, uint32_t end) const;
-    uint32_t span_crc(uint32_t x, uint32_t y, uint32_t width) const;
+    CrcCache& cache() const REQUIRES(m_cache_mutex);
+    uint32_t row_crc(uint32_t y) const REQUIRES(m_cache_mutex);
+    void compute_tiles(uint32_t y, uint32_t first, uint32_t count) const REQUIRES(m_cache_mutex);
+    void ensure_tiles(uint32_t y, uint32_t begin, uint32_t end) const REQUIRES(m_cache_mutex);
+    void copy_row_checksummed(uint32_t y, uint32_t begin, uint32_t end, const std::byte* source)
+        REQUIRES(m_cache_mutex);
+    void mark_row(uint32_t y, uint32_t begin, uint32_t end) const REQUIRES(m_cache_mutex);
+    uint32_t span_crc(uint32_t x, uint32_t y, uint32_t width) const REQUIRES(m_cache_mutex);
 
     std::unique_ptr<std::byte, Free> m_data;
     size_t m_size = 0;
     uint32_t m_width = 0, m_height = 0, m_stride = 0;
     FormatInfo m_format {};
+    mutable Mutex m_cache_mutex;
     // Made on the first CRC request: resources that no capture looks at pay nothing.
-    mutable std::unique_ptr<CrcCache> m_cache;
-    mutable uint64_t m_pixels_checksummed = 0;
+    mutable std::unique_ptr<CrcCache> m_cache GUARDED_BY(m_cache_mutex);
+    mutable uint64_t m_pixels_checksummed GUARDED_BY(m_cache_mutex) = 0;
 };
 
 } // namespace vgpu::virtio_gpu

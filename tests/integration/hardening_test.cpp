@@ -429,6 +429,8 @@ TEST(HardeningMemory, TinyResourcesWithFullBacking_RssStaysWithinTheAccounting)
         << resources << " resources; RssAnon " << before << " -> " << after << "; reported "
         << reported.dump();
     EXPECT_GT(resources, 50u);
+    std::printf("%u resources; RssAnon grew by %lu bytes; %s reported\n", resources,
+        after - std::min(after, before), reported["bytes"].dump().c_str());
     EXPECT_TRUE(backend.alive()) << backend.log();
 }
 

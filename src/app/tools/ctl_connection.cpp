@@ -61,7 +61,7 @@ CtlResult<std::unique_ptr<Connection>> Connection::open(
     Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!socket)
         return failure(Exit::Connection, "socket: {}", std::strerror(errno));
-    int rc;
+    int rc = 0;
     do
         rc = ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address));
     while (rc < 0 && errno == EINTR);
@@ -154,8 +154,9 @@ CtlResult<std::optional<json>> Connection::read_message(Deadline deadline, int i
     case control::JsonParse::Malformed:
         return failure(Exit::Connection, "protocol error: {} sent a line that is not JSON", m_path);
     case control::JsonParse::TooDeep:
-        return failure(Exit::Connection, "protocol error: {} sent JSON nested deeper than {} levels",
-            m_path, control::max_json_depth);
+        return failure(Exit::Connection,
+            "protocol error: {} sent JSON nested deeper than {} levels", m_path,
+            control::max_json_depth);
     }
     if (!message.is_object())
         return failure(

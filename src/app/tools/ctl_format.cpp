@@ -71,7 +71,7 @@ void flatten(const json& value, const std::string& key, Rows& rows)
 {
     if (value.is_object() && !value.empty()) {
         for (const auto& [name, element] : value.items())
-            flatten(element, key.empty() ? name : key + "." + name, rows);
+            flatten(element, key.empty() ? name : fmt::format("{}.{}", key, name), rows);
         return;
     }
     if (value.is_array() && !std::all_of(value.begin(), value.end(), is_scalar)) {
@@ -145,11 +145,13 @@ std::optional<Rows> histogram_rows(const std::string& key, const json& histogram
             break;
         auto target = uint64_t(std::ceil(quantile * double(total)));
         uint64_t running = 0;
-        for (const auto& [label, count] : parsed)
-            if ((running += count) >= target) {
+        for (const auto& [label, count] : parsed) {
+            running += count;
+            if (running >= target) {
                 summary += fmt::format(", {} {}", name, label);
                 break;
             }
+        }
     }
     rows.emplace_back(key, summary);
     for (const auto& [label, count] : parsed)

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <functional>
 
@@ -572,7 +573,8 @@ CtlResult<void> run(int argc, char** argv)
 
 } // namespace vgpu::ctl
 
-int main(int argc, char** argv)
+namespace {
+int checked_main(int argc, char** argv)
 {
     using vgpu::ctl::Exit;
     ::signal(SIGPIPE, SIG_IGN); // a closed stdout or socket is an error return, not death
@@ -586,4 +588,16 @@ int main(int argc, char** argv)
         return code ? code : int(Exit::Failed);
     }
     return code;
+}
+} // namespace
+
+int main(int argc, char** argv)
+{
+    // Library exceptions (bad_alloc) are fatal: one line and a failure exit.
+    try {
+        return checked_main(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vgpu-ctl: fatal: %s\n", e.what());
+        return 1;
+    }
 }

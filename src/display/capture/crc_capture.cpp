@@ -12,7 +12,7 @@ CrcCapture::CrcCapture(EventLoop& loop)
 CrcCapture::~CrcCapture()
 {
     {
-        std::lock_guard lock(m_mutex);
+        MutexLock lock(m_mutex);
         m_quit = true;
     }
     m_changed.notify_all();
@@ -52,7 +52,7 @@ void CrcCapture::output_damaged(const Output& output, Rect)
     const auto& source = *output.source;
     ++m_entries_total;
     {
-        std::unique_lock lock(m_mutex);
+        MutexLock lock(m_mutex);
         if (m_jobs.empty() && !m_running && source.pixels->crc_cost(source.rect) < inline_cost) {
             lock.unlock();
             ++m_inline_jobs;
@@ -81,10 +81,11 @@ bool CrcCapture::uses(const virtio_gpu::PixelStorage* pixels) const
 bool CrcCapture::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 {
     {
-        std::unique_lock lock(m_mutex);
+        MutexLock lock(m_mutex);
         if (uses(&pixels)) {
             ++m_overwrite_waits;
-            m_changed.wait(lock, [&] { return !uses(&pixels); });
+            while (uses(&pixels))
+                m_changed.wait(lock);
         }
     }
     for (const auto& ring : m_rings)
@@ -96,29 +97,31 @@ bool CrcCapture::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 void CrcCapture::resolve()
 {
     {
-        std::unique_lock lock(m_mutex);
-        m_changed.wait(lock, [&] { return m_jobs.empty() && !m_running; });
+        MutexLock lock(m_mutex);
+        while (!m_jobs.empty() || m_running)
+            m_changed.wait(lock);
     }
     collect();
 }
 
 size_t CrcCapture::pending() const
 {
-    std::lock_guard lock(m_mutex);
+    MutexLock lock(m_mutex);
     return m_jobs.size() + (m_running ? 1 : 0) + m_done.size();
 }
 
 CrcCaptureStats CrcCapture::stats() const
 {
-    std::lock_guard lock(m_mutex);
+    MutexLock lock(m_mutex);
     return CrcCaptureStats { m_jobs_total, m_inline_jobs, m_overwrite_waits };
 }
 
 void CrcCapture::run_worker()
 {
-    std::unique_lock lock(m_mutex);
+    MutexLock lock(m_mutex);
     for (;;) {
-        m_changed.wait(lock, [&] { return m_quit || !m_jobs.empty(); });
+        while (!m_quit && m_jobs.empty())
+            m_changed.wait(lock);
         if (m_quit)
             return;
         Job job = std::move(m_jobs.front());
@@ -144,7 +147,7 @@ void CrcCapture::collect()
 {
     std::deque<Done> done;
     {
-        std::lock_guard lock(m_mutex);
+        MutexLock lock(m_mutex);
         done.swap(m_done);
         m_collect_posted = false;
     }

@@ -15,17 +15,16 @@
 #pragma once
 
 #include <array>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "base/event_loop.h"
 #include "base/lifetime.h"
+#include "base/thread_annotations.h"
 #include "display/sink.h"
 #include "virtio_gpu/wire.h"
 
@@ -48,7 +47,7 @@ public:
     // A job that costs less than this (PixelStorage::crc_cost: about 20 µs here) runs at once
     // on the loop when no other job is waiting: handing it to the worker would cost more in
     // wake-ups, and a guest redrawing the frame on screen would wait for the worker anyway.
-    static constexpr uint64_t inline_cost = 256 * 1024;
+    static constexpr uint64_t inline_cost = uint64_t(256) * 1024;
 
     explicit CrcCapture(EventLoop& loop);
     ~CrcCapture() override;
@@ -102,25 +101,25 @@ private:
     void run_worker();
     void collect();
     void add(uint32_t output, const CrcEntry& entry);
-    bool uses(const virtio_gpu::PixelStorage* pixels) const; // m_mutex held
+    bool uses(const virtio_gpu::PixelStorage* pixels) const REQUIRES(m_mutex);
 
     EventLoop& m_loop;
     std::array<Ring, virtio_gpu::MAX_SCANOUTS> m_rings {};
     std::function<void(uint32_t, const CrcEntry&)> m_listener;
     uint64_t m_entries_total = 0;
-    uint64_t m_overwrite_waits = 0;
     uint64_t m_inline_jobs = 0;
     // Posted tasks are guarded: a capture destroyed before its task runs is not touched.
     Lifetime m_lifetime;
 
-    mutable std::mutex m_mutex;
-    std::condition_variable m_changed; // a job was queued or finished, or quit
-    std::deque<Job> m_jobs; // GUARDED_BY(m_mutex)
-    const virtio_gpu::PixelStorage* m_running = nullptr; // GUARDED_BY(m_mutex)
-    std::deque<Done> m_done; // GUARDED_BY(m_mutex)
-    bool m_collect_posted = false; // GUARDED_BY(m_mutex)
-    bool m_quit = false; // GUARDED_BY(m_mutex)
-    uint64_t m_jobs_total = 0; // GUARDED_BY(m_mutex)
+    mutable Mutex m_mutex;
+    CondVar m_changed; // a job was queued or finished, or quit
+    std::deque<Job> m_jobs GUARDED_BY(m_mutex);
+    const virtio_gpu::PixelStorage* m_running GUARDED_BY(m_mutex) = nullptr;
+    std::deque<Done> m_done GUARDED_BY(m_mutex);
+    bool m_collect_posted GUARDED_BY(m_mutex) = false;
+    bool m_quit GUARDED_BY(m_mutex) = false;
+    uint64_t m_jobs_total GUARDED_BY(m_mutex) = 0;
+    uint64_t m_overwrite_waits GUARDED_BY(m_mutex) = 0;
     std::thread m_worker; // started with the first job
 };
 

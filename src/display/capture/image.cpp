@@ -368,7 +368,11 @@ Result<std::pair<Fd, std::string>> create_temporary(const std::string& path)
         std::string suffix;
         for (int k = 0; k < 8; ++k)
             suffix += letters[random() % (sizeof(letters) - 1)];
-        std::string name = (slash == std::string::npos ? "" : dir) + "." + base + "." + suffix;
+        std::string name = slash == std::string::npos ? "" : dir;
+        name += ".";
+        name += base;
+        name += ".";
+        name += suffix;
         int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd >= 0)
             return std::pair { Fd(fd), name };

@@ -17,7 +17,7 @@ namespace vgpu::display::qemu {
 
 class UpdateMessage final : public OutgoingMessage {
 public:
-    static constexpr size_t chunk_bytes = 64 * 1024;
+    static constexpr size_t chunk_bytes = size_t(64) * 1024;
 
     // `rect` is in scanout coordinates and inside the source's rectangle. Fails when the
     // message would not fit the header's 32-bit size (4 GiB of pixels): send bands of rows.

@@ -51,14 +51,17 @@ TEST(ParseOptions, MaxHostmemWithASign_Refused)
 
 TEST(ParseOptions, SamePathForControlAndSocket_Refused)
 {
-    expect_refused({ "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp/vgpu.sock" }, "--control");
+    expect_refused(
+        { "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp/vgpu.sock" }, "--control");
     // The same file under another spelling.
-    expect_refused({ "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp//./vgpu.sock" }, "--control");
+    expect_refused(
+        { "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp//./vgpu.sock" }, "--control");
 }
 
 TEST(ParseOptions, DifferentPaths_Accepted)
 {
-    auto parsed = parse({ "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp/vgpu-control.sock" });
+    auto parsed = parse(
+        { "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp/vgpu-control.sock" });
     ASSERT_TRUE(std::holds_alternative<Options>(parsed));
     EXPECT_EQ(*std::get<Options>(parsed).control_path, "/tmp/vgpu-control.sock");
 }
