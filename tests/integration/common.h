@@ -35,6 +35,20 @@ inline virtio_gpu::CtrlHdr parse_header(const std::vector<std::byte>& response)
     return h;
 }
 
+// A GET_DISPLAY_INFO made available on the control queue and kicked, without waiting for it;
+// returns the GPA its response goes to.
+inline uint64_t submit_get_display_info(harness::QemuSession& session)
+{
+    auto& ram = session.ram();
+    uint64_t request = ram.alloc(64);
+    ram.write(request, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
+    uint64_t response = ram.alloc(sizeof(virtio_gpu::RespDisplayInfo));
+    session.control().add({ { request, 24, false },
+        { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
+    session.control().notify_kick();
+    return response;
+}
+
 // A fenced GET_DISPLAY_INFO round trip that must complete with OK_DISPLAY_INFO.
 inline void expect_control_round_trip(harness::QemuSession& session, uint64_t fence = 7)
 {

@@ -111,12 +111,7 @@ TEST(Lifecycle, GetVringBase_StopsTheRingAndReturnsTheNextAvailIndex)
     EXPECT_EQ(state.num, 3u);
     // Stopped: a new buffer is not processed.
     auto& q = session.control();
-    uint64_t gpa = session.ram().alloc(64);
-    session.ram().write(gpa, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
-    uint64_t response = session.ram().alloc(sizeof(virtio_gpu::RespDisplayInfo));
-    q.add(
-        { { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
-    q.notify_kick();
+    submit_get_display_info(session);
     EXPECT_FALSE(q.wait_used(std::chrono::milliseconds(300)).has_value());
     // Restarted where it stopped (SET_VRING_BASE 3, then a kick fd): the pending buffer is
     // picked up at once.
@@ -137,12 +132,7 @@ TEST(Lifecycle, GetVringBaseWhileACommandWaitsForQemu_TheCommandIsAnsweredFirst)
     // QEMU's UI does not answer: GET_DISPLAY_INFO parks the control queue, waiting for it.
     session.display()->set_silent(true);
     auto& q = session.control();
-    uint64_t gpa = session.ram().alloc(64);
-    session.ram().write(gpa, ctrl_header(virtio_gpu::CtrlType::GetDisplayInfo));
-    uint64_t response = session.ram().alloc(sizeof(virtio_gpu::RespDisplayInfo));
-    q.add(
-        { { gpa, 24, false }, { response, uint32_t(sizeof(virtio_gpu::RespDisplayInfo)), true } });
-    q.notify_kick();
+    uint64_t response = submit_get_display_info(session);
     ASSERT_TRUE(
         session.display()->wait_for_nth(uint32_t(display::qemu::GpuRequest::GetDisplayInfo), 1));
 
