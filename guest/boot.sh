@@ -12,6 +12,7 @@
 #   --qmp PATH        a QMP server on the unix socket PATH (guest/qmp.py talks to it)
 #   --serial FILE     the guest console to FILE instead of stdout
 #   --append TEXT     more kernel command line
+#   --blob            the guest's own virtio_gpu with force_blob=1 (vgpu.blob=1): blob resources
 #   --memory SIZE     guest RAM (default 512M), always a shared memfd (vhost-user needs it)
 #   --cache DIR       the guest cache (default $VGPU_GUEST_CACHE or build/guest)
 #   --no-build        use CACHE/guest.env as it is instead of running guest/build.sh first
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
     --qmp) QMP=${2:?}; shift 2 ;;
     --serial) SERIAL=${2:?}; shift 2 ;;
     --append) APPEND=${2:?}; shift 2 ;;
+    --blob) APPEND="${APPEND:+$APPEND }vgpu.blob=1"; shift ;;
     --memory) MEMORY=${2:?}; shift 2 ;;
     --cache) CACHE=${2:?}; shift 2 ;;
     --no-build) BUILD=; shift ;;

@@ -3,7 +3,9 @@
 #   - the kernel: bookworm's own linux-image 6.1 (not backports' 6.12), downloaded with
 #     apt-get download and unpacked with dpkg-deb -x, never installed;
 #   - an initramfs: busybox-static, guest/init, the virtio-gpu module and its dependencies,
-#     and the static test program built from guest/programs/drmtest.c.
+#     and the static test program built from guest/programs/drmtest.c;
+#   - in it too, the guest's own virtio-gpu module with guest/patches applied (force_blob),
+#     built from linux-source-6.1 for exactly the kernel's version (loaded with vgpu.blob=1).
 #
 #   guest/build.sh [CACHE_DIR]     (default: $VGPU_GUEST_CACHE, else <repo>/build/guest)
 #
@@ -173,10 +175,66 @@ fetch_drm_headers() {
     touch "$dir/.complete"
 }
 
+# The guest's own virtio_gpu module with guest/patches applied (force_blob: blob resources
+# without the transport feature), built from Debian's linux-source-6.1 against the headers of
+# exactly the guest kernel's version: linux-source-6.1, linux-headers-<kver>,
+# linux-headers-<kver minus -amd64>-common and linux-kbuild-6.1, all at $KPKG_VERSION, downloaded
+# and unpacked (never installed). Cached by version and patch; sets BLOB_KO.
+fetch_blob_module() {
+    local key dir tmp common=${KVER%-amd64}-common
+    key=$( { echo "$KPKG $KPKG_VERSION"; cat "$HERE"/patches/*.patch; } | sha256sum | cut -c1-16)
+    dir=$CACHE/blob-module/${KVER}_${KPKG_VERSION}_$key
+    BLOB_KO=$dir/virtio-gpu.ko
+    [ -f "$dir/.complete" ] && return 0
+    tmp=$dir.tmp
+    rm -rf "$tmp" && mkdir -p "$tmp/root" "$tmp/src"
+    local packages=("linux-source-6.1=$KPKG_VERSION" "linux-headers-$KVER=$KPKG_VERSION"
+        "linux-headers-$common=$KPKG_VERSION" "linux-kbuild-6.1=$KPKG_VERSION") p
+    log "downloading ${packages[*]} (the blob module)"
+    for p in "${packages[@]}"; do
+        if ! (cd "$tmp" && "${APT[@]}" download "$p" >/dev/null 2>&1); then
+            apt_update_once
+            (cd "$tmp" && "${APT[@]}" download "$p" >/dev/null 2>&1) ||
+                die "the blob module needs $p (the guest kernel is $KPKG=$KPKG_VERSION): apt-get download failed"
+        fi
+    done
+    for p in "linux-headers-$KVER" "linux-headers-$common" linux-kbuild-6.1; do
+        dpkg-deb -x "$tmp/${p}_"*.deb "$tmp/root" || die "dpkg-deb -x of $p failed"
+    done
+    # The headers' Makefile includes the common part by its installed, absolute path.
+    local headers=$tmp/root/usr/src/linux-headers-$KVER
+    sed -i "s|^include /usr/src/|include $tmp/root/usr/src/|" "$headers/Makefile"
+    log "unpacking drivers/gpu/drm/virtio from linux-source-6.1"
+    dpkg-deb --fsys-tarfile "$tmp"/linux-source-6.1_*.deb | tar -xO ./usr/src/linux-source-6.1.tar.xz |
+        tar -xJ -C "$tmp/src" --strip-components=1 linux-source-6.1/drivers/gpu/drm/virtio ||
+        die "unpacking drivers/gpu/drm/virtio from linux-source-6.1=$KPKG_VERSION failed"
+    rm -f "$tmp"/*.deb
+    for p in "$HERE"/patches/*.patch; do
+        patch -s -p1 -d "$tmp/src" <"$p" || die "$(basename "$p") does not apply to linux-source-6.1=$KPKG_VERSION"
+    done
+    # virtgpu_trace.h includes itself as ../../drivers/gpu/drm/virtio/virtgpu_trace.h (the
+    # tree's layout): an include directory two levels below the source's root resolves it.
+    mkdir -p "$tmp/src/trace/include"
+    log "building virtio-gpu.ko with guest/patches for $KVER"
+    make -s -C "$headers" M="$tmp/src/drivers/gpu/drm/virtio" CONFIG_DRM_VIRTIO_GPU=m \
+        "ccflags-y=-I$tmp/src/drivers/gpu/drm/virtio -I$tmp/src/trace/include" -j"$(nproc)" modules \
+        >"$tmp/build.log" 2>&1 || die "building the blob module failed: $(tail -n 3 "$tmp/build.log" | tr '\n' ' ')"
+    local built=$tmp/src/drivers/gpu/drm/virtio/virtio-gpu.ko
+    modinfo -F parm "$built" | grep -q '^force_blob:' || die "the built module has no force_blob parameter"
+    modinfo -F vermagic "$built" | grep -q "^$KVER " || die "the built module is not for $KVER"
+    mkdir -p "$dir"
+    strip --strip-debug -o "$dir/virtio-gpu.ko.tmp" "$built"
+    rm -rf "$tmp"
+    mv "$dir/virtio-gpu.ko.tmp" "$BLOB_KO"
+    touch "$dir/.complete"
+    find "$CACHE/blob-module" -mindepth 1 -maxdepth 1 ! -path "$dir" -exec rm -rf {} +
+}
+
 build_initrd() {
     local key staging modules=() line path seen=" "
     key=$( {
         echo "$KPKG $KPKG_VERSION $DRM_HEADERS_VERSION ${CFLAGS[*]} ${MODULES[*]}"
+        sha256sum "$BLOB_KO"
         dpkg-query -W -f='${Version}\n' busybox-static gcc libc6-dev
         cat "$HERE/build.sh" "$HERE/init" "$HERE/mkcpio.py" "$HERE"/programs/*.c
     } | sha256sum | cut -c1-16)
@@ -219,6 +277,9 @@ build_initrd() {
     done <<<"$deps"
     [ ${#modules[@]} -gt 0 ] || die "no modules resolved for ${MODULES[*]}"
     printf '%s\n' "${modules[@]}" >"$staging/etc/vgpu/modules"
+    # The patched virtio_gpu, loaded instead of the stock one with vgpu.blob=1 (guest/init).
+    mkdir -p "$staging/lib/modules/vgpu-blob"
+    cp "$BLOB_KO" "$staging/lib/modules/vgpu-blob/virtio-gpu.ko"
 
     python3 "$HERE/mkcpio.py" "$staging" "$IDIR/initrd.cpio" --node dev/console:c:5:1 --node dev/null:c:1:3 ||
         die "writing the initramfs cpio failed"
@@ -229,12 +290,13 @@ build_initrd() {
     find "$CACHE/initrd" -mindepth 1 -maxdepth 1 ! -path "$IDIR" -exec rm -rf {} +
 }
 
-apt_install busybox-static kmod gcc libc6-dev python3
+apt_install busybox-static kmod gcc libc6-dev python3 make patch xz-utils binutils
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found"
 resolve_kernel
 fetch_kernel
 pvh_kernel
 fetch_drm_headers
+fetch_blob_module
 build_initrd
 
 INITRD=$IDIR/initrd.img

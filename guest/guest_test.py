@@ -56,6 +56,7 @@ def main():
     parser.add_argument("--timeout", default="300")
     parser.add_argument("--cache")
     parser.add_argument("--keep", help="keep the screendumps in this directory")
+    parser.add_argument("--blob", action="store_true", help="the patched virtio_gpu module (force_blob=1)")
     parser.add_argument("--no-verify", action="store_true", help="release frames without checking them")
     parser.add_argument("qemu_args", nargs="*")
     args = parser.parse_args()
@@ -68,6 +69,8 @@ def main():
         command += ["--args", args.args]
     if args.cache:
         command += ["--cache", args.cache]
+    if args.blob:
+        command += ["--blob"]
     if args.qemu_args:
         command += ["--"] + args.qemu_args
 
