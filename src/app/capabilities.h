@@ -7,6 +7,12 @@
 
 namespace vgpu::app {
 
-std::string capabilities_json();
+struct CapabilityOptions {
+    bool blob_forced = false; // --blob
+    unsigned release_timeout_ms = 20;
+};
+
+// The vhost-user.json fields ("type", "features": libvirt reads only these) and ours beside them.
+std::string capabilities_json(const CapabilityOptions& options);
 
 } // namespace vgpu::app

@@ -59,7 +59,8 @@ Result<int> run(const app::Options& options)
     }));
 
     display::Display display(*loop);
-    virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem });
+    virtio_gpu::Device device(virtio_gpu::DeviceOptions {
+        options.outputs, options.max_hostmem, options.blob, options.release_timeout });
     device.set_display_host(&display);
     // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
@@ -99,7 +100,10 @@ int checked_main(int argc, char** argv)
     }
     const auto& options = std::get<vgpu::app::Options>(parsed);
     if (options.print_capabilities) {
-        std::printf("%s\n", vgpu::app::capabilities_json().c_str());
+        std::printf("%s\n",
+            vgpu::app::capabilities_json(
+                { options.blob, unsigned(options.release_timeout.count()) })
+                .c_str());
         return 0;
     }
     vgpu::log::set_level(options.log_level);

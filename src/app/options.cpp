@@ -37,6 +37,14 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         "to 16; default 1280x800)");
     cli.add_option("--max-hostmem", max_hostmem,
         "host memory for guest resources, e.g. 256M or 1G (default 256M)");
+    cli.add_flag("--blob", options.blob,
+        "accept blob resources (RESOURCE_CREATE_BLOB, SET_SCANOUT_BLOB) even when the driver did "
+        "not negotiate RESOURCE_BLOB: QEMU's vhost-user-gpu-pci never offers it to the guest");
+    unsigned release_timeout_ms = 20;
+    cli.add_option("--release-timeout", release_timeout_ms,
+           "milliseconds a fenced blob flush waits for the sinks still reading the framebuffer "
+           "it replaced before they copy what they need (default 20; the guest waits 50)")
+        ->check(CLI::Range(0u, 10000u));
     cli.add_option("--max-outputs", max_outputs,
         "output slots (num_scanouts, up to 16); slots beyond the --outputs start unplugged "
         "(hotplug them with vgpu-ctl)");
@@ -97,6 +105,7 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
             fmt::format(
                 "vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };
     options.max_hostmem = *hostmem;
+    options.release_timeout = std::chrono::milliseconds(release_timeout_ms);
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };
     // One socket file cannot be both: the second listener would replace the first.

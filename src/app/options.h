@@ -1,6 +1,8 @@
 // Command-line options (vhost-user.rst "Backend program conventions").
 #pragma once
 
+#include <chrono>
+
 #include <optional>
 #include <string>
 #include <variant>
@@ -21,6 +23,8 @@ struct Options {
     // Our own outputs (used without QEMU's display socket); one 1280x800 by default.
     std::vector<virtio_gpu::OutputMode> outputs;
     uint64_t max_hostmem = 256ull << 20;
+    bool blob = false;
+    std::chrono::milliseconds release_timeout { 20 };
     std::optional<std::string> control_path;
     size_t max_control_clients = 16;
     mode_t socket_mode = 0600;

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/verify.h"
 #include "control/base64.h"
+#include "control/capabilities.h"
 #include "control/control_server.h"
 #include "display/capture/frame.h"
 #include "display/capture/image.h"
@@ -95,7 +96,11 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
             { { "algorithm", "crc32c" }, { "layout", "0x00RRGGBB little-endian" },
                 { "ring", display::capture::CrcCapture::ring_size } } },
         { "screendump-formats", json::array({ "png", "ppm" }) },
-        { "outputs", m_device.scanout_limit() } };
+        { "outputs", m_device.scanout_limit() },
+        { "vgpu-display",
+            device_capabilities(m_device.options().blob,
+                unsigned(m_device.options().release_timeout.count())) },
+        { "blob-enabled", m_device.blob_enabled() } };
 }
 
 CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
@@ -164,7 +169,16 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         { "flips", s.scanout_changes },
         { "flushes", s.flushes },
         { "transfers", s.transfers },
-        { "bytes-copied", s.bytes_transferred },
+        { "bytes-copied", s.bytes_transferred + s.bytes_gathered },
+        { "bytes-transferred", s.bytes_transferred },
+        { "blob",
+            { { "created", s.blobs_created }, { "flushes", s.blob_flushes },
+                { "bytes-gathered", s.bytes_gathered }, { "release-waits", s.release_waits },
+                { "release-timeouts", s.release_timeouts }, { "view-rebuilds", s.view_rebuilds },
+                { "views",
+                    { { "span", m_device.resources().view_counts().span },
+                        { "mapped", m_device.resources().view_counts().mapped },
+                        { "gathered", m_device.resources().view_counts().gathered } } } } },
         { "cursor-updates", s.cursor_updates },
         { "cursor-moves", s.cursor_moves },
         { "crc-entries", m_crc.entries_total() },

@@ -88,6 +88,50 @@ bool Display::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
     return checksum;
 }
 
+void Display::when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixels,
+    std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done)
+{
+    struct Wait {
+        std::function<void(bool)> done;
+        std::optional<EventLoop::WatchId> timer;
+        bool timed_out = false;
+        bool finished = false;
+    };
+    auto wait = std::make_shared<Wait>();
+    wait->done = std::move(done);
+    auto finish = m_lifetime.guard([this, wait] {
+        if (wait->finished)
+            return;
+        wait->finished = true;
+        if (wait->timer)
+            m_loop.unwatch(*wait->timer);
+        wait->timer.reset();
+        // Never from inside a caller: the device completes its command from this.
+        m_loop.post(m_lifetime.guard([done = std::move(wait->done), timed_out = wait->timed_out] {
+            done(timed_out);
+        }));
+    });
+    pixels->when_unread(finish);
+    if (wait->finished)
+        return;
+    auto timer = m_loop.add_timer(timeout, std::chrono::nanoseconds(0), [wait, pixels, finish] {
+        wait->timer.reset(); // a one-shot timer removes itself
+        wait->timed_out = true;
+        // Each reader copies what it still needs; the last one leaving finishes the wait.
+        pixels->make_readers_let_go();
+        auto again = finish;
+        again();
+    });
+    if (timer) {
+        wait->timer = *timer;
+        return;
+    }
+    wait->timed_out = true;
+    pixels->make_readers_let_go();
+    auto again = finish;
+    again();
+}
+
 void Display::cursor_set(
     uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x, uint32_t y)
 {

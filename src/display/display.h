@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/event_loop.h"
+#include "base/lifetime.h"
 #include "display/output.h"
 #include "display/qemu/qemu_display.h"
 #include "display/sink.h"
@@ -39,6 +40,8 @@ public:
     void scanout_set(uint32_t scanout, std::optional<virtio_gpu::ScanoutSource> source) override;
     void scanout_damaged(uint32_t scanout, Rect damage) override;
     bool pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
+    void when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixels,
+        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done) override;
     void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x,
         uint32_t y) override;
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
@@ -59,6 +62,7 @@ private:
     std::vector<DisplaySink*> m_sinks;
     std::unique_ptr<qemu::QemuDisplay> m_qemu;
     DisplayStats m_stats;
+    Lifetime m_lifetime; // for timers and tasks that may outlive us
 };
 
 } // namespace vgpu::display

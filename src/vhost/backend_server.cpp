@@ -431,6 +431,7 @@ Result<BackendServer::Reply> BackendServer::handle(const req::RemMemReg& request
 
 void BackendServer::memory_changed()
 {
+    m_device.memory_changed(m_memory);
     for (auto& q : m_queues) {
         if (q->running()) {
             if (auto r = q->start(m_memory); !r) {

@@ -37,6 +37,9 @@ public:
     // fd). Buffers the device took from it and still holds must be answered now: once the ring
     // stops, the frontend takes everything before the next avail index as handled.
     virtual void queue_stopping(SplitQueue&) { }
+    // The memory table changed (SET_MEM_TABLE, ADD/REM_MEM_REG): views of guest memory the
+    // device built from the old table are rebuilt from `memory`.
+    virtual void memory_changed(const GuestMemory&) { }
 
     // vhost-user-gpu: QEMU hands over its display socket (GPU_SET_SOCKET). Devices that have no
     // use for it refuse.

@@ -74,7 +74,9 @@ Result<GuestMemory::Region> GuestMemory::map_region(const RegionDescription& d, 
         sealed            ? "sealed against shrinking"
             : recoverable ? "not sealed against shrinking: a truncation drops the frontend"
                           : "not sealed against shrinking, and not protected");
-    return Region { d, std::move(map), base };
+    auto own_fd = TRY(fd.dup());
+    return Region { d, std::make_shared<const MemoryMap>(std::move(map)), base, std::move(own_fd),
+        sealed };
 }
 
 Result<void> GuestMemory::add_region(const RegionDescription& d, const Fd& fd)
@@ -147,6 +149,19 @@ Result<std::span<std::byte>> GuestMemory::translate_frontend_va(uint64_t va, uin
             return std::span<std::byte>(r.base + (va - d.userspace_addr), size_t(length));
     }
     return Error::format("frontend address range {:#x}+{:#x} is not in guest memory", va, length);
+}
+
+Result<GuestMemory::Placement> GuestMemory::place(uint64_t gpa, uint64_t length) const
+{
+    for (const auto& r : m_regions) {
+        const auto& d = r.description;
+        if (gpa >= d.guest_phys_addr
+            && range_within(gpa - d.guest_phys_addr, length, d.memory_size))
+            return Placement { r.map, r.base + (gpa - d.guest_phys_addr), r.fd.get(),
+                d.mmap_offset + (gpa - d.guest_phys_addr), r.sealed,
+                d.guest_phys_addr + d.memory_size };
+    }
+    return Error::format("guest range {:#x}+{:#x} is not in guest memory", gpa, length);
 }
 
 Result<void> GuestMemory::read(uint64_t gpa, std::span<std::byte> out) const

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -49,6 +50,20 @@ public:
     // Host view of [frontend_va, + length) in the frontend's address space.
     Result<std::span<std::byte>> translate_frontend_va(uint64_t va, uint64_t length) const;
 
+    // Where [gpa, gpa + length) lies, for building views of guest memory that outlive a table
+    // change (virtio/guest_view.h): the region's mapping (shared with its holders), the host
+    // address, the region's fd (valid while this table holds the region) and the offset of `gpa`
+    // in that fd. The range must lie in one region.
+    struct Placement {
+        std::shared_ptr<const MemoryMap> map;
+        std::byte* host = nullptr;
+        int fd = -1;
+        uint64_t fd_offset = 0;
+        bool sealed = false; // the fd cannot shrink: a mapping of it never faults
+        uint64_t region_end = 0; // the gpa just past the region
+    };
+    Result<Placement> place(uint64_t gpa, uint64_t length) const;
+
     // Copies between guest memory and host buffers; the range must lie in one region.
     Result<void> read(uint64_t gpa, std::span<std::byte> out) const;
     Result<void> write(uint64_t gpa, std::span<const std::byte> in) const;
@@ -56,8 +71,11 @@ public:
 private:
     struct Region {
         RegionDescription description;
-        MemoryMap map;
+        // Shared with views of guest memory that still read it after the table changed.
+        std::shared_ptr<const MemoryMap> map;
         std::byte* base = nullptr; // host address of guest_phys_addr (inside map)
+        Fd fd; // our own duplicate, for views that map parts of the region (guest_view.h)
+        bool sealed = false;
     };
     Result<Region> map_region(const RegionDescription& description, const Fd& fd) const;
     static Result<void> validate_against(

@@ -5,6 +5,7 @@
 #include <pixman.h>
 
 #include "base/log.h"
+#include "virtio/guest_memory.h"
 #include "virtio_gpu/device.h"
 
 namespace vgpu::virtio_gpu {
@@ -12,8 +13,26 @@ namespace vgpu::virtio_gpu {
 std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
 {
     auto* resource = find_resource(c.resource_id, "UPDATE_CURSOR");
-    if (!resource || resource->width != CURSOR_SIZE || resource->height != CURSOR_SIZE)
+    if (!resource)
         return std::nullopt;
+    // A blob cursor (the Linux driver's dumb buffer with blobs on) is 64x64 ARGB8888 (virtio
+    // B8G8R8A8) with rows of 256 bytes from the blob's start: that is what it allocates.
+    const bool blob = resource->blob;
+    const uint32_t stride = blob ? CURSOR_SIZE * BYTES_PER_PIXEL : resource->stride;
+    if (blob) {
+        if (!resource->view || resource->view->size() < size_t(stride) * CURSOR_SIZE)
+            return std::nullopt;
+        if (resource->view->kind() == virtio::GuestView::Kind::Gathered) {
+            if (auto copied
+                = resource->view->gather(*m_memory, 0, uint64_t(stride) * CURSOR_SIZE))
+                m_stats.bytes_gathered += *copied;
+        }
+    } else if (resource->width != CURSOR_SIZE || resource->height != CURSOR_SIZE) {
+        return std::nullopt;
+    }
+    auto* pixels = blob ? const_cast<std::byte*>(resource->view->data()) : resource->pixels->data();
+    auto pixman_format
+        = blob ? format_info(uint32_t(Format::B8G8R8A8Unorm))->pixman : resource->format.pixman;
     CursorImage image;
     image.hot_x = c.hot_x;
     image.hot_y = c.hot_y;
@@ -21,9 +40,8 @@ std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
     // The image is copied now: the guest may reuse the resource for the next cursor at once.
     auto* dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, int(CURSOR_SIZE), int(CURSOR_SIZE),
         image.argb.data(), int(CURSOR_SIZE * BYTES_PER_PIXEL));
-    auto* src = pixman_image_create_bits(resource->format.pixman, int(CURSOR_SIZE),
-        int(CURSOR_SIZE), reinterpret_cast<uint32_t*>(resource->pixels->data()),
-        int(resource->stride));
+    auto* src = pixman_image_create_bits(pixman_format, int(CURSOR_SIZE), int(CURSOR_SIZE),
+        reinterpret_cast<uint32_t*>(pixels), int(stride));
     if (!dst || !src) {
         if (dst)
             pixman_image_unref(dst);
@@ -52,8 +70,8 @@ Device::HandlerResult Device::handle(const cmd::UpdateCursor& c)
         return GpuError::InvalidResourceId;
     auto image = cursor_image(c);
     if (!image) {
-        VGPU_LOG_GUEST(Warn, "UPDATE_CURSOR: resource {} is not {}x{}", c.resource_id, CURSOR_SIZE,
-            CURSOR_SIZE);
+        VGPU_LOG_GUEST(Warn, "UPDATE_CURSOR: resource {} is not {}x{} (or a blob that small)",
+            c.resource_id, CURSOR_SIZE, CURSOR_SIZE);
         return GpuError::InvalidParameter;
     }
     VGPU_LOG_GUEST(Debug, "cursor update: scanout {} at {},{} hot {},{}", c.pos.scanout_id, c.pos.x,

@@ -32,6 +32,9 @@ Device::HandlerResult Device::handle(const cmd::ResourceUnref& c)
     for (uint32_t i = 0; i < MAX_SCANOUTS; ++i)
         if (resource->scanout_mask & (1u << i))
             disable_scanout(i);
+    // The guest frees a blob's pages when this is answered: nothing may read them after.
+    if (resource->blob)
+        release_blob_readers(*resource);
     m_resources.remove(resource->id);
     return nodata();
 }
@@ -47,24 +50,27 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
     }
     if (!c.entries_valid)
         return GpuError::Unspec;
-    for (const auto& e : c.entries) {
-        // Every entry must lie in guest RAM now; it is translated again on each transfer, since
-        // the memory table may change. QEMU cannot map an empty entry either (ERR_UNSPEC).
-        if (e.length == 0) {
-            VGPU_LOG_GUEST(
-                Debug, "RESOURCE_ATTACH_BACKING {}: empty entry at {:#x}", c.resource_id, e.addr);
-            return GpuError::Unspec;
-        }
-        if (auto r = m_memory->translate_gpa(e.addr, e.length); !r) {
-            VGPU_LOG_GUEST(
-                Debug, "RESOURCE_ATTACH_BACKING {}: {}", c.resource_id, r.error().message);
-            return GpuError::Unspec;
-        }
+    // Every entry must lie in guest RAM now; a 2D resource's are translated again on each
+    // transfer, since the memory table may change.
+    TRY(check_entries(c.entries, "RESOURCE_ATTACH_BACKING", c.resource_id));
+    if (resource->blob) {
+        // A blob that was detached gets pages again: they must cover it.
+        uint64_t covered = 0;
+        for (const auto& e : c.entries)
+            covered += e.length;
+        if (covered < resource->blob_size)
+            return GpuError::InvalidParameter;
     }
     if (auto r = m_resources.set_backing(*resource, c.entries); !r) {
         VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING {}: {} entries: {}", c.resource_id,
             c.entries.size(), error_name(r.error()));
         return r.release_error();
+    }
+    if (resource->blob) {
+        if (auto r = m_resources.rebuild_view(*resource, *m_memory); !r) {
+            m_resources.clear_backing(*resource);
+            return r.release_error();
+        }
     }
     return nodata();
 }
@@ -76,6 +82,14 @@ Device::HandlerResult Device::handle(const cmd::ResourceDetachBacking& c)
         return GpuError::InvalidResourceId;
     if (!resource->has_backing)
         return GpuError::Unspec;
+    if (resource->blob) {
+        // Its pages go back to the guest: the scanouts showing it go dark (QEMU would keep
+        // showing freed memory) and nothing reads them after this answer.
+        for (uint32_t i = 0; i < MAX_SCANOUTS; ++i)
+            if (resource->scanout_mask & (1u << i))
+                disable_scanout(i);
+        release_blob_readers(*resource);
+    }
     m_resources.clear_backing(*resource);
     return nodata();
 }
@@ -122,6 +136,10 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
         return GpuError::InvalidResourceId;
     if (!resource->has_backing)
         return GpuError::Unspec;
+    // A blob is the guest's memory already: nothing to copy (as QEMU's built-in device). Its
+    // flush says what changed.
+    if (resource->blob)
+        return nodata();
     if (!rect_within(c.r, resource->width, resource->height)) {
         VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: rect {}x{}+{}+{} outside {}x{}",
             c.resource_id, c.r.width, c.r.height, c.r.x, c.r.y, resource->width, resource->height);
@@ -168,6 +186,10 @@ Device::HandlerResult Device::handle(const cmd::ResourceFlush& c)
     auto* resource = find_resource(c.resource_id, "RESOURCE_FLUSH");
     if (!resource)
         return GpuError::InvalidResourceId;
+    if (resource->blob) {
+        TRY(flush_blob(*resource, c.r));
+        return give_back_stopped(resource->scanout_mask);
+    }
     if (!rect_within(c.r, resource->width, resource->height))
         return GpuError::InvalidParameter;
     ++m_stats.flushes;
@@ -183,7 +205,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceFlush& c)
         m_display->scanout_damaged(
             i, Rect { visible.x - s.rect.x, visible.y - s.rect.y, visible.width, visible.height });
     }
-    return nodata();
+    return give_back_stopped(resource->scanout_mask);
 }
 
 } // namespace vgpu::virtio_gpu

@@ -1,4 +1,6 @@
 // SET_SCANOUT (virtio 1.3 §5.7.6.8): bind a rectangle of a resource to a scanout, or disable it.
+#include <utility>
+
 #include "base/log.h"
 #include "virtio_gpu/device.h"
 #include "virtio_gpu/rect.h"
@@ -29,6 +31,12 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
             Debug, "SET_SCANOUT {}: resource {} has no backing", c.scanout_id, c.resource_id);
         return GpuError::Unspec;
     }
+    // A blob has no size or format of its own: it is shown with SET_SCANOUT_BLOB (ours; QEMU's
+    // SET_SCANOUT reads the missing 2D image).
+    if (resource->blob) {
+        VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: resource {} is a blob", c.scanout_id, c.resource_id);
+        return GpuError::InvalidParameter;
+    }
     // QEMU's check: inside the resource, and at least 16x16.
     if (!rect_within(c.r, resource->width, resource->height) || c.r.width < 16 || c.r.height < 16) {
         VGPU_LOG_GUEST(Debug, "SET_SCANOUT {}: rect {}x{}+{}+{} not inside {}x{} (or below 16x16)",
@@ -38,6 +46,9 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     auto& s = m_scanouts[c.scanout_id];
     if (auto* previous = m_resources.find(s.resource))
         previous->scanout_mask &= ~(1u << c.scanout_id);
+    // A blob framebuffer it replaces goes back to the guest with the next flush.
+    if (s.framebuffer)
+        s.stopped.push_back(std::exchange(s.framebuffer, nullptr));
     s.resource = resource->id;
     s.rect = c.r;
     s.enabled = true;

@@ -1,6 +1,8 @@
 #include "virtio_gpu/command.h"
 
+#include <algorithm>
 #include <new>
+#include <optional>
 
 #include "base/log.h"
 
@@ -70,37 +72,71 @@ GpuResult<T> read_rest(const CtrlHdr& header, virtio::Reader& reader)
         _r.release_value();                                                                        \
     })
 
-GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reader& reader)
+// The memory entries after ATTACH_BACKING or CREATE_BLOB. nullopt for bad entries (too many,
+// more than the buffer holds): the handler's ERR_UNSPEC, after its resource checks (QEMU looks
+// the resource up before it reads the entries).
+GpuResult<std::optional<std::vector<MemEntry>>> read_entries(
+    const CtrlHdr& header, uint32_t nr_entries, virtio::Reader& reader)
 {
-    auto c = READ(ResourceAttachBacking);
-    // Bad entries are the handler's ERR_UNSPEC, after its resource checks (QEMU looks the
-    // resource up before it reads the entries).
-    if (c.nr_entries > MAX_BACKING_ENTRIES) {
-        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries exceed {}", c.nr_entries,
+    if (nr_entries > MAX_BACKING_ENTRIES) {
+        VGPU_LOG_GUEST(Debug, "{}: {} entries exceed {}", command_name(header.type), nr_entries,
             MAX_BACKING_ENTRIES);
-        return cmd::ResourceAttachBacking { c.resource_id, {}, false };
+        return std::optional<std::vector<MemEntry>> {};
     }
     // Checked against what the buffer holds before allocating anything.
-    if (uint64_t(c.nr_entries) * sizeof(MemEntry) > reader.remaining()) {
-        VGPU_LOG_GUEST(Debug, "RESOURCE_ATTACH_BACKING: {} entries but {} bytes left", c.nr_entries,
-            reader.remaining());
-        return cmd::ResourceAttachBacking { c.resource_id, {}, false };
+    if (uint64_t(nr_entries) * sizeof(MemEntry) > reader.remaining()) {
+        VGPU_LOG_GUEST(Debug, "{}: {} entries but {} bytes left", command_name(header.type),
+            nr_entries, reader.remaining());
+        return std::optional<std::vector<MemEntry>> {};
     }
     // Sized by the guest (at most 256 KiB, and only for this command): fallible all the same.
     std::vector<MemEntry> entries;
     try {
-        entries.resize(c.nr_entries);
+        entries.resize(nr_entries);
     } catch (const std::bad_alloc&) {
         return GpuError::OutOfMemory;
     }
     if (!reader.read(std::as_writable_bytes(std::span(entries))))
+        return std::optional<std::vector<MemEntry>> {};
+    return std::optional(std::move(entries));
+}
+
+GpuResult<GpuCommand> decode_attach_backing(const CtrlHdr& header, virtio::Reader& reader)
+{
+    auto c = READ(ResourceAttachBacking);
+    auto entries = read_entries(header, c.nr_entries, reader);
+    if (!entries)
+        return entries.release_error();
+    if (!*entries)
         return cmd::ResourceAttachBacking { c.resource_id, {}, false };
-    return cmd::ResourceAttachBacking { c.resource_id, std::move(entries) };
+    return cmd::ResourceAttachBacking { c.resource_id, std::move(**entries) };
+}
+
+GpuResult<GpuCommand> decode_create_blob(const CtrlHdr& header, virtio::Reader& reader)
+{
+    auto c = READ(ResourceCreateBlob);
+    auto entries = read_entries(header, c.nr_entries, reader);
+    if (!entries)
+        return entries.release_error();
+    cmd::ResourceCreateBlob blob { c.resource_id, c.blob_mem, c.blob_flags, c.blob_id, c.size, {},
+        entries->has_value() };
+    if (*entries)
+        blob.entries = std::move(**entries);
+    return blob;
+}
+
+GpuResult<GpuCommand> decode_set_scanout_blob(const CtrlHdr& header, virtio::Reader& reader)
+{
+    auto c = READ(SetScanoutBlob);
+    cmd::SetScanoutBlob s { c.r, c.scanout_id, c.resource_id, c.width, c.height, c.format, {}, {} };
+    std::copy(std::begin(c.strides), std::end(c.strides), s.strides);
+    std::copy(std::begin(c.offsets), std::end(c.offsets), s.offsets);
+    return s;
 }
 
 } // namespace
 
-GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader)
+GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader, bool blob)
 {
     switch (static_cast<CtrlType>(header.type)) {
     case CtrlType::GetDisplayInfo:
@@ -141,9 +177,15 @@ GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader)
     }
     case CtrlType::MoveCursor:
         return cmd::MoveCursor { READ(UpdateCursor).pos };
-    case CtrlType::ResourceAssignUuid:
     case CtrlType::ResourceCreateBlob:
+        if (!blob)
+            return cmd::Unsupported { header.type };
+        return decode_create_blob(header, reader);
     case CtrlType::SetScanoutBlob:
+        if (!blob)
+            return cmd::Unsupported { header.type };
+        return decode_set_scanout_blob(header, reader);
+    case CtrlType::ResourceAssignUuid:
     case CtrlType::CtxCreate:
     case CtrlType::CtxDestroy:
     case CtrlType::CtxAttachResource:
@@ -163,14 +205,14 @@ GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader)
 
 #undef READ
 
-GpuResult<DecodedCommand> decode(virtio::Reader& reader)
+GpuResult<DecodedCommand> decode(virtio::Reader& reader, bool blob)
 {
     auto header = reader.read_obj<CtrlHdr>();
     if (!header) {
         VGPU_LOG_GUEST(Debug, "command shorter than its header: {}", header.error().message);
         return GpuError::Unspec;
     }
-    auto body = decode_body(*header, reader);
+    auto body = decode_body(*header, reader, blob);
     if (!body)
         return body.release_error();
     return DecodedCommand { *header, body.release_value() };

@@ -46,6 +46,19 @@ struct ResourceAttachBacking {
 struct ResourceDetachBacking {
     uint32_t resource_id;
 };
+// As ResourceAttachBacking, entries_valid is false when nr_entries was too many for the cap or
+// for the buffer: the handler answers ERR_UNSPEC after its other checks.
+struct ResourceCreateBlob {
+    uint32_t resource_id, blob_mem, blob_flags;
+    uint64_t blob_id, size;
+    std::vector<MemEntry> entries;
+    bool entries_valid = true;
+};
+struct SetScanoutBlob {
+    Rect r;
+    uint32_t scanout_id, resource_id, width, height, format;
+    uint32_t strides[4], offsets[4];
+};
 struct GetCapsetInfo {
     uint32_t capset_index;
 };
@@ -62,7 +75,7 @@ struct UpdateCursor {
 struct MoveCursor {
     CursorPos pos;
 };
-// A command we know but do not implement (3D, blob, UUID): ERR_UNSPEC.
+// A command we know but do not implement (3D, UUID; blob while blob resources are off).
 struct Unsupported {
     uint32_t type;
 };
@@ -70,7 +83,7 @@ struct Unsupported {
 
 using GpuCommand = std::variant<cmd::GetDisplayInfo, cmd::ResourceCreate2d, cmd::ResourceUnref,
     cmd::SetScanout, cmd::ResourceFlush, cmd::TransferToHost2d, cmd::ResourceAttachBacking,
-    cmd::ResourceDetachBacking, cmd::GetCapsetInfo, cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor,
+    cmd::ResourceDetachBacking, cmd::ResourceCreateBlob, cmd::SetScanoutBlob, cmd::GetCapsetInfo, cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor,
     cmd::MoveCursor, cmd::Unsupported>;
 
 struct DecodedCommand {
@@ -83,8 +96,10 @@ const char* command_name(uint32_t type);
 // Decodes the command whose header was already read into `header`. ERR_UNSPEC for an unknown
 // type or a buffer shorter than the command (QEMU's answers to each); bad ATTACH_BACKING
 // entries are left to the handler (see cmd::ResourceAttachBacking).
-GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader);
+// With `blob` false (RESOURCE_BLOB neither negotiated nor forced by --blob), the blob commands
+// decode to cmd::Unsupported without reading their body.
+GpuResult<GpuCommand> decode_body(const CtrlHdr& header, virtio::Reader& reader, bool blob = false);
 // Header and body.
-GpuResult<DecodedCommand> decode(virtio::Reader& reader);
+GpuResult<DecodedCommand> decode(virtio::Reader& reader, bool blob = false);
 
 } // namespace vgpu::virtio_gpu

@@ -20,7 +20,17 @@ Device::Device(DeviceOptions options)
 
 Device::~Device() = default;
 
-uint64_t Device::device_features() const { return uint64_t(1) << F_EDID; }
+// RESOURCE_BLOB is offered for frontends that pass the device's features through (crosvm's);
+// QEMU's vhost-user-gpu-pci never gives it to the guest, so there --blob turns blobs on.
+uint64_t Device::device_features() const
+{
+    return (uint64_t(1) << F_EDID) | (uint64_t(1) << F_RESOURCE_BLOB);
+}
+
+bool Device::blob_enabled() const
+{
+    return m_options.blob || (m_acked_features & (uint64_t(1) << F_RESOURCE_BLOB));
+}
 
 Result<void> Device::read_config(uint32_t offset, std::span<std::byte> out) const
 {
@@ -111,6 +121,11 @@ void Device::reset()
     for (uint32_t i = 0; i < MAX_SCANOUTS; ++i)
         if (m_scanouts[i].enabled)
             disable_scanout(i);
+    // The guest's memory is its own again: nothing reads blob pages after the reset.
+    m_resources.for_each([&](const Resource& r) {
+        if (r.blob)
+            release_blob_readers(r);
+    });
     m_resources.clear();
     m_config = Config {};
     m_config.num_scanouts = uint32_t(m_options.outputs.size());
@@ -172,7 +187,7 @@ void Device::drain_cursor(virtio::SplitQueue& queue)
         while (auto chain = queue.pop(*m_memory)) {
             ++m_stats.cursor_commands;
             virtio::Reader reader(*m_memory, chain->readable);
-            auto decoded = decode(reader);
+            auto decoded = decode(reader, blob_enabled());
             HandlerResult result = GpuError::Unspec;
             if (decoded) {
                 if (auto* update = std::get_if<cmd::UpdateCursor>(&decoded->command))
@@ -216,7 +231,8 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
         complete(chain, CtrlHdr {}, GpuError::Unspec);
         return true;
     }
-    auto command = decode_body(*header, reader);
+    m_request = *header;
+    auto command = decode_body(*header, reader, blob_enabled());
     if (!command) {
         complete(chain, *header, command.release_error());
         return true;
@@ -337,6 +353,41 @@ Resource* Device::find_resource(uint32_t id, const char* command)
     if (!resource)
         VGPU_LOG_GUEST(Debug, "{}: no resource {}", command, id);
     return resource;
+}
+
+void Device::memory_changed(const virtio::GuestMemory& memory)
+{
+    // Views hold their own mappings, so the old ones stay readable; but the guest's blob pages
+    // are what the new table says now. Sinks still reading the old views copy what they need,
+    // every view is built again, and the scanouts showing a blob get framebuffers on the new
+    // view (or go dark when its entries are no longer guest memory).
+    std::vector<Resource*> blobs;
+    m_resources.for_each_mutable([&](Resource& r) {
+        if (r.blob && r.has_backing)
+            blobs.push_back(&r);
+    });
+    for (auto* blob : blobs) {
+        release_blob_readers(*blob);
+        ++m_stats.view_rebuilds;
+        bool built = bool(m_resources.rebuild_view(*blob, memory));
+        for (uint32_t i = 0; i < MAX_SCANOUTS; ++i) {
+            auto& s = m_scanouts[i];
+            if (!s.enabled || s.resource != blob->id)
+                continue;
+            s.framebuffer.reset();
+            s.stopped.clear();
+            auto fb = built ? m_resources.blob_framebuffer(*blob, s.layout)
+                            : GpuResult<std::shared_ptr<PixelStorage>>(GpuError::Unspec);
+            if (!fb) {
+                VGPU_LOG_GUEST(Warn,
+                    "scanout {}: blob {} is not in guest memory after the memory table changed",
+                    i, blob->id.value());
+                disable_scanout(i);
+                continue;
+            }
+            show_blob(i, *blob, s.layout, *fb, s.rect);
+        }
+    }
 }
 
 void Device::disable_scanout(uint32_t scanout)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/lifetime.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/device.h"
 #include "virtio_gpu/command.h"
@@ -33,6 +35,12 @@ struct DeviceOptions {
     // Our own outputs, used when no QEMU display socket answers display info (1..16).
     std::vector<OutputMode> outputs { OutputMode {} };
     uint64_t max_hostmem = 256ull << 20;
+    // Blob commands even when the driver did not negotiate RESOURCE_BLOB (--blob): for guests
+    // whose frontend does not pass the feature through (QEMU's vhost-user-gpu-pci).
+    bool blob = false;
+    // How long a fenced flush of a blob waits for the sinks still reading the framebuffer it
+    // stopped showing, before they copy what they need (--release-timeout).
+    std::chrono::milliseconds release_timeout { 20 };
 };
 
 // Time from taking a RESOURCE_FLUSH off the queue to its (fenced) response: log2 buckets of
@@ -58,6 +66,12 @@ struct DeviceStats {
     uint64_t cursor_moves = 0;
     uint64_t forwarded_queries = 0;
     uint64_t forwarded_timeouts = 0;
+    uint64_t blobs_created = 0;
+    uint64_t blob_flushes = 0;
+    uint64_t bytes_gathered = 0; // blob bytes copied at flush (views that could not be mapped)
+    uint64_t release_waits = 0; // fenced blob flushes that waited for a sink to let go
+    uint64_t release_timeouts = 0; // ... and hit --release-timeout
+    uint64_t view_rebuilds = 0; // blob views built again after a memory-table change
     LatencyHistogram flush_latency;
 };
 
@@ -79,11 +93,15 @@ public:
     void process_queue(virtio::SplitQueue& queue, const virtio::GuestMemory& memory) override;
     void reset() override;
     void queue_stopping(virtio::SplitQueue& queue) override;
+    void memory_changed(const virtio::GuestMemory& memory) override;
     Result<void> set_display_socket(Fd socket) override;
 
     const DeviceStats& stats() const { return m_stats; }
     const ResourceTable& resources() const { return m_resources; }
     const std::vector<OutputMode>& outputs() const { return m_options.outputs; }
+    // Blob commands are accepted: RESOURCE_BLOB was negotiated, or --blob.
+    bool blob_enabled() const;
+    const DeviceOptions& options() const { return m_options; }
     // Scanouts the guest may use: our outputs, or with QEMU's display socket all 16 (QEMU owns
     // num_scanouts then: its max_outputs, up to 16, overrides our config space).
     uint32_t scanout_limit() const;
@@ -113,6 +131,12 @@ private:
         ResourceId resource {};
         Rect rect {};
         bool enabled = false;
+        // A blob's framebuffer on this scanout, and its layout.
+        std::shared_ptr<PixelStorage> framebuffer;
+        BlobLayout layout {};
+        // Blob framebuffers this scanout stopped showing that the guest has not been given
+        // back yet: the next fenced flush on it waits until no sink reads them.
+        std::vector<std::shared_ptr<const PixelStorage>> stopped;
     };
     // A command whose answer comes later (forwarded to QEMU), parked at the head of the control
     // queue. `fallback` answers it now, as if QEMU had not answered in time.
@@ -146,6 +170,8 @@ private:
     HandlerResult handle(const cmd::TransferToHost2d&);
     HandlerResult handle(const cmd::ResourceAttachBacking&);
     HandlerResult handle(const cmd::ResourceDetachBacking&);
+    HandlerResult handle(const cmd::ResourceCreateBlob&);
+    HandlerResult handle(const cmd::SetScanoutBlob&);
     HandlerResult handle(const cmd::GetCapsetInfo&);
     HandlerResult handle(const cmd::GetCapset&);
     HandlerResult handle(const cmd::GetEdid&);
@@ -162,6 +188,20 @@ private:
     GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination,
         size_t length, bool checksum);
     std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
+    // Blob paths of the shared handlers.
+    HandlerResult flush_blob(Resource& blob, const Rect& r);
+    // After a flush on these scanouts: the blob framebuffers they stopped showing go back to
+    // the guest with this (fenced) answer, deferred until no sink reads them.
+    HandlerResult give_back_stopped(uint32_t scanout_mask);
+    // Sinks still reading the blob's framebuffers copy what they need and let go (CRC jobs on
+    // them finish first): before the guest may free or reuse its pages.
+    void release_blob_readers(const Resource& blob);
+    // Puts `framebuffer` on scanout `index` (a blob's), remembering what it replaced.
+    void show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
+        std::shared_ptr<PixelStorage> framebuffer, const Rect& rect);
+    // Validated entries of ATTACH_BACKING / CREATE_BLOB (ERR_UNSPEC as QEMU answers).
+    GpuResult<void> check_entries(const std::vector<MemEntry>& entries, const char* command,
+        uint32_t resource_id) const;
 
     DeviceOptions m_options;
     Config m_config {};
@@ -179,11 +219,14 @@ private:
     // answers for a command that is no longer waiting are dropped.
     uint64_t m_deferral = 0;
     std::function<std::vector<std::byte>()> m_deferred_fallback;
+    // The request being handled (handlers that need its fence flag read it).
+    CtrlHdr m_request {};
     // Guards against re-entering drain_control from a completion callback inside a handler.
     bool m_draining = false;
     // An answer that arrived before its handler returned (a display that answers at once).
     bool m_in_handler = false;
     std::optional<std::vector<std::byte>> m_early_answer;
+    Lifetime m_lifetime; // for the display's callbacks
 };
 
 } // namespace vgpu::virtio_gpu

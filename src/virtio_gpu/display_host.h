@@ -3,6 +3,7 @@
 // its GET_DISPLAY_INFO/GET_EDID answers. Declared here so the dependency points downward.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,13 @@ public:
     // the frame they hold (a CRC of an earlier flush) reads it now. True when a sink wants the
     // new pixels checksummed as they are copied (CRC capture of the output showing them).
     virtual bool pixels_will_change(const PixelStorage& pixels) = 0;
+    // A blob's framebuffer stopped being shown and the guest wants it back (a fenced flush of
+    // the one that replaced it): `done` runs once no sink reads `pixels` any more, at once if
+    // none does, or after `timeout` with true, once the sinks still reading copied what they
+    // need and let go. It runs on the loop, never from inside this call.
+    virtual void when_released(std::shared_ptr<const PixelStorage> pixels,
+        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done)
+        = 0;
     // A new cursor image (nullopt: hide) at x, y on `scanout`, or a move of the current one.
     virtual void cursor_set(
         uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y)

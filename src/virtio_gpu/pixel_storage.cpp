@@ -73,12 +73,62 @@ std::shared_ptr<PixelStorage> PixelStorage::allocate(
     std::memset(p, 0, rounded);
     auto storage = std::make_shared<PixelStorage>();
     storage->m_data.reset(p);
+    storage->m_pixels = p;
     storage->m_size = size;
     storage->m_width = width;
     storage->m_height = height;
     storage->m_stride = stride;
     storage->m_format = format;
     return storage;
+}
+
+std::shared_ptr<PixelStorage> PixelStorage::wrap(std::shared_ptr<const void> owner,
+    std::byte* pixels, uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format)
+{
+    auto storage = std::make_shared<PixelStorage>();
+    storage->m_owner = std::move(owner);
+    storage->m_pixels = pixels;
+    storage->m_size = size_t(stride) * (height - 1) + size_t(width) * BYTES_PER_PIXEL;
+    storage->m_width = width;
+    storage->m_height = height;
+    storage->m_stride = stride;
+    storage->m_format = format;
+    return storage;
+}
+
+uint64_t PixelStorage::wrap_cost(uint32_t width, uint32_t height)
+{
+    return host_cost(width, height, 0);
+}
+
+void PixelStorage::add_reader(StorageReader* reader) const { m_readers.push_back(reader); }
+
+void PixelStorage::remove_reader(StorageReader* reader) const
+{
+    std::erase(m_readers, reader);
+    if (!m_readers.empty())
+        return;
+    auto callbacks = std::move(m_unread_callbacks);
+    m_unread_callbacks.clear();
+    for (auto& callback : callbacks)
+        callback();
+}
+
+void PixelStorage::make_readers_let_go() const
+{
+    // Each reader removes itself; a copy, since that changes the list.
+    auto readers = m_readers;
+    for (auto* reader : readers)
+        reader->let_go();
+}
+
+void PixelStorage::when_unread(std::function<void()> callback) const
+{
+    if (m_readers.empty()) {
+        callback();
+        return;
+    }
+    m_unread_callbacks.push_back(std::move(callback));
 }
 
 PixelStorage::CrcCache& PixelStorage::cache() const
@@ -115,7 +165,7 @@ void PixelStorage::copy_row_checksummed(
     // checksummed together, the partial ones at the edges copied and marked.
     auto& c = *m_cache;
     const uint32_t tile_bytes = TILE_PIXELS * BYTES_PER_PIXEL;
-    std::byte* row = m_data.get() + size_t(y) * m_stride;
+    std::byte* row = m_pixels + size_t(y) * m_stride;
     const uint32_t first = (begin + tile_bytes - 1) / tile_bytes;
     const uint32_t last_tile_start = (c.tiles_per_row - 1) * tile_bytes;
     // Whole tiles of full length end at or before `end` (a short last tile never does: the row
@@ -173,7 +223,7 @@ void PixelStorage::copy_in(size_t offset, const std::byte* source, size_t length
     else
         checksum = false;
     if (!m_cache) {
-        std::memcpy(m_data.get() + offset, source, length);
+        std::memcpy(m_pixels + offset, source, length);
         return;
     }
     const size_t end = offset + length;
@@ -184,7 +234,7 @@ void PixelStorage::copy_in(size_t offset, const std::byte* source, size_t length
         if (checksum) {
             copy_row_checksummed(y, begin, row_end, source);
         } else {
-            std::memcpy(m_data.get() + offset, source, row_end - begin);
+            std::memcpy(m_pixels + offset, source, row_end - begin);
             mark_row(y, begin, row_end);
         }
         source += row_end - begin;

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,18 @@
 #include "virtio_gpu/rect.h"
 
 namespace vgpu::virtio_gpu {
+
+// A sink that reads a storage later, on the device loop (an UPDATE being written to QEMU, an
+// export consumer holding a frame). For a blob's storage, which is guest memory, the device
+// waits for these readers before it lets the guest reuse the buffer, and when it cannot wait any
+// longer asks them to let go: each copies what it still needs and stops reading.
+class StorageReader {
+public:
+    virtual void let_go() = 0;
+
+protected:
+    ~StorageReader() = default;
+};
 
 // Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC
 // not yet computed), so that it outlives an unref. The CRC cache is shared by the device loop
@@ -36,7 +49,24 @@ public:
     static constexpr uint64_t own_mapping_bytes = uint64_t(128) * 1024;
     static std::shared_ptr<PixelStorage> allocate(
         uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
-    std::byte* data() const { return m_data.get(); }
+    // A framebuffer in memory someone else owns (a blob's view of guest memory): `owner` keeps
+    // `pixels` alive; the caller checked that stride * (height - 1) + width * 4 bytes lie there.
+    // The guest writes it directly: changes are known from its flushes (changed()).
+    static std::shared_ptr<PixelStorage> wrap(std::shared_ptr<const void> owner, std::byte* pixels,
+        uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
+    std::byte* data() const { return m_pixels; }
+    bool guest_memory() const { return m_owner != nullptr; }
+    // What host memory a wrapped storage can cost: its CRC cache and bookkeeping.
+    static uint64_t wrap_cost(uint32_t width, uint32_t height);
+
+    // Readers on the device loop (see StorageReader); loop thread only.
+    void add_reader(StorageReader* reader) const;
+    void remove_reader(StorageReader* reader) const;
+    size_t readers() const { return m_readers.size(); }
+    // Asks every reader to let go (each removes itself).
+    void make_readers_let_go() const;
+    // Runs once, on the loop, when the last reader leaves (at once if there is none).
+    void when_unread(std::function<void()> callback) const;
     size_t size() const { return m_size; }
     uint32_t width() const { return m_width; }
     uint32_t height() const { return m_height; }
@@ -82,7 +112,11 @@ private:
     uint32_t span_crc(uint32_t x, uint32_t y, uint32_t width) const REQUIRES(m_cache_mutex);
 
     std::unique_ptr<std::byte, Free> m_data;
+    std::shared_ptr<const void> m_owner; // wrapped memory's owner
+    std::byte* m_pixels = nullptr;
     size_t m_size = 0;
+    mutable std::vector<StorageReader*> m_readers;
+    mutable std::vector<std::function<void()>> m_unread_callbacks;
     uint32_t m_width = 0, m_height = 0, m_stride = 0;
     FormatInfo m_format {};
     mutable Mutex m_cache_mutex;

@@ -5,6 +5,8 @@
 #include <new>
 
 #include "base/checked.h"
+#include "base/log.h"
+#include "virtio/guest_memory.h"
 
 namespace vgpu::virtio_gpu {
 
@@ -100,6 +102,121 @@ GpuResult<Resource*> ResourceTable::create_2d(
     return raw;
 }
 
+GpuResult<Resource*> ResourceTable::create_blob(ResourceId id, uint64_t size, uint32_t flags,
+    const std::vector<MemEntry>& entries, const virtio::GuestMemory& memory)
+{
+    if (id.value() == 0 || m_resources.contains(id))
+        return GpuError::InvalidResourceId;
+    if (m_resources.size() >= m_max_resources || !charge(resource_overhead))
+        return GpuError::OutOfMemory;
+    auto resource = std::make_unique<Resource>();
+    resource->id = id;
+    resource->blob = true;
+    resource->blob_size = size;
+    resource->blob_flags = flags;
+    resource->accounted = resource_overhead;
+    if (auto r = set_backing(*resource, entries); !r) {
+        m_host_bytes -= resource_overhead;
+        return r.release_error();
+    }
+    if (auto r = rebuild_view(*resource, memory); !r) {
+        release(*resource);
+        return r.release_error();
+    }
+    auto* raw = resource.get();
+    m_resources.emplace(id, std::move(resource));
+    return raw;
+}
+
+void ResourceTable::drop_view(Resource& blob)
+{
+    for (auto& fb : blob.framebuffers)
+        m_host_bytes -= fb.accounted;
+    blob.framebuffers.clear();
+    if (blob.view)
+        m_mappings -= blob.view->mappings();
+    m_host_bytes -= blob.view_accounted;
+    blob.view_accounted = 0;
+    blob.view.reset();
+}
+
+GpuResult<void> ResourceTable::rebuild_view(Resource& blob, const virtio::GuestMemory& memory)
+{
+    drop_view(blob);
+    if (!blob.has_backing)
+        return {};
+    std::vector<virtio::GuestRange> ranges;
+    ranges.reserve(blob.backing.size());
+    for (const auto& e : blob.backing)
+        ranges.push_back(virtio::GuestRange { e.addr, e.length });
+    size_t budget = m_max_mappings > m_mappings ? m_max_mappings - m_mappings : 0;
+    auto view = virtio::GuestView::create(memory, ranges, blob.blob_size, budget);
+    if (!view) {
+        VGPU_LOG_GUEST(Debug, "blob {}: no view: {}", blob.id.value(), view.error().message);
+        return GpuError::Unspec;
+    }
+    if (!charge((*view)->host_bytes()))
+        return GpuError::OutOfMemory;
+    blob.view_accounted = (*view)->host_bytes();
+    m_mappings += (*view)->mappings();
+    blob.view = std::shared_ptr<virtio::GuestView>(view.release_value());
+    return {};
+}
+
+GpuResult<std::shared_ptr<PixelStorage>> ResourceTable::blob_framebuffer(
+    Resource& blob, const BlobLayout& layout)
+{
+    if (!blob.view)
+        return GpuError::Unspec;
+    auto format = format_info(layout.format);
+    if (!format)
+        return GpuError::InvalidParameter;
+    for (auto& fb : blob.framebuffers)
+        if (fb.layout == layout)
+            return fb.pixels;
+    if (blob.framebuffers.size() >= max_framebuffers) {
+        // Those only this table holds are shown nowhere and read by nobody.
+        std::erase_if(blob.framebuffers, [&](const BlobFramebuffer& fb) {
+            if (fb.pixels.use_count() > 1)
+                return false;
+            m_host_bytes -= fb.accounted;
+            return true;
+        });
+        if (blob.framebuffers.size() >= max_framebuffers)
+            return GpuError::OutOfMemory;
+    }
+    uint64_t cost = PixelStorage::wrap_cost(layout.width, layout.height);
+    if (!charge(cost))
+        return GpuError::OutOfMemory;
+    // The view's bytes are only ever read through the storage (sinks never write pixels).
+    auto* pixels = const_cast<std::byte*>(blob.view->data()) + layout.offset;
+    auto storage = PixelStorage::wrap(
+        blob.view, pixels, layout.width, layout.height, layout.stride, *format);
+    blob.framebuffers.push_back(BlobFramebuffer { layout, storage, cost });
+    return storage;
+}
+
+ResourceTable::ViewCounts ResourceTable::view_counts() const
+{
+    ViewCounts counts;
+    for (const auto& [id, resource] : m_resources) {
+        if (!resource->view)
+            continue;
+        switch (resource->view->kind()) {
+        case virtio::GuestView::Kind::Span:
+            ++counts.span;
+            break;
+        case virtio::GuestView::Kind::Mapped:
+            ++counts.mapped;
+            break;
+        case virtio::GuestView::Kind::Gathered:
+            ++counts.gathered;
+            break;
+        }
+    }
+    return counts;
+}
+
 Resource* ResourceTable::find(ResourceId id)
 {
     auto it = m_resources.find(id);
@@ -142,6 +259,8 @@ GpuResult<void> ResourceTable::set_backing(Resource& resource, const std::vector
 
 void ResourceTable::clear_backing(Resource& resource)
 {
+    if (resource.blob)
+        drop_view(resource);
     m_host_bytes -= resource.backing.size() * backing_entry_cost;
     m_backing_entries -= resource.backing.size();
     resource.backing = {};
@@ -152,6 +271,7 @@ void ResourceTable::clear_backing(Resource& resource)
 
 void ResourceTable::release(Resource& resource)
 {
+    drop_view(resource);
     clear_backing(resource);
     m_host_bytes -= resource.accounted;
     m_mappings -= resource.own_mapping ? 1 : 0;

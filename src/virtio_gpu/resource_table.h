@@ -13,7 +13,12 @@
 #include "base/strong_id.h"
 #include "virtio_gpu/formats.h"
 #include "virtio_gpu/pixel_storage.h"
+#include "virtio/guest_view.h"
 #include "virtio_gpu/wire.h"
+
+namespace vgpu::virtio {
+class GuestMemory;
+}
 
 namespace vgpu::virtio_gpu {
 
@@ -33,6 +38,23 @@ const char* error_name(GpuError error);
 template <typename T>
 using GpuResult = Result<T, GpuError>;
 
+// How SET_SCANOUT_BLOB lays a framebuffer into a blob (plane 0).
+struct BlobLayout {
+    uint32_t format = 0;
+    uint32_t width = 0;
+    uint32_t height = 0;
+    uint32_t stride = 0;
+    uint32_t offset = 0;
+    bool operator==(const BlobLayout&) const = default;
+};
+
+// A blob's framebuffer: a storage wrapping the blob's view at the layout's offset.
+struct BlobFramebuffer {
+    BlobLayout layout;
+    std::shared_ptr<PixelStorage> pixels;
+    uint64_t accounted = 0;
+};
+
 struct Resource {
     ResourceId id;
     FormatInfo format;
@@ -47,6 +69,15 @@ struct Resource {
     uint32_t scanout_mask = 0; // bit n: scanout n shows this resource
     uint64_t accounted = 0; // host bytes charged for it (pixels, cache, overhead; not backing)
     bool own_mapping = false; // its pixels have a mapping of their own
+
+    // Blob resources (RESOURCE_CREATE_BLOB, BLOB_MEM_GUEST): no pixels of ours; the backing is
+    // read in place through `view`, and each layout a scanout used is a framebuffer over it.
+    bool blob = false;
+    uint64_t blob_size = 0;
+    uint32_t blob_flags = 0;
+    std::shared_ptr<virtio::GuestView> view; // null without backing
+    uint64_t view_accounted = 0; // host bytes of a gathered view
+    std::vector<BlobFramebuffer> framebuffers;
 
     std::byte* row(uint32_t y) const { return pixels->data() + size_t(y) * stride; }
 };
@@ -64,12 +95,42 @@ public:
 
     explicit ResourceTable(uint64_t max_host_bytes);
     GpuResult<Resource*> create_2d(ResourceId id, uint32_t format, uint32_t width, uint32_t height);
+    // A guest blob of `size` bytes over `entries` (checked by the caller to lie in guest
+    // memory and to cover `size`), with its view built.
+    GpuResult<Resource*> create_blob(ResourceId id, uint64_t size, uint32_t flags,
+        const std::vector<MemEntry>& entries, const virtio::GuestMemory& memory);
+    // Builds the blob's view again from its entries and the current memory table, dropping its
+    // framebuffers (the device puts the scanouts that showed them on the new ones). Without
+    // the entries in guest memory, the blob is left without a view (ERR_UNSPEC).
+    GpuResult<void> rebuild_view(Resource& blob, const virtio::GuestMemory& memory);
+    // The framebuffer for `layout` (checked by the caller against the blob's size), made once
+    // and reused; at most max_framebuffers per blob, evicting those nobody else holds.
+    GpuResult<std::shared_ptr<PixelStorage>> blob_framebuffer(
+        Resource& blob, const BlobLayout& layout);
+    static constexpr size_t max_framebuffers = 4;
+    // Views of each kind alive, for query-stats.
+    struct ViewCounts {
+        size_t span = 0, mapped = 0, gathered = 0;
+    };
+    ViewCounts view_counts() const;
     // Replaces the resource's backing with `entries` (each checked by the caller), accounting
     // their memory: ERR_OUT_OF_MEMORY (and the old backing stays) past the limit.
     GpuResult<void> set_backing(Resource& resource, const std::vector<MemEntry>& entries);
     void clear_backing(Resource& resource);
     Resource* find(ResourceId id);
-    // Removes the resource; its pixels live on while a sink holds them.
+    template <typename F>
+    void for_each(F&& f) const
+    {
+        for (const auto& [id, resource] : m_resources)
+            f(static_cast<const Resource&>(*resource));
+    }
+    template <typename F>
+    void for_each_mutable(F&& f)
+    {
+        for (auto& [id, resource] : m_resources)
+            f(*resource);
+    }
+    // Removes the resource; its pixels (a blob's view) live on while a sink holds them.
     void remove(ResourceId id);
     void clear();
 
@@ -85,6 +146,7 @@ private:
     // Takes `bytes` from the limit (exclusive, as QEMU's `hostmem < max_hostmem`).
     bool charge(uint64_t bytes);
     void release(Resource& resource);
+    void drop_view(Resource& blob);
 
     uint64_t m_max_host_bytes;
     size_t m_max_resources;

@@ -233,6 +233,39 @@ struct RespResourceUuid {
 };
 static_assert(sizeof(RespResourceUuid) == 40);
 
+// struct virtio_gpu_resource_create_blob, followed by nr_entries struct virtio_gpu_mem_entry.
+constexpr uint32_t BLOB_MEM_GUEST = 1;
+constexpr uint32_t BLOB_MEM_HOST3D = 2;
+constexpr uint32_t BLOB_MEM_HOST3D_GUEST = 3;
+constexpr uint32_t BLOB_FLAG_USE_MAPPABLE = 1;
+constexpr uint32_t BLOB_FLAG_USE_SHAREABLE = 2;
+constexpr uint32_t BLOB_FLAG_USE_CROSS_DEVICE = 4;
+struct ResourceCreateBlob {
+    CtrlHdr hdr;
+    uint32_t resource_id;
+    uint32_t blob_mem;
+    uint32_t blob_flags;
+    uint32_t nr_entries;
+    uint64_t blob_id;
+    uint64_t size;
+};
+static_assert(sizeof(ResourceCreateBlob) == 56 && std::is_trivially_copyable_v<ResourceCreateBlob>);
+
+// struct virtio_gpu_set_scanout_blob.
+struct SetScanoutBlob {
+    CtrlHdr hdr;
+    Rect r;
+    uint32_t scanout_id;
+    uint32_t resource_id;
+    uint32_t width;
+    uint32_t height;
+    uint32_t format;
+    uint32_t padding;
+    uint32_t strides[4];
+    uint32_t offsets[4];
+};
+static_assert(sizeof(SetScanoutBlob) == 96 && std::is_trivially_copyable_v<SetScanoutBlob>);
+
 // struct virtio_gpu_cursor_pos and virtio_gpu_update_cursor (cursor queue).
 struct CursorPos {
     uint32_t scanout_id;

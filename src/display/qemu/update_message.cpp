@@ -33,6 +33,45 @@ UpdateMessage::UpdateMessage(
     m_head.resize(sizeof(header) + sizeof(update));
     std::memcpy(m_head.data(), &header, sizeof(header));
     std::memcpy(m_head.data() + sizeof(header), &update, sizeof(update));
+    if (m_source.pixels->guest_memory() && rect.height > 0) {
+        m_source.pixels->add_reader(this);
+        m_reading = true;
+    }
+}
+
+UpdateMessage::~UpdateMessage() { stop_reading(); }
+
+void UpdateMessage::stop_reading()
+{
+    if (!m_reading)
+        return;
+    m_reading = false;
+    // The last line: removing the reader may run callbacks that complete the guest's fence.
+    m_source.pixels->remove_reader(this);
+}
+
+void UpdateMessage::let_go()
+{
+    if (!m_reading)
+        return;
+    // What is left of the pixel bytes, in the order they would have gone out.
+    std::vector<std::byte> rest;
+    if (m_direct) {
+        size_t total = size_t(m_rect.width) * BYTES_PER_PIXEL * m_rect.height;
+        const std::byte* base = m_source.pixel(m_rect.x, m_rect.y);
+        rest.assign(base + m_direct_sent, base + total);
+    } else {
+        rest.assign(m_chunk.begin() + std::ptrdiff_t(m_chunk_sent), m_chunk.end());
+        while (m_next_row < m_rect.height) {
+            fill_chunk();
+            rest.insert(rest.end(), m_chunk.begin(), m_chunk.end());
+        }
+    }
+    m_chunk = std::move(rest);
+    m_chunk_sent = 0;
+    m_next_row = m_rect.height;
+    m_direct = false;
+    stop_reading();
 }
 
 std::span<const std::byte> UpdateMessage::next()
@@ -60,10 +99,13 @@ void UpdateMessage::advance(size_t n)
         m_head_sent += n;
         return;
     }
-    if (m_direct)
+    if (m_direct) {
         m_direct_sent += n;
-    else
+        if (m_direct_sent == size_t(m_rect.width) * BYTES_PER_PIXEL * m_rect.height)
+            stop_reading();
+    } else {
         m_chunk_sent += n;
+    }
 }
 
 void UpdateMessage::fill_chunk()
@@ -95,6 +137,8 @@ void UpdateMessage::fill_chunk()
             pixman_image_unref(dst);
     }
     m_next_row += rows;
+    if (m_next_row == m_rect.height)
+        stop_reading(); // the rest is in the chunk
 }
 
 } // namespace vgpu::display::qemu

@@ -15,7 +15,10 @@
 
 namespace vgpu::display::qemu {
 
-class UpdateMessage final : public OutgoingMessage {
+// Rows of a blob (guest memory) are read in place too; the message is then a reader of that
+// framebuffer (virtio_gpu::StorageReader) until it has read its last row, and when asked to let
+// go it copies the rows it has not sent yet.
+class UpdateMessage final : public OutgoingMessage, public virtio_gpu::StorageReader {
 public:
     static constexpr size_t chunk_bytes = size_t(64) * 1024;
 
@@ -23,8 +26,11 @@ public:
     // message would not fit the header's 32-bit size (4 GiB of pixels): send bands of rows.
     static Result<std::unique_ptr<UpdateMessage>> create(
         uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect);
+    ~UpdateMessage() override;
     std::span<const std::byte> next() override;
     void advance(size_t n) override;
+    void let_go() override;
+    bool reading() const { return m_reading; }
 
     size_t total_bytes() const { return m_head.size() + size_t(m_rect.width) * m_rect.height * 4; }
     bool direct() const { return m_direct; }
@@ -32,6 +38,7 @@ public:
 private:
     UpdateMessage(uint32_t scanout, virtio_gpu::ScanoutSource source, virtio_gpu::Rect rect);
     void fill_chunk();
+    void stop_reading();
 
     virtio_gpu::ScanoutSource m_source;
     virtio_gpu::Rect m_rect;
@@ -43,6 +50,7 @@ private:
     size_t m_direct_sent = 0;
     std::vector<std::byte> m_chunk;
     size_t m_chunk_sent = 0;
+    bool m_reading = false; // registered as a reader of the source's guest memory
 };
 
 } // namespace vgpu::display::qemu

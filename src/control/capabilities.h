@@ -1,0 +1,19 @@
+// What the device can do beyond the vhost-user.json schema, said the same way by
+// --print-capabilities (key "vgpu-display") and query-capabilities.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace vgpu::control {
+
+// RESOURCE_BLOB is offered to every frontend; with --blob (`blob_forced`) the blob commands are
+// taken even when the driver did not negotiate it. No dmabuf: udmabuf is not used yet.
+inline nlohmann::json device_capabilities(bool blob_forced, unsigned release_timeout_ms)
+{
+    return { { "blob",
+        { { "offered", true }, { "forced", blob_forced },
+            { "blob-mem", nlohmann::json::array({ "guest" }) },
+            { "release-timeout-ms", release_timeout_ms }, { "dmabuf", false } } } };
+}
+
+} // namespace vgpu::control
