@@ -188,6 +188,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceFlush& c)
         return GpuError::InvalidResourceId;
     if (resource->blob) {
         TRY(flush_blob(*resource, c.r));
+        ++m_stats.flushes;
         return give_back_stopped(resource->scanout_mask);
     }
     if (!rect_within(c.r, resource->width, resource->height))

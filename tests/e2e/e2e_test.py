@@ -362,11 +362,11 @@ class GuestConsole:
     """guest/boot.sh with the serial console on pipes and a QMP socket: the test waits for marker
     lines and releases each hold with a newline (guest/README.md, the hold protocol)."""
 
-    def __init__(self, steps, device_args, hold=60, timeout=120):
+    def __init__(self, steps, device_args, hold=60, timeout=120, blob=False):
         self.workdir = tempfile.mkdtemp(prefix="vgpu-e2e-guest-")
         self.qmp_path = os.path.join(self.workdir, "qmp.sock")
         command = [os.path.join(GUEST, "boot.sh"), "--test", steps, "--hold", str(hold), "--timeout", str(timeout),
-                   "--qmp", self.qmp_path, "--cache", CACHE, "--", *device_args]
+                   "--qmp", self.qmp_path, "--cache", CACHE, *(["--blob"] if blob else []), "--", *device_args]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines = []
 
@@ -410,13 +410,24 @@ def with_control_socket(test):
 
 
 class E2E(unittest.TestCase):
+    # E2EBlob runs the same tests with the guest's own virtio_gpu (force_blob=1) and --blob.
+    blob = False
+
     def setUp(self):
         if not os.path.exists(os.path.join(CACHE, "guest.env")):
             self.fail(f"the test guest is not built in {CACHE}: run guest/build.sh (./run test does)")
         if not os.access(BACKEND, os.X_OK):
             self.fail(f"no backend binary at {BACKEND}")
         control = getattr(getattr(self, self._testMethodName), "control_socket", False)
-        self.backend = Backend(control=control)
+        self.backend = Backend(*(["--blob"] if self.blob else []), control=control)
+
+    def guest_console(self, steps, **kwargs):
+        return GuestConsole(steps, self.backend.device_args(), blob=self.blob, **kwargs)
+
+    def check_driver_mode(self, output):
+        """The guest's driver used blobs exactly when this class asked for them (its debugfs)."""
+        want = "VGPU-GUEST-BLOB yes module=patched" if self.blob else "VGPU-GUEST-BLOB no module=stock"
+        self.assertIn(want, output, "the guest driver is not in the mode this test is for")
 
     def tearDown(self):
         alive = self.backend.alive()
@@ -425,6 +436,8 @@ class E2E(unittest.TestCase):
         self.assertEqual(code, 0, "the backend did not exit 0 on SIGTERM")
 
     def boot(self, steps, device="vhost-user-gpu-pci", expect_frames=None, extra=()):
+        if self.blob:
+            extra = (*extra, "--blob")
         summary, output, rc = run_guest(steps, self.backend.device_args(device), extra=extra)
         context = f"\n--- guest ---\n{output[-6000:]}\n--- backend ---\n{self.backend.log()[-3000:]}"
         self.assertIsNotNone(summary, "no GUEST-TEST-SUMMARY" + context)
@@ -435,6 +448,7 @@ class E2E(unittest.TestCase):
             self.assertGreaterEqual(frames_ok, expect_frames, "too few frames were checked" + context)
         self.assertEqual(ok, 1, "the guest run did not complete" + context)
         self.assertEqual(rc, 0, context)
+        self.check_driver_mode(output)
         return output
 
     def test_drm_programs_show_pixel_exact_frames(self):
@@ -481,7 +495,8 @@ class E2E(unittest.TestCase):
         workdir = tempfile.mkdtemp(prefix="vgpu-console-")
         qmp_path = os.path.join(workdir, "qmp.sock")
         command = [os.path.join(GUEST, "boot.sh"), "--test", "console", "--hold", "60", "--timeout", "120",
-                   "--qmp", qmp_path, "--cache", CACHE, "--", *self.backend.device_args()]
+                   "--qmp", qmp_path, "--cache", CACHE, *(["--blob"] if self.blob else []),
+                   "--", *self.backend.device_args()]
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         ready = None
         lines = []
@@ -514,11 +529,13 @@ class E2E(unittest.TestCase):
             proc.stdout.close()
         self.assertEqual(problems, [], "the console screendump does not show the guest's text")
         self.assertIn("VGPU-TEST-END console rc=0", rest)
+        self.check_driver_mode("".join(lines))
         self.assertEqual(proc.returncode, 0)
 
     def test_qemu_killed_mid_run_then_next_qemu_is_served(self):
         command = [sys.executable, os.path.join(GUEST, "guest_test.py"), "--test", "animate:60", "--no-verify",
-                   "--cache", CACHE, "--timeout", "120", "--", *self.backend.device_args()]
+                   "--cache", CACHE, "--timeout", "120", *(["--blob"] if self.blob else []),
+                   "--", *self.backend.device_args()]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         seen = []
         deadline = time.monotonic() + 120
@@ -625,7 +642,7 @@ class E2E(unittest.TestCase):
         control = self.backend.control()
         control.execute("subscribe", {"events": ["CRC"]})
         drawn = [(i + 1) % 8 for i in range(count)]
-        guest = GuestConsole(f"frames:{count}", self.backend.device_args())
+        guest = self.guest_console(f"frames:{count}")
         # The expected CRCs take a few seconds: compute them while the guest boots, for the mode it
         # is likely to pick (QEMU's default EDID prefers 1280x800); again later if it picks another.
         pool = concurrent.futures.ThreadPoolExecutor(1)
@@ -667,6 +684,7 @@ class E2E(unittest.TestCase):
                     f"{[(f, f'{c:#010x}') for f, c in want]}\nvariants {variants}\nlines:\n{stopped['lines']}")
         self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest, evidence))
         self.assertIn("VGPU-TEST-END frames rc=0", guest.output())
+        self.check_driver_mode(guest.output())
         self.assertEqual(stopped["overflow"], 0, evidence)
         self.assertEqual(len(entries), count,
                          f"{len(entries)} CRC entries for {count} flips" + self.context(guest, evidence))
@@ -689,7 +707,7 @@ class E2E(unittest.TestCase):
         is pixel for pixel QEMU's QMP screendump of the same frame."""
         have_ctl = self.ctl_available()
         control = self.backend.control()
-        guest = GuestConsole("pattern", self.backend.device_args())
+        guest = self.guest_console("pattern")
         qmp = None
         try:
             ready = guest.wait_for(r"VGPU-READY pattern (\d+)x(\d+) variant=(\d+)")
@@ -739,6 +757,7 @@ class E2E(unittest.TestCase):
             self.assertEqual(ctl_crc_file(ours_png), value, "vgpu-ctl crc-file of our PNG")
         self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
         self.assertIn("VGPU-TEST-END pattern rc=0", guest.output())
+        self.check_driver_mode(guest.output())
         shutil.rmtree(guest.workdir, ignore_errors=True)  # kept when the test fails
 
     @with_control_socket
@@ -747,7 +766,7 @@ class E2E(unittest.TestCase):
         shows output 0 at the guest's mode with the frames and flips it saw."""
         flips = 30
         control = self.backend.control()
-        guest = GuestConsole(f"flip:{flips}", self.backend.device_args())
+        guest = self.guest_console(f"flip:{flips}")
         try:
             ready = guest.wait_for(r"VGPU-READY flip (\d+)x(\d+) variant=(\d+) flips=(\d+)")
             self.assertIsNotNone(ready, "no VGPU-READY" + self.context(guest))
@@ -765,11 +784,25 @@ class E2E(unittest.TestCase):
         evidence = f"query-stats: {json.dumps(stats)}\nquery-outputs: {json.dumps(outputs)}"
         self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest, evidence))
         self.assertIn("VGPU-TEST-END flip rc=0", guest.output())
+        self.check_driver_mode(guest.output())
 
         self.assertGreaterEqual(stats["flushes"], flips + 1, evidence)
-        self.assertGreaterEqual(stats["transfers"], flips + 1, evidence)
         self.assertGreaterEqual(stats["flips"], flips, evidence)
-        self.assertGreater(stats["bytes-copied"], 0, evidence)
+        blob = stats["blob"]
+        if self.blob:
+            # Zero copy: the guest's transfers are answered without copying, the flushes read
+            # its pages in place, and the views were mapped, not gathered.
+            self.assertEqual(stats["transfers"], 0, evidence)
+            self.assertEqual(stats["bytes-copied"], 0, evidence)
+            self.assertGreaterEqual(blob["flushes"], flips + 1, evidence)
+            self.assertGreaterEqual(blob["created"], 2, evidence)
+            self.assertEqual(blob["views"]["gathered"], 0, evidence)
+            self.assertGreater(blob["views"]["span"] + blob["views"]["mapped"], 0, evidence)
+            self.assertGreater(stats["display"]["qemu"]["update-bytes"], 0, evidence)
+        else:
+            self.assertGreaterEqual(stats["transfers"], flips + 1, evidence)
+            self.assertGreater(stats["bytes-copied"], 0, evidence)
+            self.assertEqual(blob["created"], 0, evidence)
         latency = stats["flip-latency-us"]
         self.assertGreater(latency["count"], 0, evidence)
         self.assertLessEqual(latency["count"], stats["flushes"], evidence)
@@ -791,6 +824,13 @@ class E2E(unittest.TestCase):
         self.assertEqual(out["format"], "B8G8R8X8", evidence)
         self.assertFalse(out["crc-capture"], evidence)
         shutil.rmtree(guest.workdir, ignore_errors=True)
+
+class E2EBlob(E2E):
+    """The same tests with blob resources: the test guest loads its own virtio_gpu build with
+    force_blob=1 (guest/patches), so dumb buffers are guest blobs read in place, and the backend
+    runs with --blob (QEMU's vhost-user-gpu-pci never offers RESOURCE_BLOB)."""
+    blob = True
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
