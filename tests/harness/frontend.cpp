@@ -234,7 +234,9 @@ void QemuSession::driver_ok()
         int call = m_control->call().get();
         f.request_obj(Request::SetVringCall, uint64_t(0), std::span(&call, 1));
     }
-    uint64_t ack = m_offered_features & ~m_options.features_to_clear;
+    constexpr uint64_t device_bits = (uint64_t(1) << 24) - 1;
+    uint64_t ack = m_offered_features & ~m_options.features_to_clear
+        & ~(device_bits & ~m_options.device_features_passed);
     if (m_options.ack_unoffered_ring_reset)
         ack |= bit(virtio::F_RING_RESET);
     m_acked_features = ack;

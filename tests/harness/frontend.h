@@ -69,6 +69,10 @@ struct SessionOptions {
     bool swap_call_fds = true;
     // Drop transport features from what we ack (e.g. to test a driver without INDIRECT_DESC).
     uint64_t features_to_clear = 0;
+    // The device features (bits 0..23) the guest gets to ack: QEMU 10's vhost-user-gpu-pci
+    // passes VIRGL, EDID and RESOURCE_UUID only, never RESOURCE_BLOB; a frontend that passes
+    // every feature through (crosvm's) is ~0.
+    uint64_t device_features_passed = 0x7;
     // Guest RAM: low memory at GPA 0 and a second region at 4 GiB, as QEMU's pc machine has.
     uint64_t ram_low = 32 << 20;
     uint64_t ram_high = 16 << 20;

@@ -1,5 +1,6 @@
 #include "harness/gpu_driver.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -115,6 +116,133 @@ CtrlHdr GpuDriver::flush(uint32_t id, Rect r)
     c.r = r;
     c.resource_id = id;
     return command_struct(c);
+}
+
+CtrlHdr GpuDriver::flush_fenced(uint32_t id, Rect r, uint64_t fence)
+{
+    ResourceFlush c {};
+    c.hdr = header(CtrlType::ResourceFlush);
+    c.hdr.flags = FLAG_FENCE;
+    c.hdr.fence_id = fence;
+    c.r = r;
+    c.resource_id = id;
+    return command_struct(c);
+}
+
+uint64_t GpuDriver::submit_flush_fenced(uint32_t id, Rect r, uint64_t fence)
+{
+    ResourceFlush c {};
+    c.hdr = header(CtrlType::ResourceFlush);
+    c.hdr.flags = FLAG_FENCE;
+    c.hdr.fence_id = fence;
+    c.r = r;
+    c.resource_id = id;
+    auto& ram = m_session.ram();
+    uint64_t request = ram.alloc(sizeof(c));
+    ram.put(request, c);
+    uint64_t response = ram.alloc(sizeof(CtrlHdr));
+    m_session.control().add({ { request, uint32_t(sizeof(c)), false },
+        { response, uint32_t(sizeof(CtrlHdr)), true } });
+    m_session.control().notify_kick();
+    return response;
+}
+
+CtrlHdr GpuDriver::create_blob(uint32_t id, uint64_t size, std::span<const MemEntry> entries,
+    uint32_t blob_mem, uint32_t flags, std::optional<uint32_t> nr_entries)
+{
+    ResourceCreateBlob c {};
+    c.hdr = header(CtrlType::ResourceCreateBlob);
+    c.resource_id = id;
+    c.blob_mem = blob_mem;
+    c.blob_flags = flags;
+    c.nr_entries = nr_entries.value_or(uint32_t(entries.size()));
+    c.size = size;
+    std::vector<std::byte> bytes;
+    append(bytes, c);
+    for (const auto& e : entries)
+        append(bytes, e);
+    return command(bytes);
+}
+
+CtrlHdr GpuDriver::set_scanout_blob(uint32_t scanout, uint32_t id, uint32_t width,
+    uint32_t height, uint32_t format, uint32_t stride, uint32_t offset, Rect r)
+{
+    SetScanoutBlob c {};
+    c.hdr = header(CtrlType::SetScanoutBlob);
+    c.r = r;
+    c.scanout_id = scanout;
+    c.resource_id = id;
+    c.width = width;
+    c.height = height;
+    c.format = format;
+    c.strides[0] = stride;
+    c.offsets[0] = offset;
+    return command_struct(c);
+}
+
+namespace {
+constexpr uint64_t PAGE = 4096;
+
+// Calls f(gpa, offset in the chunk, length) for the pieces of [offset, offset + length).
+template <typename F>
+void for_each_piece(const std::vector<MemEntry>& entries, uint64_t offset, uint64_t length, F f)
+{
+    uint64_t start = 0;
+    for (const auto& e : entries) {
+        uint64_t begin = std::max(offset, start), end = std::min(offset + length, start + e.length);
+        if (begin < end)
+            f(e.addr + (begin - start), begin - offset, end - begin);
+        start += e.length;
+    }
+}
+} // namespace
+
+void ScatteredBuffer::write(
+    const GuestRam& ram, uint64_t offset, std::span<const std::byte> bytes) const
+{
+    for_each_piece(entries, offset, bytes.size(), [&](uint64_t gpa, uint64_t at, uint64_t n) {
+        ram.write(gpa, bytes.subspan(at, n));
+    });
+}
+
+std::vector<std::byte> ScatteredBuffer::read(
+    const GuestRam& ram, uint64_t offset, uint64_t length) const
+{
+    std::vector<std::byte> out(length);
+    for_each_piece(entries, offset, length, [&](uint64_t gpa, uint64_t at, uint64_t n) {
+        ram.read(gpa, std::span(out).subspan(at, n));
+    });
+    return out;
+}
+
+ScatteredBuffer ScatteredBuffer::allocate(GuestRam& ram, uint64_t size, uint32_t seed)
+{
+    ScatteredBuffer buffer;
+    buffer.size = (size + PAGE - 1) / PAGE * PAGE;
+    uint64_t pages = buffer.size / PAGE;
+    uint32_t state = seed * 2654435761u + 1;
+    auto next = [&] {
+        state = state * 1664525u + 1013904223u;
+        return state >> 8;
+    };
+    // Runs of one to three pages, each at the start of its own block of four pages (so runs
+    // never touch), the blocks in shuffled order.
+    std::vector<uint64_t> runs;
+    for (uint64_t done = 0; done < pages;) {
+        runs.push_back(std::min<uint64_t>(1 + next() % 3, pages - done));
+        done += runs.back();
+    }
+    uint64_t blocks = runs.size();
+    uint64_t pool = ram.alloc(blocks * 4 * PAGE, PAGE);
+    std::vector<uint64_t> order(blocks);
+    for (uint64_t i = 0; i < blocks; ++i)
+        order[i] = i;
+    for (uint64_t i = blocks; i > 1; --i)
+        std::swap(order[i - 1], order[next() % i]);
+    for (uint64_t i = 0; i < blocks; ++i)
+        buffer.entries.push_back(
+            MemEntry { pool + order[i] * 4 * PAGE, uint32_t(runs[i] * PAGE), 0 });
+    return buffer;
 }
 
 CtrlHdr GpuDriver::simple(uint32_t type, size_t size)

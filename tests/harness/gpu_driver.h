@@ -13,6 +13,18 @@
 
 namespace vgpu::harness {
 
+// A guest buffer as the Linux driver's shmem pages make one: runs of one to three pages taken
+// from shuffled places in a pool, never adjacent, one mem entry per run. write() and read() go
+// through the pages as the guest sees the buffer (linear offsets).
+struct ScatteredBuffer {
+    std::vector<virtio_gpu::MemEntry> entries;
+    uint64_t size = 0;
+    void write(const GuestRam& ram, uint64_t offset, std::span<const std::byte> bytes) const;
+    std::vector<std::byte> read(const GuestRam& ram, uint64_t offset, uint64_t length) const;
+    // A buffer of `size` bytes (rounded up to pages, as the driver does) from `ram`.
+    static ScatteredBuffer allocate(GuestRam& ram, uint64_t size, uint32_t seed);
+};
+
 class GpuDriver {
 public:
     explicit GpuDriver(QemuSession& session)
@@ -42,6 +54,19 @@ public:
     virtio_gpu::CtrlHdr transfer(uint32_t id, virtio_gpu::Rect r, uint64_t offset = 0);
     virtio_gpu::CtrlHdr set_scanout(uint32_t scanout, uint32_t id, virtio_gpu::Rect r);
     virtio_gpu::CtrlHdr flush(uint32_t id, virtio_gpu::Rect r);
+    // RESOURCE_FLUSH with FLAG_FENCE and `fence` (the Linux driver fences every blob update).
+    virtio_gpu::CtrlHdr flush_fenced(uint32_t id, virtio_gpu::Rect r, uint64_t fence);
+    // The same, made available and kicked without waiting; returns the GPA of its response
+    // (the test polls session().control()).
+    uint64_t submit_flush_fenced(uint32_t id, virtio_gpu::Rect r, uint64_t fence);
+    virtio_gpu::CtrlHdr create_blob(uint32_t id, uint64_t size,
+        std::span<const virtio_gpu::MemEntry> entries,
+        uint32_t blob_mem = virtio_gpu::BLOB_MEM_GUEST,
+        uint32_t flags = virtio_gpu::BLOB_FLAG_USE_SHAREABLE,
+        std::optional<uint32_t> nr_entries = std::nullopt);
+    // SET_SCANOUT_BLOB with plane 0 only, as the Linux driver sends it.
+    virtio_gpu::CtrlHdr set_scanout_blob(uint32_t scanout, uint32_t id, uint32_t width,
+        uint32_t height, uint32_t format, uint32_t stride, uint32_t offset, virtio_gpu::Rect r);
     // Header-only commands (GET_DISPLAY_INFO, unknown types, ...) padded to `size` bytes.
     virtio_gpu::CtrlHdr simple(uint32_t type, size_t size = sizeof(virtio_gpu::CtrlHdr));
     std::optional<virtio_gpu::RespDisplayInfo> get_display_info();

@@ -143,6 +143,17 @@ public:
         pixel_changes.push_back({ &pixels, first });
         return checksum_transfers;
     }
+    void when_released(std::shared_ptr<const PixelStorage> pixels,
+        std::chrono::milliseconds timeout, std::function<void(bool)> done) override
+    {
+        releases.push_back({ std::move(pixels), timeout, std::move(done) });
+    }
+    struct Release {
+        std::shared_ptr<const PixelStorage> pixels;
+        std::chrono::milliseconds timeout;
+        std::function<void(bool)> done;
+    };
+    std::vector<Release> releases;
     bool checksum_transfers = false;
     struct PixelChange {
         const PixelStorage* pixels;
@@ -416,7 +427,8 @@ TEST(GpuDeviceConfig, NumScanouts_IsTheNumberOfOutputs)
     EXPECT_EQ(config.num_scanouts, 3u);
     EXPECT_EQ(config.num_capsets, 0u);
     EXPECT_EQ(config.events_read, 0u);
-    EXPECT_EQ(device.device_features(), uint64_t(1) << F_EDID);
+    // RESOURCE_BLOB is offered for frontends that pass it through (QEMU does not).
+    EXPECT_EQ(device.device_features(), (uint64_t(1) << F_EDID) | (uint64_t(1) << F_RESOURCE_BLOB));
 }
 
 TEST(GpuDeviceConfig, DisplayEvent_IsRaisedAndClearedThroughEventsClear)
@@ -1290,6 +1302,180 @@ TEST_F(GpuDeviceTest, ControlCommandOnTheCursorQueue_IsCountedNotRun)
     EXPECT_EQ(used->length, 0u);
     EXPECT_EQ(device->resources().count(), 0u);
     EXPECT_EQ(device->stats().cursor_errors, 1u);
+}
+
+// ---- blob resources -----------------------------------------------------------------------------
+
+// An async reader of a framebuffer, as an UPDATE being written to QEMU is.
+struct FakeReader final : StorageReader {
+    explicit FakeReader(const PixelStorage& storage)
+        : pixels(storage)
+    {
+        pixels.add_reader(this);
+    }
+    void let_go() override
+    {
+        ++let_go_calls;
+        pixels.remove_reader(this);
+    }
+    const PixelStorage& pixels;
+    int let_go_calls = 0;
+};
+
+class GpuDeviceBlobTest : public GpuDeviceTest {
+protected:
+    void SetUp() override
+    {
+        GpuDeviceTest::SetUp();
+        DeviceOptions options;
+        options.blob = true;
+        options.release_timeout = std::chrono::milliseconds(33);
+        make_device(options);
+    }
+    // A blob of width x height x 4 bytes in two pieces of guest RAM with a page between them.
+    CtrlHdr create_blob(uint32_t id, uint32_t width, uint32_t height)
+    {
+        uint64_t size = uint64_t(width) * height * 4;
+        uint64_t half = (size / 2 + 4095) / 4096 * 4096;
+        uint64_t first = ram.alloc(half + 4096, 4096), second = ram.alloc(size, 4096);
+        ResourceCreateBlob c {};
+        c.hdr = header(CtrlType::ResourceCreateBlob);
+        c.resource_id = id;
+        c.blob_mem = BLOB_MEM_GUEST;
+        c.blob_flags = BLOB_FLAG_USE_SHAREABLE;
+        c.nr_entries = 2;
+        c.size = size;
+        auto command = bytes_of(c);
+        for (MemEntry e : { MemEntry { first, uint32_t(half), 0 },
+                 MemEntry { second, uint32_t(size - half), 0 } }) {
+            auto b = bytes_of(e);
+            command.insert(command.end(), b.begin(), b.end());
+        }
+        auto response = round_trip_bytes(command);
+        CtrlHdr h {};
+        std::memcpy(&h, response.data(), std::min(response.size(), sizeof(h)));
+        return h;
+    }
+    CtrlHdr show(uint32_t scanout, uint32_t id, uint32_t width, uint32_t height)
+    {
+        SetScanoutBlob c {};
+        c.hdr = header(CtrlType::SetScanoutBlob);
+        c.r = Rect { 0, 0, width, height };
+        c.scanout_id = scanout;
+        c.resource_id = id;
+        c.width = width;
+        c.height = height;
+        c.format = uint32_t(Format::B8G8R8X8Unorm);
+        c.strides[0] = width * 4;
+        return call(c);
+    }
+    ResourceFlush flush_command(uint32_t id, Rect r, bool fenced, uint64_t fence = 0)
+    {
+        ResourceFlush c {};
+        c.hdr = header(CtrlType::ResourceFlush, fenced ? FLAG_FENCE : 0, fence);
+        c.r = r;
+        c.resource_id = id;
+        return c;
+    }
+};
+
+TEST_F(GpuDeviceBlobTest, FencedFlush_WhileTheReplacedFramebufferIsRead_ParksTheQueueUntilReleased)
+{
+    ASSERT_EQ(create_blob(1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(create_blob(2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(call(flush_command(1, Rect { 0, 0, 64, 32 }, true, 1)).type,
+        uint32_t(CtrlType::OkNodata));
+    auto a = host.scanout_sets.back().source->pixels;
+    ASSERT_TRUE(a && a->guest_memory());
+    FakeReader reader(*a);
+    ASSERT_EQ(show(0, 2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+
+    auto flush = queue(flush_command(2, Rect { 0, 0, 64, 32 }, true, 2));
+    CtrlHdr info = header(CtrlType::GetDisplayInfo);
+    auto behind = queue(info, sizeof(RespDisplayInfo));
+    run_control();
+    EXPECT_FALSE(control_driver.used_pending()) << "the fence came while A was still read";
+    ASSERT_EQ(host.releases.size(), 1u);
+    EXPECT_EQ(host.releases[0].pixels.get(), a.get());
+    EXPECT_EQ(host.releases[0].timeout, std::chrono::milliseconds(33));
+
+    host.releases[0].done(false);
+    auto answer = collect(flush);
+    ASSERT_EQ(answer.size(), sizeof(CtrlHdr));
+    CtrlHdr h {};
+    std::memcpy(&h, answer.data(), sizeof(h));
+    EXPECT_EQ(h.type, uint32_t(CtrlType::OkNodata));
+    EXPECT_EQ(h.fence_id, 2u);
+    EXPECT_EQ(collect(behind).size(), sizeof(RespDisplayInfo)) << "the queue goes on in order";
+    EXPECT_EQ(device->stats().release_waits, 1u);
+    EXPECT_EQ(device->stats().release_timeouts, 0u);
+    a->remove_reader(&reader);
+}
+
+TEST_F(GpuDeviceBlobTest, Flush_UnfencedOrWithNobodyReading_CompletesAtOnce)
+{
+    ASSERT_EQ(create_blob(1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(create_blob(2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    auto a = host.scanout_sets.back().source->pixels;
+    // A reader, but an unfenced flush: the guest waits for nothing.
+    FakeReader reader(*a);
+    ASSERT_EQ(show(0, 2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    EXPECT_EQ(call(flush_command(2, Rect { 0, 0, 64, 32 }, false)).type,
+        uint32_t(CtrlType::OkNodata));
+    a->remove_reader(&reader);
+    // Fenced, nobody reading the replaced one.
+    ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    EXPECT_EQ(call(flush_command(1, Rect { 0, 0, 64, 32 }, true, 9)).fence_id, 9u);
+    EXPECT_TRUE(host.releases.empty());
+    EXPECT_EQ(device->stats().release_waits, 0u);
+}
+
+TEST_F(GpuDeviceBlobTest, Flush_DamagesInScanoutCoordinates_AndTheCrcBarrierRunsBeforeTheAnswer)
+{
+    ASSERT_EQ(create_blob(1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    SetScanoutBlob c {};
+    c.hdr = header(CtrlType::SetScanoutBlob);
+    c.r = Rect { 16, 8, 32, 16 }; // a part of the framebuffer
+    c.resource_id = 1;
+    c.width = 64;
+    c.height = 32;
+    c.format = uint32_t(Format::B8G8R8X8Unorm);
+    c.strides[0] = 256;
+    ASSERT_EQ(call(c).type, uint32_t(CtrlType::OkNodata));
+    auto fb = host.scanout_sets.back().source->pixels;
+    host.damages.clear();
+    host.pixel_changes.clear();
+    ASSERT_EQ(call(flush_command(1, Rect { 20, 10, 100 - 90, 4 }, true, 3)).type,
+        uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(host.damages.size(), 1u);
+    EXPECT_EQ(host.damages[0].rect.x, 4u);
+    EXPECT_EQ(host.damages[0].rect.y, 2u);
+    EXPECT_EQ(host.damages[0].rect.width, 10u);
+    EXPECT_EQ(host.damages[0].rect.height, 4u);
+    // The CRC of the frame is taken before the guest hears back (it may draw into it next).
+    ASSERT_EQ(host.pixel_changes.size(), 1u);
+    EXPECT_EQ(host.pixel_changes[0].pixels, fb.get());
+    EXPECT_EQ(device->stats().bytes_transferred + device->stats().bytes_gathered, 0u);
+}
+
+TEST_F(GpuDeviceBlobTest, Reset_WhileAReleaseIsParked_TheLateReleaseIsDropped)
+{
+    ASSERT_EQ(create_blob(1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(create_blob(2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    auto a = host.scanout_sets.back().source->pixels;
+    FakeReader reader(*a);
+    ASSERT_EQ(show(0, 2, 64, 32).type, uint32_t(CtrlType::OkNodata));
+    queue(flush_command(2, Rect { 0, 0, 64, 32 }, true, 2));
+    run_control();
+    ASSERT_EQ(host.releases.size(), 1u);
+    device->reset();
+    // The reset made every reader of guest pages let go.
+    EXPECT_EQ(reader.let_go_calls, 1);
+    host.releases[0].done(true); // late: nothing to complete, no crash
+    EXPECT_FALSE(control_driver.used_pending());
 }
 
 } // namespace
