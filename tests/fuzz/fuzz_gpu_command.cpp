@@ -88,8 +88,13 @@ T wire(const uint8_t* data)
 
 bool same_rect(const Rect& a, const Rect& b) { return std::memcmp(&a, &b, sizeof(Rect)) == 0; }
 
-std::optional<size_t> struct_size(uint32_t type)
+// With `blob` (blob resources on), the blob commands are decoded whole.
+std::optional<size_t> struct_size(uint32_t type, bool blob)
 {
+    if (blob && type == uint32_t(CtrlType::ResourceCreateBlob))
+        return sizeof(ResourceCreateBlob);
+    if (blob && type == uint32_t(CtrlType::SetScanoutBlob))
+        return sizeof(SetScanoutBlob);
     switch (static_cast<CtrlType>(type)) {
     case CtrlType::GetDisplayInfo:
         return sizeof(CtrlHdr);
@@ -135,6 +140,21 @@ std::optional<size_t> struct_size(uint32_t type)
     }
 }
 
+void check_create_blob(const cmd::ResourceCreateBlob& c, const uint8_t* data, size_t size)
+{
+    auto w = wire<ResourceCreateBlob>(data);
+    FUZZ_CHECK(c.resource_id == w.resource_id && c.blob_mem == w.blob_mem
+        && c.blob_flags == w.blob_flags && c.blob_id == w.blob_id && c.size == w.size);
+    bool fits = w.nr_entries <= MAX_BACKING_ENTRIES
+        && sizeof(w) + uint64_t(w.nr_entries) * sizeof(MemEntry) <= size;
+    FUZZ_CHECK(c.entries_valid == fits);
+    FUZZ_CHECK(fits ? c.entries.size() == w.nr_entries : c.entries.empty());
+    if (fits && !c.entries.empty())
+        FUZZ_CHECK(
+            std::memcmp(c.entries.data(), data + sizeof(w), c.entries.size() * sizeof(MemEntry))
+            == 0);
+}
+
 void check_attach_backing(const cmd::ResourceAttachBacking& c, const uint8_t* data, size_t size)
 {
     auto w = wire<ResourceAttachBacking>(data);
@@ -178,6 +198,15 @@ void check_fields(const GpuCommand& command, const uint8_t* data, size_t size)
                     same_rect(c.r, w.r) && c.offset == w.offset && c.resource_id == w.resource_id);
             } else if constexpr (std::is_same_v<T, cmd::ResourceAttachBacking>) {
                 check_attach_backing(c, data, size);
+            } else if constexpr (std::is_same_v<T, cmd::ResourceCreateBlob>) {
+                check_create_blob(c, data, size);
+            } else if constexpr (std::is_same_v<T, cmd::SetScanoutBlob>) {
+                auto w = wire<SetScanoutBlob>(data);
+                FUZZ_CHECK(same_rect(c.r, w.r) && c.scanout_id == w.scanout_id
+                    && c.resource_id == w.resource_id && c.width == w.width
+                    && c.height == w.height && c.format == w.format);
+                FUZZ_CHECK(std::memcmp(c.strides, w.strides, sizeof(w.strides)) == 0
+                    && std::memcmp(c.offsets, w.offsets, sizeof(w.offsets)) == 0);
             } else if constexpr (std::is_same_v<T, cmd::ResourceDetachBacking>) {
                 FUZZ_CHECK(c.resource_id == wire<ResourceDetachBacking>(data).resource_id);
             } else if constexpr (std::is_same_v<T, cmd::GetCapsetInfo>) {
@@ -203,8 +232,12 @@ void check_fields(const GpuCommand& command, const uint8_t* data, size_t size)
 }
 
 // Which alternative a type decodes to.
-bool holds_expected(const GpuCommand& command, uint32_t type)
+bool holds_expected(const GpuCommand& command, uint32_t type, bool blob)
 {
+    if (blob && type == uint32_t(CtrlType::ResourceCreateBlob))
+        return std::holds_alternative<cmd::ResourceCreateBlob>(command);
+    if (blob && type == uint32_t(CtrlType::SetScanoutBlob))
+        return std::holds_alternative<cmd::SetScanoutBlob>(command);
     switch (static_cast<CtrlType>(type)) {
     case CtrlType::GetDisplayInfo:
         return std::holds_alternative<cmd::GetDisplayInfo>(command);
@@ -249,25 +282,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     if (size)
         std::memcpy(g.image.data() + offset, data, size);
     const virtio::Segment segment { REGION_GPA + offset, uint32_t(size) };
-    virtio::Reader reader(g.memory, std::span(&segment, 1));
+    // Both ways: blob resources off (the blob commands are Unsupported, their body unread) and on.
+    for (bool blob : { false, true }) {
+        virtio::Reader reader(g.memory, std::span(&segment, 1));
+        auto decoded = decode(reader, blob);
 
-    auto decoded = decode(reader);
-
-    FUZZ_CHECK(reader.consumed() + reader.remaining() == size);
-    if (size < sizeof(CtrlHdr)) {
-        FUZZ_CHECK(!decoded.has_value() && decoded.error() == GpuError::Unspec);
-        return 0;
+        FUZZ_CHECK(reader.consumed() + reader.remaining() == size);
+        if (size < sizeof(CtrlHdr)) {
+            FUZZ_CHECK(!decoded.has_value() && decoded.error() == GpuError::Unspec);
+            continue;
+        }
+        uint32_t type = wire<CtrlHdr>(data).type;
+        auto needed = struct_size(type, blob);
+        if (!needed || size < *needed) {
+            // Unknown types and short buffers: ERR_UNSPEC, the one error decode gives.
+            FUZZ_CHECK(!decoded.has_value() && decoded.error() == GpuError::Unspec);
+            continue;
+        }
+        FUZZ_CHECK(decoded.has_value());
+        FUZZ_CHECK(std::memcmp(&decoded->header, data, sizeof(CtrlHdr)) == 0);
+        FUZZ_CHECK(holds_expected(decoded->command, type, blob));
+        check_fields(decoded->command, data, size);
     }
-    uint32_t type = wire<CtrlHdr>(data).type;
-    auto needed = struct_size(type);
-    if (!needed || size < *needed) {
-        // Unknown types and short buffers: ERR_UNSPEC, the one error decode gives.
-        FUZZ_CHECK(!decoded.has_value() && decoded.error() == GpuError::Unspec);
-        return 0;
-    }
-    FUZZ_CHECK(decoded.has_value());
-    FUZZ_CHECK(std::memcmp(&decoded->header, data, sizeof(CtrlHdr)) == 0);
-    FUZZ_CHECK(holds_expected(decoded->command, type));
-    check_fields(decoded->command, data, size);
     return 0;
 }

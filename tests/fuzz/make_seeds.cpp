@@ -500,6 +500,16 @@ Bytes attach_backing(uint32_t nr_entries, uint32_t entries_present)
     return out;
 }
 
+// A guest blob as the Linux driver creates a dumb buffer: scattered page runs.
+Bytes create_blob(uint32_t nr_entries, uint32_t entries_present)
+{
+    Bytes out = payload_of(ResourceCreateBlob { header(CtrlType::ResourceCreateBlob, FLAG_FENCE, 3),
+        1, BLOB_MEM_GUEST, BLOB_FLAG_USE_SHAREABLE, nr_entries, 0, uint64_t(entries_present) * 0x2000 });
+    for (uint32_t i = 0; i < entries_present; ++i)
+        append(out, MemEntry { 0x100000 + 0x10000 * uint64_t(i), 0x2000, 0 });
+    return out;
+}
+
 // A command that only has a header, padded to `size` bytes of zeros.
 Bytes bare(CtrlType type, size_t size)
 {
@@ -547,8 +557,10 @@ std::vector<Seed> gpu_command_seeds()
         { "get-edid", payload_of(GetEdid { header(CtrlType::GetEdid), 0, 0 }) },
         { "resource-assign-uuid",
             payload_of(ResourceAssignUuid { header(CtrlType::ResourceAssignUuid), 1, 0 }) },
-        { "resource-create-blob", gpu::bare(CtrlType::ResourceCreateBlob, 48) },
-        { "set-scanout-blob", gpu::bare(CtrlType::SetScanoutBlob, 96) },
+        { "resource-create-blob", gpu::create_blob(3, 3) },
+        { "set-scanout-blob",
+            payload_of(SetScanoutBlob { header(CtrlType::SetScanoutBlob), screen, 0, 1, 1280, 800,
+                uint32_t(Format::B8G8R8X8Unorm), 0, { 5120, 0, 0, 0 }, { 0, 0, 0, 0 } }) },
         { "ctx-create", gpu::bare(CtrlType::CtxCreate, 96) },
         { "submit-3d", gpu::bare(CtrlType::Submit3d, 32) },
         { "resource-map-blob", gpu::bare(CtrlType::ResourceMapBlob, 40) },

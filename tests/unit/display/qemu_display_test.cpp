@@ -195,6 +195,73 @@ TEST(UpdateMessage, PayloadOf4GiBOrMore_IsRefused)
     EXPECT_EQ(uint64_t(header.size), sizeof(GpuUpdate) + uint64_t(65536) * 16383 * 4);
 }
 
+namespace {
+// Takes every byte a message has left, at most `limit` of them.
+std::vector<std::byte> drain(OutgoingMessage& message, size_t limit = SIZE_MAX)
+{
+    std::vector<std::byte> out;
+    while (out.size() < limit) {
+        auto piece = message.next();
+        if (piece.empty())
+            break;
+        size_t n = std::min(piece.size(), limit - out.size());
+        out.insert(out.end(), piece.begin(), piece.begin() + std::ptrdiff_t(n));
+        message.advance(n);
+    }
+    return out;
+}
+
+// An UPDATE of guest memory (a blob's framebuffer) told to let go part way: what it still sends
+// is the frame as it was, whatever the guest writes afterwards; it stops being a reader then, and
+// also once it has read its last row.
+void check_let_go(uint32_t format_code, uint32_t stride_extra)
+{
+    constexpr uint32_t width = 300, height = 200; // rows of 1200 bytes: many 64 KiB chunks
+    const uint32_t stride = width * 4 + stride_extra;
+    auto format = *virtio_gpu::format_info(format_code);
+    auto memory = std::make_shared<std::vector<std::byte>>(size_t(stride) * height);
+    for (size_t i = 0; i < memory->size(); ++i)
+        (*memory)[i] = std::byte(uint8_t(i * 13 + i / 977));
+    auto storage = virtio_gpu::PixelStorage::wrap(
+        memory, memory->data(), width, height, stride, format);
+    ASSERT_TRUE(storage->guest_memory());
+    virtio_gpu::ScanoutSource source { virtio_gpu::ResourceId(1), format, width, height, stride,
+        Rect { 0, 0, width, height }, storage };
+
+    // The whole message from an untouched copy, for comparison.
+    auto reference_message = UpdateMessage::create(0, source, Rect { 0, 0, width, height });
+    ASSERT_TRUE(reference_message);
+    auto reference = drain(**reference_message);
+    EXPECT_EQ(storage->readers(), 0u) << "a message that read its last row is no reader";
+
+    auto message = UpdateMessage::create(0, source, Rect { 0, 0, width, height });
+    ASSERT_TRUE(message);
+    EXPECT_EQ(storage->readers(), 1u);
+    bool unread = false;
+    storage->when_unread([&] { unread = true; });
+    auto first = drain(**message, 100000);
+    EXPECT_FALSE(unread);
+    storage->make_readers_let_go();
+    EXPECT_TRUE(unread);
+    EXPECT_EQ(storage->readers(), 0u);
+    std::fill(memory->begin(), memory->end(), std::byte(0x77)); // the guest reuses its pages
+    auto rest = drain(**message);
+    first.insert(first.end(), rest.begin(), rest.end());
+    EXPECT_EQ(first.size(), reference.size());
+    EXPECT_TRUE(first == reference) << "the rest of the UPDATE is not the frame it began with";
+}
+} // namespace
+
+TEST(UpdateMessage, GuestMemoryInPlace_LetGoPartWay_SendsTheFrameAsItWas)
+{
+    check_let_go(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm), 0); // straight from the pixels
+}
+
+TEST(UpdateMessage, GuestMemoryConverted_LetGoPartWay_SendsTheFrameAsItWas)
+{
+    check_let_go(uint32_t(virtio_gpu::Format::R8G8B8X8Unorm), 64); // converted in chunks
+}
+
 TEST_F(QemuDisplayTest, DamageLargerThanTheUpdateLimit_GoesOutAsBandsOfRows_EachSizedRight)
 {
     PacingOptions pacing;
