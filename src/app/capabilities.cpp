@@ -20,6 +20,4 @@ std::string capabilities_json(const CapabilityOptions& options)
     return caps.dump(2);
 }
 
-
-
 } // namespace vgpu::app

@@ -98,8 +98,8 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
         { "screendump-formats", json::array({ "png", "ppm" }) },
         { "outputs", m_device.scanout_limit() },
         { "vgpu-display",
-            device_capabilities(m_device.options().blob,
-                unsigned(m_device.options().release_timeout.count())) },
+            device_capabilities(
+                m_device.options().blob, unsigned(m_device.options().release_timeout.count())) },
         { "blob-enabled", m_device.blob_enabled() } };
 }
 

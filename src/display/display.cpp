@@ -107,9 +107,8 @@ void Display::when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixe
             m_loop.unwatch(*wait->timer);
         wait->timer.reset();
         // Never from inside a caller: the device completes its command from this.
-        m_loop.post(m_lifetime.guard([done = std::move(wait->done), timed_out = wait->timed_out] {
-            done(timed_out);
-        }));
+        m_loop.post(m_lifetime.guard(
+            [done = std::move(wait->done), timed_out = wait->timed_out] { done(timed_out); }));
     });
     pixels->when_unread(finish);
     if (wait->finished)

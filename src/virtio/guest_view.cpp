@@ -108,8 +108,8 @@ bool GuestView::try_map(const GuestMemory& memory, size_t mapping_budget)
         all_sealed &= placed->sealed;
     }
     size_t reserved = size_t(round_up(m_size, page));
-    void* base = ::mmap(nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-        -1, 0);
+    void* base = ::mmap(
+        nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return false;
     m_reserved = static_cast<std::byte*>(base);
@@ -163,8 +163,8 @@ Result<uint64_t> GuestView::gather(const GuestMemory& memory, uint64_t offset, u
         uint64_t stop = std::min(end, run.offset + run.length);
         if (begin >= stop)
             continue;
-        TRY(memory.read(run.gpa + (begin - run.offset),
-            std::span(m_copy.get() + begin, size_t(stop - begin))));
+        TRY(memory.read(
+            run.gpa + (begin - run.offset), std::span(m_copy.get() + begin, size_t(stop - begin))));
         copied += stop - begin;
     }
     return copied;

@@ -108,8 +108,8 @@ Device::HandlerResult Device::handle(const cmd::SetScanoutBlob& c)
     if (!blob)
         return GpuError::InvalidResourceId;
     if (!blob->has_backing) {
-        VGPU_LOG_GUEST(Debug, "SET_SCANOUT_BLOB {}: resource {} has no backing", c.scanout_id,
-            c.resource_id);
+        VGPU_LOG_GUEST(
+            Debug, "SET_SCANOUT_BLOB {}: resource {} has no backing", c.scanout_id, c.resource_id);
         return GpuError::Unspec;
     }
     // A 2D resource has no blob to lay a framebuffer into (QEMU: its blob_size is 0).
@@ -124,15 +124,15 @@ Device::HandlerResult Device::handle(const cmd::SetScanoutBlob& c)
     // inside the blob, in 64-bit arithmetic. Planes 1..3 do not exist for these formats.
     const uint32_t stride = c.strides[0], offset = c.offsets[0];
     const uint64_t row_bytes = uint64_t(c.width) * BYTES_PER_PIXEL;
-    auto end = checked_add<uint64_t>(offset,
-        uint64_t(stride) * (c.height ? c.height - 1 : 0) + row_bytes);
-    const char* problem = !info                                      ? "format unknown"
-        : c.width == 0 || c.height == 0                             ? "empty framebuffer"
-        : !rect_within(c.r, c.width, c.height)                      ? "rect outside the framebuffer"
-        : c.r.width < 16 || c.r.height < 16                         ? "rect below 16x16"
-        : stride < row_bytes || stride % 4 || offset % 4            ? "stride or offset"
-        : !end || *end > blob->blob_size                            ? "framebuffer beyond the blob"
-                                                                    : nullptr;
+    auto end = checked_add<uint64_t>(
+        offset, uint64_t(stride) * (c.height ? c.height - 1 : 0) + row_bytes);
+    const char* problem = !info                          ? "format unknown"
+        : c.width == 0 || c.height == 0                  ? "empty framebuffer"
+        : !rect_within(c.r, c.width, c.height)           ? "rect outside the framebuffer"
+        : c.r.width < 16 || c.r.height < 16              ? "rect below 16x16"
+        : stride < row_bytes || stride % 4 || offset % 4 ? "stride or offset"
+        : !end || *end > blob->blob_size                 ? "framebuffer beyond the blob"
+                                                         : nullptr;
     if (problem) {
         VGPU_LOG_GUEST(Debug,
             "SET_SCANOUT_BLOB {}: resource {} format {} {}x{} stride {} offset {} rect "
@@ -204,8 +204,8 @@ Device::HandlerResult Device::flush_blob(Resource& blob, const Rect& r)
             if (m_display)
                 m_display->pixels_will_change(*s.framebuffer);
             uint64_t first = s.layout.offset + uint64_t(visible.y) * s.layout.stride;
-            auto copied
-                = blob.view->gather(*m_memory, first, uint64_t(visible.height) * s.layout.stride);
+            auto copied = blob.view->gather(
+                *m_memory, first, uint64_t(visible.height) * s.layout.stride);
             if (copied)
                 m_stats.bytes_gathered += *copied;
         }
@@ -214,8 +214,7 @@ Device::HandlerResult Device::flush_blob(Resource& blob, const Rect& r)
             damaged.push_back(s.framebuffer.get());
         if (m_display)
             m_display->scanout_damaged(i,
-                Rect { visible.x - s.rect.x, visible.y - s.rect.y, visible.width,
-                    visible.height });
+                Rect { visible.x - s.rect.x, visible.y - s.rect.y, visible.width, visible.height });
     }
     if (shown && !inside) {
         VGPU_LOG_GUEST(Debug, "RESOURCE_FLUSH {}: rect {}x{}+{}+{} outside its framebuffers",

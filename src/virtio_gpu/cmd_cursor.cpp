@@ -23,16 +23,15 @@ std::optional<CursorImage> Device::cursor_image(const cmd::UpdateCursor& c)
         if (!resource->view || resource->view->size() < size_t(stride) * CURSOR_SIZE)
             return std::nullopt;
         if (resource->view->kind() == virtio::GuestView::Kind::Gathered) {
-            if (auto copied
-                = resource->view->gather(*m_memory, 0, uint64_t(stride) * CURSOR_SIZE))
+            if (auto copied = resource->view->gather(*m_memory, 0, uint64_t(stride) * CURSOR_SIZE))
                 m_stats.bytes_gathered += *copied;
         }
     } else if (resource->width != CURSOR_SIZE || resource->height != CURSOR_SIZE) {
         return std::nullopt;
     }
     auto* pixels = blob ? const_cast<std::byte*>(resource->view->data()) : resource->pixels->data();
-    auto pixman_format
-        = blob ? format_info(uint32_t(Format::B8G8R8A8Unorm))->pixman : resource->format.pixman;
+    auto pixman_format = blob ? format_info(uint32_t(Format::B8G8R8A8Unorm))->pixman
+                              : resource->format.pixman;
     CursorImage image;
     image.hot_x = c.hot_x;
     image.hot_y = c.hot_y;

@@ -83,8 +83,8 @@ struct Unsupported {
 
 using GpuCommand = std::variant<cmd::GetDisplayInfo, cmd::ResourceCreate2d, cmd::ResourceUnref,
     cmd::SetScanout, cmd::ResourceFlush, cmd::TransferToHost2d, cmd::ResourceAttachBacking,
-    cmd::ResourceDetachBacking, cmd::ResourceCreateBlob, cmd::SetScanoutBlob, cmd::GetCapsetInfo, cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor,
-    cmd::MoveCursor, cmd::Unsupported>;
+    cmd::ResourceDetachBacking, cmd::ResourceCreateBlob, cmd::SetScanoutBlob, cmd::GetCapsetInfo,
+    cmd::GetCapset, cmd::GetEdid, cmd::UpdateCursor, cmd::MoveCursor, cmd::Unsupported>;
 
 struct DecodedCommand {
     CtrlHdr header;

@@ -380,8 +380,8 @@ void Device::memory_changed(const virtio::GuestMemory& memory)
                             : GpuResult<std::shared_ptr<PixelStorage>>(GpuError::Unspec);
             if (!fb) {
                 VGPU_LOG_GUEST(Warn,
-                    "scanout {}: blob {} is not in guest memory after the memory table changed",
-                    i, blob->id.value());
+                    "scanout {}: blob {} is not in guest memory after the memory table changed", i,
+                    blob->id.value());
                 disable_scanout(i);
                 continue;
             }

@@ -200,8 +200,8 @@ private:
     void show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
         std::shared_ptr<PixelStorage> framebuffer, const Rect& rect);
     // Validated entries of ATTACH_BACKING / CREATE_BLOB (ERR_UNSPEC as QEMU answers).
-    GpuResult<void> check_entries(const std::vector<MemEntry>& entries, const char* command,
-        uint32_t resource_id) const;
+    GpuResult<void> check_entries(
+        const std::vector<MemEntry>& entries, const char* command, uint32_t resource_id) const;
 
     DeviceOptions m_options;
     Config m_config {};

@@ -11,9 +11,9 @@
 
 #include "base/result.h"
 #include "base/strong_id.h"
+#include "virtio/guest_view.h"
 #include "virtio_gpu/formats.h"
 #include "virtio_gpu/pixel_storage.h"
-#include "virtio/guest_view.h"
 #include "virtio_gpu/wire.h"
 
 namespace vgpu::virtio {

@@ -203,8 +203,8 @@ void check_fields(const GpuCommand& command, const uint8_t* data, size_t size)
             } else if constexpr (std::is_same_v<T, cmd::SetScanoutBlob>) {
                 auto w = wire<SetScanoutBlob>(data);
                 FUZZ_CHECK(same_rect(c.r, w.r) && c.scanout_id == w.scanout_id
-                    && c.resource_id == w.resource_id && c.width == w.width
-                    && c.height == w.height && c.format == w.format);
+                    && c.resource_id == w.resource_id && c.width == w.width && c.height == w.height
+                    && c.format == w.format);
                 FUZZ_CHECK(std::memcmp(c.strides, w.strides, sizeof(w.strides)) == 0
                     && std::memcmp(c.offsets, w.offsets, sizeof(w.offsets)) == 0);
             } else if constexpr (std::is_same_v<T, cmd::ResourceDetachBacking>) {

@@ -503,8 +503,9 @@ Bytes attach_backing(uint32_t nr_entries, uint32_t entries_present)
 // A guest blob as the Linux driver creates a dumb buffer: scattered page runs.
 Bytes create_blob(uint32_t nr_entries, uint32_t entries_present)
 {
-    Bytes out = payload_of(ResourceCreateBlob { header(CtrlType::ResourceCreateBlob, FLAG_FENCE, 3),
-        1, BLOB_MEM_GUEST, BLOB_FLAG_USE_SHAREABLE, nr_entries, 0, uint64_t(entries_present) * 0x2000 });
+    Bytes out = payload_of(
+        ResourceCreateBlob { header(CtrlType::ResourceCreateBlob, FLAG_FENCE, 3), 1, BLOB_MEM_GUEST,
+            BLOB_FLAG_USE_SHAREABLE, nr_entries, 0, uint64_t(entries_present) * 0x2000 });
     for (uint32_t i = 0; i < entries_present; ++i)
         append(out, MemEntry { 0x100000 + 0x10000 * uint64_t(i), 0x2000, 0 });
     return out;

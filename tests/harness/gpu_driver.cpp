@@ -141,8 +141,8 @@ uint64_t GpuDriver::submit_flush_fenced(uint32_t id, Rect r, uint64_t fence)
     uint64_t request = ram.alloc(sizeof(c));
     ram.put(request, c);
     uint64_t response = ram.alloc(sizeof(CtrlHdr));
-    m_session.control().add({ { request, uint32_t(sizeof(c)), false },
-        { response, uint32_t(sizeof(CtrlHdr)), true } });
+    m_session.control().add(
+        { { request, uint32_t(sizeof(c)), false }, { response, uint32_t(sizeof(CtrlHdr)), true } });
     m_session.control().notify_kick();
     return response;
 }
@@ -164,8 +164,8 @@ CtrlHdr GpuDriver::create_blob(uint32_t id, uint64_t size, std::span<const MemEn
     return command(bytes);
 }
 
-CtrlHdr GpuDriver::set_scanout_blob(uint32_t scanout, uint32_t id, uint32_t width,
-    uint32_t height, uint32_t format, uint32_t stride, uint32_t offset, Rect r)
+CtrlHdr GpuDriver::set_scanout_blob(uint32_t scanout, uint32_t id, uint32_t width, uint32_t height,
+    uint32_t format, uint32_t stride, uint32_t offset, Rect r)
 {
     SetScanoutBlob c {};
     c.hdr = header(CtrlType::SetScanoutBlob);
@@ -200,9 +200,8 @@ void for_each_piece(const std::vector<MemEntry>& entries, uint64_t offset, uint6
 void ScatteredBuffer::write(
     const GuestRam& ram, uint64_t offset, std::span<const std::byte> bytes) const
 {
-    for_each_piece(entries, offset, bytes.size(), [&](uint64_t gpa, uint64_t at, uint64_t n) {
-        ram.write(gpa, bytes.subspan(at, n));
-    });
+    for_each_piece(entries, offset, bytes.size(),
+        [&](uint64_t gpa, uint64_t at, uint64_t n) { ram.write(gpa, bytes.subspan(at, n)); });
 }
 
 std::vector<std::byte> ScatteredBuffer::read(

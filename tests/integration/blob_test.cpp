@@ -52,8 +52,7 @@ std::vector<std::byte> picture(uint32_t width, uint32_t height, uint32_t seed)
 
 uint32_t frame_crc(const std::vector<std::byte>& pixels)
 {
-    return crc::crc32c_xrgb(
-        0, reinterpret_cast<const uint32_t*>(pixels.data()), pixels.size() / 4);
+    return crc::crc32c_xrgb(0, reinterpret_cast<const uint32_t*>(pixels.data()), pixels.size() / 4);
 }
 
 // The pixels of a full-frame UPDATE (empty for any other message).
@@ -193,7 +192,8 @@ TEST_F(Blob, TheFlag_IsSaidInCapabilities)
     EXPECT_EQ(parsed["vgpu-display"], caps["vgpu-display"]);
 }
 
-// ---- every error of the blob commands -------------------------------------------------------------
+// ---- every error of the blob commands
+// -------------------------------------------------------------
 
 TEST_F(Blob, CreateBlob_EachErrorCase)
 {
@@ -226,12 +226,12 @@ TEST_F(Blob, CreateBlob_EachErrorCase)
     };
     EXPECT_ANSWER(gpu->create_blob(3, size, with(MemEntry { 1 << 20, 0, 0 })), UNSPEC);
     EXPECT_ANSWER(gpu->create_blob(3, size, with(MemEntry { uint64_t(1) << 44, 4096, 0 })), UNSPEC);
-    EXPECT_ANSWER(gpu->create_blob(3, size, with(MemEntry { ~uint64_t(0) - 100, 4096, 0 })), UNSPEC);
+    EXPECT_ANSWER(
+        gpu->create_blob(3, size, with(MemEntry { ~uint64_t(0) - 100, 4096, 0 })), UNSPEC);
     // Sizes: empty, more than the entries cover, beyond our 256 MiB limit.
     EXPECT_ANSWER(gpu->create_blob(3, 0, buffer.entries), INVALID_PARAMETER);
     EXPECT_ANSWER(gpu->create_blob(3, size + 1, buffer.entries), INVALID_PARAMETER);
-    EXPECT_ANSWER(
-        gpu->create_blob(3, uint64_t(1) << 40, buffer.entries), CtrlType::ErrOutOfMemory);
+    EXPECT_ANSWER(gpu->create_blob(3, uint64_t(1) << 40, buffer.entries), CtrlType::ErrOutOfMemory);
     // Flags are recorded, not checked (QEMU's built-in device answers the same).
     EXPECT_ANSWER(gpu->create_blob(3, size, buffer.entries, virtio_gpu::BLOB_MEM_GUEST,
                       virtio_gpu::BLOB_FLAG_USE_MAPPABLE | 0x80),
@@ -365,8 +365,8 @@ TEST_F(Blob, LinuxPageFlips_ScatteredBlobs_PixelExactInPlace_ACrcForEveryFrame_N
             for (uint32_t y = damage.y; y < damage.y + damage.height; ++y) {
                 size_t at = (size_t(y) * w + damage.x) * 4;
                 std::memcpy(frames[back].data() + at, fresh.data() + at, damage.width * 4);
-                buffers[back].write(session->ram(), at,
-                    std::span(frames[back]).subspan(at, damage.width * 4));
+                buffers[back].write(
+                    session->ram(), at, std::span(frames[back]).subspan(at, damage.width * 4));
             }
             ASSERT_EQ(gpu->transfer(back + 1, damage).type, OK);
             ASSERT_EQ(gpu->flush_fenced(back + 1, damage, fence++).type, OK);

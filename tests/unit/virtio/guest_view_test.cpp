@@ -31,7 +31,8 @@ protected:
         // Two regions, as QEMU's pc machine has: low memory, and one at 4 GiB whose fd offset
         // follows the low one's.
         ASSERT_TRUE(memory.add_region({ 0, low, 0x7f0000000000, 0 }, fd).has_value());
-        ASSERT_TRUE(memory.add_region({ 4ull << 30, size - low, 0x7f1000000000, low }, fd).has_value());
+        ASSERT_TRUE(
+            memory.add_region({ 4ull << 30, size - low, 0x7f1000000000, low }, fd).has_value());
         for (uint64_t i = 0; i < size; ++i)
             byte_at(i) = std::byte(uint8_t(i * 7 + i / page));
     }
@@ -50,7 +51,10 @@ protected:
         if (whole)
             ::munmap(whole, size);
     }
-    uint64_t fd_offset(uint64_t gpa) const { return gpa >= (4ull << 30) ? gpa - (4ull << 30) + low : gpa; }
+    uint64_t fd_offset(uint64_t gpa) const
+    {
+        return gpa >= (4ull << 30) ? gpa - (4ull << 30) + low : gpa;
+    }
     // What the view should hold: the ranges' bytes end to end.
     std::vector<std::byte> expected(const std::vector<GuestRange>& ranges, uint64_t length)
     {
@@ -62,7 +66,8 @@ protected:
     }
     static bool equal(const GuestView& view, const std::vector<std::byte>& bytes)
     {
-        return view.size() == bytes.size() && std::memcmp(view.data(), bytes.data(), bytes.size()) == 0;
+        return view.size() == bytes.size()
+            && std::memcmp(view.data(), bytes.data(), bytes.size()) == 0;
     }
 
     static constexpr uint64_t low = 1 << 20, size = 2 << 20;
@@ -132,7 +137,8 @@ TEST_F(GuestViewTest, UnalignedPieces_OrOverTheMappingBudget_AreGathered_CopiedO
     EXPECT_EQ(*copied, page);
     EXPECT_EQ((*view)->data()[page + 1], std::byte(0x5A));
 
-    std::vector<GuestRange> scattered { { 1 * page, page }, { 3 * page, page }, { 5 * page, page } };
+    std::vector<GuestRange> scattered { { 1 * page, page }, { 3 * page, page },
+        { 5 * page, page } };
     auto over = GuestView::create(memory, scattered, 3 * page, 2);
     ASSERT_TRUE(over.has_value());
     EXPECT_EQ((*over)->kind(), GuestView::Kind::Gathered) << "3 runs, budget 2";

@@ -1384,8 +1384,8 @@ TEST_F(GpuDeviceBlobTest, FencedFlush_WhileTheReplacedFramebufferIsRead_ParksThe
     ASSERT_EQ(create_blob(1, 64, 32).type, uint32_t(CtrlType::OkNodata));
     ASSERT_EQ(create_blob(2, 64, 32).type, uint32_t(CtrlType::OkNodata));
     ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
-    ASSERT_EQ(call(flush_command(1, Rect { 0, 0, 64, 32 }, true, 1)).type,
-        uint32_t(CtrlType::OkNodata));
+    ASSERT_EQ(
+        call(flush_command(1, Rect { 0, 0, 64, 32 }, true, 1)).type, uint32_t(CtrlType::OkNodata));
     auto a = host.scanout_sets.back().source->pixels;
     ASSERT_TRUE(a && a->guest_memory());
     FakeReader reader(*a);
@@ -1422,8 +1422,8 @@ TEST_F(GpuDeviceBlobTest, Flush_UnfencedOrWithNobodyReading_CompletesAtOnce)
     // A reader, but an unfenced flush: the guest waits for nothing.
     FakeReader reader(*a);
     ASSERT_EQ(show(0, 2, 64, 32).type, uint32_t(CtrlType::OkNodata));
-    EXPECT_EQ(call(flush_command(2, Rect { 0, 0, 64, 32 }, false)).type,
-        uint32_t(CtrlType::OkNodata));
+    EXPECT_EQ(
+        call(flush_command(2, Rect { 0, 0, 64, 32 }, false)).type, uint32_t(CtrlType::OkNodata));
     a->remove_reader(&reader);
     // Fenced, nobody reading the replaced one.
     ASSERT_EQ(show(0, 1, 64, 32).type, uint32_t(CtrlType::OkNodata));
