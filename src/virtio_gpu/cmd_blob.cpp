@@ -153,7 +153,7 @@ Device::HandlerResult Device::handle(const cmd::SetScanoutBlob& c)
 }
 
 void Device::show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
-    std::shared_ptr<PixelStorage> framebuffer, const Rect& rect)
+    const std::shared_ptr<PixelStorage>& framebuffer, const Rect& rect)
 {
     auto& s = m_scanouts[index];
     if (s.enabled && s.framebuffer == framebuffer && same_rect(s.rect, rect))

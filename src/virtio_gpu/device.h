@@ -198,7 +198,7 @@ private:
     void release_blob_readers(const Resource& blob);
     // Puts `framebuffer` on scanout `index` (a blob's), remembering what it replaced.
     void show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
-        std::shared_ptr<PixelStorage> framebuffer, const Rect& rect);
+        const std::shared_ptr<PixelStorage>& framebuffer, const Rect& rect);
     // Validated entries of ATTACH_BACKING / CREATE_BLOB (ERR_UNSPEC as QEMU answers).
     GpuResult<void> check_entries(
         const std::vector<MemEntry>& entries, const char* command, uint32_t resource_id) const;
