@@ -15,7 +15,8 @@ std::string capabilities_json(const CapabilityOptions& options)
         { "type", "gpu" },
         { "features", nlohmann::json::array() },
         { "vgpu-display",
-            control::device_capabilities(options.blob_forced, options.release_timeout_ms) },
+            control::device_capabilities(
+                options.blob_forced, options.release_timeout_ms, options.dmabuf) },
     };
     return caps.dump(2);
 }

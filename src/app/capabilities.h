@@ -10,6 +10,7 @@ namespace vgpu::app {
 struct CapabilityOptions {
     bool blob_forced = false; // --blob
     unsigned release_timeout_ms = 20;
+    const char* dmabuf = nullptr; // what --dmabuf asks for
 };
 
 // The vhost-user.json fields ("type", "features": libvirt reads only these) and ours beside them.

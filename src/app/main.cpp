@@ -18,6 +18,7 @@
 #include "display/capture/crc_capture.h"
 #include "display/display.h"
 #include "vhost/backend_server.h"
+#include "virtio/dmabuf_export.h"
 #include "virtio_gpu/device.h"
 
 namespace {
@@ -58,9 +59,24 @@ Result<int> run(const app::Options& options)
         loop->stop();
     }));
 
-    display::Display display(*loop);
-    virtio_gpu::Device device(virtio_gpu::DeviceOptions {
-        options.outputs, options.max_hostmem, options.blob, options.release_timeout });
+    // Blobs as dmabufs for QEMU's GL console, when asked for and possible here.
+    std::unique_ptr<virtio::DmabufExporter> exporter;
+    if (options.dmabuf == app::Options::Dmabuf::Udmabuf) {
+        auto made = virtio::make_udmabuf_exporter();
+        if (made)
+            exporter = made.release_value();
+        else
+            VGPU_LOG_WARN(
+                "--dmabuf udmabuf: {}; blobs go to QEMU as UPDATEs", made.error().message);
+    } else if (options.dmabuf == app::Options::Dmabuf::MemfdTest) {
+        VGPU_LOG_WARN("--dmabuf memfd-test: dmabufs are stand-in copies, for the test harness");
+        exporter = virtio::make_memfd_standin_exporter();
+    }
+    display::qemu::PacingOptions pacing;
+    pacing.dmabuf = exporter != nullptr;
+    display::Display display(*loop, pacing);
+    virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem,
+        options.blob, options.release_timeout, exporter.get() });
     device.set_display_host(&display);
     // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
@@ -84,6 +100,9 @@ Result<int> run(const app::Options& options)
         server->set_disconnect_callback([&] { loop->stop(); });
         TRY(server->serve_connected(Fd(*options.fd)));
     }
+    VGPU_LOG_INFO("blob resources: offered{}; release timeout {} ms; to QEMU as {}",
+        options.blob ? ", and taken without negotiation (--blob)" : "",
+        options.release_timeout.count(), exporter ? exporter->name() : "UPDATE messages");
     TRY(loop->run());
     return 0;
 }
@@ -102,7 +121,12 @@ int checked_main(int argc, char** argv)
     if (options.print_capabilities) {
         std::printf("%s\n",
             vgpu::app::capabilities_json(
-                { options.blob, unsigned(options.release_timeout.count()) })
+                { options.blob, unsigned(options.release_timeout.count()),
+                    // What this host can do: udmabuf only where /dev/udmabuf opens.
+                    options.dmabuf == vgpu::app::Options::Dmabuf::Udmabuf
+                        ? (vgpu::virtio::make_udmabuf_exporter() ? "udmabuf" : nullptr)
+                        : options.dmabuf == vgpu::app::Options::Dmabuf::MemfdTest ? "memfd-test"
+                                                                                  : nullptr })
                 .c_str());
         return 0;
     }

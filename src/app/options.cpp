@@ -40,6 +40,13 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_flag("--blob", options.blob,
         "accept blob resources (RESOURCE_CREATE_BLOB, SET_SCANOUT_BLOB) even when the driver did "
         "not negotiate RESOURCE_BLOB: QEMU's vhost-user-gpu-pci never offers it to the guest");
+    std::string dmabuf = "off";
+    cli.add_option("--dmabuf", dmabuf,
+           "show blobs in QEMU's GL console from dmabufs of the guest's pages: off (default: "
+           "UPDATE messages), udmabuf (/dev/udmabuf); memfd-test is a stand-in for the test "
+           "harness. QEMU offers DMABUF2 whether or not its console has GL, and a console "
+           "without GL shows no dmabuf: turn it on only with a GL display")
+        ->check(CLI::IsMember({ "off", "udmabuf", "memfd-test" }));
     unsigned release_timeout_ms = 20;
     cli.add_option("--release-timeout", release_timeout_ms,
            "milliseconds a fenced blob flush waits for the sinks still reading the framebuffer "
@@ -106,6 +113,9 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
                 "vgpu-display: --max-hostmem {}: {}", max_hostmem, hostmem.error().message) };
     options.max_hostmem = *hostmem;
     options.release_timeout = std::chrono::milliseconds(release_timeout_ms);
+    options.dmabuf = dmabuf == "udmabuf" ? Options::Dmabuf::Udmabuf
+        : dmabuf == "memfd-test"         ? Options::Dmabuf::MemfdTest
+                                         : Options::Dmabuf::Off;
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };
     // One socket file cannot be both: the second listener would replace the first.

@@ -24,6 +24,13 @@ struct Options {
     std::vector<virtio_gpu::OutputMode> outputs;
     uint64_t max_hostmem = 256ull << 20;
     bool blob = false;
+    // How blobs reach QEMU's GL console as dmabufs (--dmabuf): off (UPDATEs), udmabuf, or the
+    // harness's memfd stand-in.
+    enum class Dmabuf {
+        Off,
+        Udmabuf,
+        MemfdTest,
+    } dmabuf = Dmabuf::Off;
     std::chrono::milliseconds release_timeout { 20 };
     std::optional<std::string> control_path;
     size_t max_control_clients = 16;

@@ -7,13 +7,16 @@
 namespace vgpu::control {
 
 // RESOURCE_BLOB is offered to every frontend; with --blob (`blob_forced`) the blob commands are
-// taken even when the driver did not negotiate it. No dmabuf: udmabuf is not used yet.
-inline nlohmann::json device_capabilities(bool blob_forced, unsigned release_timeout_ms)
+// taken even when the driver did not negotiate it. `dmabuf` is how blobs reach QEMU's GL console
+// ("udmabuf", "memfd-test", or null: UPDATE messages).
+inline nlohmann::json device_capabilities(
+    bool blob_forced, unsigned release_timeout_ms, const char* dmabuf)
 {
     return { { "blob",
         { { "offered", true }, { "forced", blob_forced },
             { "blob-mem", nlohmann::json::array({ "guest" }) },
-            { "release-timeout-ms", release_timeout_ms }, { "dmabuf", false } } } };
+            { "release-timeout-ms", release_timeout_ms },
+            { "dmabuf", dmabuf ? nlohmann::json(dmabuf) : nlohmann::json(nullptr) } } } };
 }
 
 } // namespace vgpu::control

@@ -98,8 +98,9 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
         { "screendump-formats", json::array({ "png", "ppm" }) },
         { "outputs", m_device.scanout_limit() },
         { "vgpu-display",
-            device_capabilities(
-                m_device.options().blob, unsigned(m_device.options().release_timeout.count())) },
+            device_capabilities(m_device.options().blob,
+                unsigned(m_device.options().release_timeout.count()),
+                m_device.options().dmabuf ? m_device.options().dmabuf->name() : nullptr) },
         { "blob-enabled", m_device.blob_enabled() } };
 }
 
@@ -118,6 +119,8 @@ CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
             { "frames", output.generation }, { "flips", output.flips },
             { "crc-capture", m_crc.active(i) },
             { "plugged", i < own.size() ? json(own[i].enabled) : json(nullptr) } };
+        if (auto* qemu = m_display.qemu(); qemu && qemu->open())
+            entry["qemu-path"] = qemu->path(i);
         if (output.source) {
             entry["resource"] = output.source->resource.value();
             entry["format"] = output.source->format.name;
@@ -159,7 +162,9 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
             { "update-bytes", q.update_bytes }, { "direct-updates", q.direct_updates },
             { "cursor-updates", q.cursor_updates }, { "cursor-moves", q.cursor_moves },
             { "queries", q.queries }, { "query-timeouts", q.query_timeouts },
-            { "coalesced", q.coalesced } };
+            { "coalesced", q.coalesced }, { "dmabuf-scanouts", q.dmabuf_scanouts },
+            { "dmabuf-updates", q.dmabuf_updates }, { "dmabuf-replies", q.dmabuf_replies },
+            { "dmabuf-let-go", q.dmabuf_let_go } };
     }
     return json {
         { "commands", s.control_commands },
@@ -175,6 +180,8 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
             { { "created", s.blobs_created }, { "flushes", s.blob_flushes },
                 { "bytes-gathered", s.bytes_gathered }, { "release-waits", s.release_waits },
                 { "release-timeouts", s.release_timeouts }, { "view-rebuilds", s.view_rebuilds },
+                { "dmabufs-exported", s.dmabufs_exported },
+                { "dmabuf-failures", s.dmabuf_failures },
                 { "views",
                     { { "span", m_device.resources().view_counts().span },
                         { "mapped", m_device.resources().view_counts().mapped },

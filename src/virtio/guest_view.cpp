@@ -30,17 +30,10 @@ uint64_t page_size() { return uint64_t(::sysconf(_SC_PAGESIZE)); }
 uint64_t round_up(uint64_t value, uint64_t page) { return (value + page - 1) / page * page; }
 } // namespace
 
-Result<std::unique_ptr<GuestView>> GuestView::create(const GuestMemory& memory,
-    std::span<const GuestRange> ranges, uint64_t size, size_t mapping_budget)
+Result<std::vector<GuestRun>> guest_runs(
+    const GuestMemory& memory, std::span<const GuestRange> ranges, uint64_t size)
 {
-    if (size == 0)
-        return Error::format("a view of 0 bytes");
-    if (size > SIZE_MAX / 2)
-        return Error::format("a view of {} bytes is too large", size);
-    std::unique_ptr<GuestView> view(new GuestView());
-    view->m_size = size_t(size);
-    // The ranges cut to `size` and merged where one continues the previous, then split where a
-    // region ends: each run lies in one region.
+    std::vector<GuestRun> runs;
     uint64_t offset = 0;
     for (const auto& range : ranges) {
         if (offset == size)
@@ -50,28 +43,39 @@ Result<std::unique_ptr<GuestView>> GuestView::create(const GuestMemory& memory,
             continue;
         if (!checked_add(range.gpa, length))
             return Error::format("guest range {:#x}+{:#x} wraps", range.gpa, length);
-        auto& runs = view->m_runs;
         if (!runs.empty() && runs.back().gpa + runs.back().length == range.gpa)
             runs.back().length += length;
         else
-            runs.push_back(Run { range.gpa, length, offset });
+            runs.push_back(GuestRun { range.gpa, length, offset });
         offset += length;
     }
     if (offset < size)
         return Error::format("the ranges cover {} of the view's {} bytes", offset, size);
-    std::vector<Run> split;
-    for (auto run : view->m_runs) {
+    std::vector<GuestRun> split;
+    for (auto run : runs) {
         while (run.length) {
             auto first = TRY(memory.place(run.gpa, 1));
             uint64_t piece = std::min(run.length, first.region_end - run.gpa);
             TRY(memory.place(run.gpa, piece)); // checked, also for the gathered kind
-            split.push_back(Run { run.gpa, piece, run.offset });
+            split.push_back(GuestRun { run.gpa, piece, run.offset });
             run.gpa += piece;
             run.offset += piece;
             run.length -= piece;
         }
     }
-    view->m_runs = std::move(split);
+    return split;
+}
+
+Result<std::unique_ptr<GuestView>> GuestView::create(const GuestMemory& memory,
+    std::span<const GuestRange> ranges, uint64_t size, size_t mapping_budget)
+{
+    if (size == 0)
+        return Error::format("a view of 0 bytes");
+    if (size > SIZE_MAX / 2)
+        return Error::format("a view of {} bytes is too large", size);
+    std::unique_ptr<GuestView> view(new GuestView());
+    view->m_size = size_t(size);
+    view->m_runs = TRY(guest_runs(memory, ranges, size));
 
     if (view->m_runs.size() == 1) {
         auto placed = TRY(memory.place(view->m_runs[0].gpa, size));

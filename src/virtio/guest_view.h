@@ -29,6 +29,19 @@ struct GuestRange {
     uint64_t length = 0;
 };
 
+// A piece of a linear layout of guest ranges: `length` bytes at `gpa`, at `offset` in the layout,
+// inside one region.
+struct GuestRun {
+    uint64_t gpa;
+    uint64_t length;
+    uint64_t offset;
+};
+
+// The first `size` bytes of `ranges` end to end, merged where a range continues the previous
+// and split where a region ends; fails when they do not cover `size` or leave guest memory.
+Result<std::vector<GuestRun>> guest_runs(
+    const GuestMemory& memory, std::span<const GuestRange> ranges, uint64_t size);
+
 class GuestView {
 public:
     enum class Kind {
@@ -64,11 +77,7 @@ private:
     GuestView() = default;
     bool try_map(const GuestMemory& memory, size_t mapping_budget);
     void unmap();
-    struct Run {
-        uint64_t gpa;
-        uint64_t length;
-        uint64_t offset; // in the view
-    };
+    using Run = GuestRun;
 
     Kind m_kind = Kind::Gathered;
     const std::byte* m_data = nullptr;

@@ -85,6 +85,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceCreateBlob& c)
         return blob.release_error();
     }
     ++m_stats.blobs_created;
+    export_dmabuf(**blob);
     VGPU_LOG_GUEST(Debug, "blob {}: {} bytes, {} entries, flags {:#x}: {} view of {} runs",
         c.resource_id, c.size, c.entries.size(), c.blob_flags,
         virtio::GuestView::kind_name((*blob)->view->kind()), (*blob)->view->runs());
@@ -177,7 +178,7 @@ void Device::show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
     framebuffer->changed(Rect { 0, 0, layout.width, layout.height });
     if (m_display) {
         ScanoutSource source { blob.id, framebuffer->format(), layout.width, layout.height,
-            layout.stride, rect, framebuffer };
+            layout.stride, rect, framebuffer, blob.dmabuf, layout.offset };
         m_display->scanout_set(index, std::move(source));
     }
 }
@@ -260,6 +261,26 @@ Device::HandlerResult Device::give_back_stopped(uint32_t scanout_mask)
                     complete_deferred(serial, answer());
             }));
     return Response(Deferred {});
+}
+
+void Device::export_dmabuf(Resource& blob)
+{
+    blob.dmabuf.reset();
+    if (!m_options.dmabuf || !blob.view || !(blob.blob_flags & BLOB_FLAG_USE_SHAREABLE))
+        return;
+    std::vector<virtio::GuestRange> ranges;
+    ranges.reserve(blob.backing.size());
+    for (const auto& e : blob.backing)
+        ranges.push_back(virtio::GuestRange { e.addr, e.length });
+    auto fd = m_options.dmabuf->export_ranges(*m_memory, ranges, blob.blob_size);
+    if (!fd) {
+        ++m_stats.dmabuf_failures;
+        VGPU_LOG_GUEST(Debug, "blob {}: no {} dmabuf, UPDATEs instead: {}", blob.id.value(),
+            m_options.dmabuf->name(), fd.error().message);
+        return;
+    }
+    ++m_stats.dmabufs_exported;
+    blob.dmabuf = std::make_shared<const Fd>(fd.release_value());
 }
 
 void Device::release_blob_readers(const Resource& blob)

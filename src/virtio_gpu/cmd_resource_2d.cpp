@@ -71,6 +71,7 @@ Device::HandlerResult Device::handle(const cmd::ResourceAttachBacking& c)
             m_resources.clear_backing(*resource);
             return r.release_error();
         }
+        export_dmabuf(*resource);
     }
     return nodata();
 }

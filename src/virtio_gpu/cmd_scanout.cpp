@@ -56,7 +56,7 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     ++m_stats.scanout_changes;
     if (m_display) {
         ScanoutSource source { resource->id, resource->format, resource->width, resource->height,
-            resource->stride, c.r, resource->pixels };
+            resource->stride, c.r, resource->pixels, nullptr, 0 };
         m_display->scanout_set(c.scanout_id, std::move(source));
     }
     return nodata();

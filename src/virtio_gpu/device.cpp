@@ -361,6 +361,7 @@ void Device::memory_changed(const virtio::GuestMemory& memory)
     // are what the new table says now. Sinks still reading the old views copy what they need,
     // every view is built again, and the scanouts showing a blob get framebuffers on the new
     // view (or go dark when its entries are no longer guest memory).
+    m_memory = &memory;
     std::vector<Resource*> blobs;
     m_resources.for_each_mutable([&](Resource& r) {
         if (r.blob && r.has_backing)
@@ -370,6 +371,8 @@ void Device::memory_changed(const virtio::GuestMemory& memory)
         release_blob_readers(*blob);
         ++m_stats.view_rebuilds;
         bool built = bool(m_resources.rebuild_view(*blob, memory));
+        if (built)
+            export_dmabuf(*blob);
         for (uint32_t i = 0; i < MAX_SCANOUTS; ++i) {
             auto& s = m_scanouts[i];
             if (!s.enabled || s.resource != blob->id)

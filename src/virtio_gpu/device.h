@@ -18,6 +18,7 @@
 #include "base/lifetime.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/device.h"
+#include "virtio/dmabuf_export.h"
 #include "virtio_gpu/command.h"
 #include "virtio_gpu/display_host.h"
 #include "virtio_gpu/resource_table.h"
@@ -41,6 +42,8 @@ struct DeviceOptions {
     // How long a fenced flush of a blob waits for the sinks still reading the framebuffer it
     // stopped showing, before they copy what they need (--release-timeout).
     std::chrono::milliseconds release_timeout { 20 };
+    // Exports shareable blobs as dmabufs for QEMU's DMABUF_SCANOUT2 (--dmabuf); not owned.
+    virtio::DmabufExporter* dmabuf = nullptr;
 };
 
 // Time from taking a RESOURCE_FLUSH off the queue to its (fenced) response: log2 buckets of
@@ -72,6 +75,8 @@ struct DeviceStats {
     uint64_t release_waits = 0; // fenced blob flushes that waited for a sink to let go
     uint64_t release_timeouts = 0; // ... and hit --release-timeout
     uint64_t view_rebuilds = 0; // blob views built again after a memory-table change
+    uint64_t dmabufs_exported = 0;
+    uint64_t dmabuf_failures = 0; // shareable blobs sent as UPDATEs: the exporter refused
     LatencyHistogram flush_latency;
 };
 
@@ -188,6 +193,8 @@ private:
     GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination,
         size_t length, bool checksum);
     std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
+    // Exports the blob's pages as a dmabuf when an exporter is set and the blob is shareable.
+    void export_dmabuf(Resource& blob);
     // Blob paths of the shared handlers.
     HandlerResult flush_blob(Resource& blob, const Rect& r);
     // After a flush on these scanouts: the blob framebuffers they stopped showing go back to

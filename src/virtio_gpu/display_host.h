@@ -27,6 +27,9 @@ struct ScanoutSource {
     uint32_t stride = 0;
     Rect rect {}; // inside the resource; its size is the mode
     std::shared_ptr<const PixelStorage> pixels;
+    // A blob's pages as a dmabuf (--dmabuf), and where this framebuffer starts in it.
+    std::shared_ptr<const Fd> dmabuf;
+    uint32_t dmabuf_offset = 0;
 
     const std::byte* pixel(uint32_t x, uint32_t y) const
     {

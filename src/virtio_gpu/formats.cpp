@@ -28,6 +28,38 @@ std::optional<FormatInfo> format_info(uint32_t format)
     return std::nullopt;
 }
 
+namespace {
+constexpr uint32_t fourcc(char a, char b, char c, char d)
+{
+    return uint32_t(uint8_t(a)) | uint32_t(uint8_t(b)) << 8 | uint32_t(uint8_t(c)) << 16
+        | uint32_t(uint8_t(d)) << 24;
+}
+} // namespace
+
+uint32_t drm_fourcc(Format format)
+{
+    // virtio names bytes in memory order, DRM names a little-endian 32-bit word from its top.
+    switch (format) {
+    case Format::B8G8R8A8Unorm:
+        return fourcc('A', 'R', '2', '4'); // ARGB8888
+    case Format::B8G8R8X8Unorm:
+        return fourcc('X', 'R', '2', '4'); // XRGB8888
+    case Format::A8R8G8B8Unorm:
+        return fourcc('B', 'A', '2', '4'); // BGRA8888
+    case Format::X8R8G8B8Unorm:
+        return fourcc('B', 'X', '2', '4'); // BGRX8888
+    case Format::R8G8B8A8Unorm:
+        return fourcc('A', 'B', '2', '4'); // ABGR8888
+    case Format::X8B8G8R8Unorm:
+        return fourcc('R', 'X', '2', '4'); // RGBX8888
+    case Format::A8B8G8R8Unorm:
+        return fourcc('R', 'A', '2', '4'); // RGBA8888
+    case Format::R8G8B8X8Unorm:
+        return fourcc('X', 'B', '2', '4'); // XBGR8888
+    }
+    return 0;
+}
+
 bool is_x8r8g8b8_layout(Format format)
 {
     return format == Format::B8G8R8X8Unorm || format == Format::B8G8R8A8Unorm;

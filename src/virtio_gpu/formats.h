@@ -24,6 +24,8 @@ struct FormatInfo {
 constexpr uint32_t BYTES_PER_PIXEL = 4; // every 2D format
 
 std::optional<FormatInfo> format_info(uint32_t format);
+// The DRM fourcc (drm_fourcc.h) of the same memory layout, for dmabufs.
+uint32_t drm_fourcc(Format format);
 // True when rows of this format are already QEMU's x8r8g8b8 (alpha, if any, is ignored there).
 bool is_x8r8g8b8_layout(Format format);
 

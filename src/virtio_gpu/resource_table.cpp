@@ -138,6 +138,7 @@ void ResourceTable::drop_view(Resource& blob)
     m_host_bytes -= blob.view_accounted;
     blob.view_accounted = 0;
     blob.view.reset();
+    blob.dmabuf.reset();
 }
 
 GpuResult<void> ResourceTable::rebuild_view(Resource& blob, const virtio::GuestMemory& memory)

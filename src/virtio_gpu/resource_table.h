@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "base/strong_id.h"
 #include "virtio/guest_view.h"
@@ -77,6 +78,7 @@ struct Resource {
     uint32_t blob_flags = 0;
     std::shared_ptr<virtio::GuestView> view; // null without backing
     uint64_t view_accounted = 0; // host bytes of a gathered view
+    std::shared_ptr<const Fd> dmabuf; // its pages as a dmabuf, when exported
     std::vector<BlobFramebuffer> framebuffers;
 
     std::byte* row(uint32_t y) const { return pixels->data() + size_t(y) * stride; }

@@ -57,9 +57,26 @@ bool DisplayPeer::read_exact(std::byte* out, size_t size)
             return false;
         if (p[1].revents)
             return false;
-        ssize_t n = ::recv(m_ours.get(), out + done, size - done, 0);
+        iovec iov { out + done, size - done };
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] {};
+        msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        ssize_t n = ::recvmsg(m_ours.get(), &msg, MSG_CMSG_CLOEXEC);
         if (n <= 0)
             return false;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; ++i) {
+                int fd = -1;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                m_received_fd = std::make_shared<const Fd>(fd); // the last one counts
+            }
+        }
         done += size_t(n);
     }
     return true;
@@ -80,10 +97,11 @@ void DisplayPeer::run()
         GpuHeader header;
         if (!read_exact(reinterpret_cast<std::byte*>(&header), sizeof(header)))
             break;
-        DisplayMessage message { header.request, header.flags,
-            std::vector<std::byte>(header.size) };
+        DisplayMessage message { header.request, header.flags, std::vector<std::byte>(header.size),
+            nullptr };
         if (header.size && !read_exact(message.payload.data(), header.size))
             break;
+        message.fd = std::exchange(m_received_fd, nullptr);
         answer(message);
         std::lock_guard lock(m_mutex);
         m_messages.push_back(std::move(message));
@@ -104,6 +122,19 @@ void DisplayPeer::set_reading_paused(bool paused)
 {
     std::lock_guard lock(m_mutex);
     m_paused = paused;
+}
+
+void DisplayPeer::set_holding_dmabuf_replies(bool holding)
+{
+    size_t release = 0;
+    {
+        std::lock_guard lock(m_mutex);
+        m_holding_dmabuf = holding;
+        if (!holding)
+            release = std::exchange(m_held_dmabuf_replies, 0);
+    }
+    for (size_t i = 0; i < release; ++i)
+        reply(uint32_t(GpuRequest::DmabufUpdate), {});
 }
 
 void DisplayPeer::set_silent(bool silent)
@@ -159,6 +190,18 @@ void DisplayPeer::answer(const DisplayMessage& message)
         edid.size = uint32_t(blob.size());
         std::memcpy(edid.edid, blob.data(), blob.size());
         reply(message.request, std::as_bytes(std::span(&edid, 1)));
+        break;
+    }
+    case GpuRequest::DmabufUpdate: {
+        // Drawn (at once, or when the test lets the held replies go).
+        {
+            std::lock_guard lock(m_mutex);
+            if (m_holding_dmabuf) {
+                ++m_held_dmabuf_replies;
+                break;
+            }
+        }
+        reply(message.request, {});
         break;
     }
     default:

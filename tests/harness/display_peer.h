@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -22,6 +23,7 @@ struct DisplayMessage {
     uint32_t request;
     uint32_t flags;
     std::vector<std::byte> payload;
+    std::shared_ptr<const Fd> fd; // a descriptor that came with it (SCM_RIGHTS)
 };
 
 class DisplayPeer {
@@ -36,6 +38,9 @@ public:
     void set_silent(bool silent);
     // Stop reading the socket at all (a QEMU whose main loop is busy); resume with false.
     void set_reading_paused(bool paused);
+    // Keep the replies to DMABUF_UPDATE back (a GL console that has not drawn yet); false sends
+    // the ones kept, in order. QEMU replies to each once drawn.
+    void set_holding_dmabuf_replies(bool holding);
     // A 128-byte EDID blob GET_EDID answers with (its first bytes mark the scanout).
     static std::vector<uint8_t> fake_edid(uint32_t scanout);
     ~DisplayPeer();
@@ -77,6 +82,9 @@ private:
     std::vector<std::pair<uint32_t, uint32_t>> m_outputs { { 1280, 800 } }; // GUARDED_BY(m_mutex)
     bool m_silent = false; // GUARDED_BY(m_mutex)
     bool m_paused = false; // GUARDED_BY(m_mutex)
+    bool m_holding_dmabuf = false; // GUARDED_BY(m_mutex)
+    size_t m_held_dmabuf_replies = 0; // GUARDED_BY(m_mutex)
+    std::shared_ptr<const Fd> m_received_fd; // the reader thread's, for the next message
 };
 
 } // namespace vgpu::harness

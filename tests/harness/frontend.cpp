@@ -224,7 +224,7 @@ void QemuSession::driver_ok()
         require(reply && reply->payload.size() == sizeof(payload), "GET_CONFIG");
     }
     if (m_options.with_display_socket) {
-        m_display = std::make_unique<DisplayPeer>();
+        m_display = std::make_unique<DisplayPeer>(m_options.display_protocol_features);
         Fd end = m_display->take_backend_end();
         int fd = end.get();
         require(

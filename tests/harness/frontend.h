@@ -66,6 +66,8 @@ struct SessionOptions {
     // QEMU 10 acks bit 40 (RING_RESET) without an offer; keep that by default.
     bool ack_unoffered_ring_reset = true;
     bool with_display_socket = true;
+    // What the display peer answers GET_PROTOCOL_FEATURES with (QEMU 10: EDID | DMABUF2).
+    uint64_t display_protocol_features = 0x3;
     bool swap_call_fds = true;
     // Drop transport features from what we ack (e.g. to test a driver without INDIRECT_DESC).
     uint64_t features_to_clear = 0;

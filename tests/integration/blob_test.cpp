@@ -3,6 +3,11 @@
 // RESOURCE_FLUSH for every update, reuse of the old framebuffer once the fence is back): every
 // command and error case of docs/hostile-guest.md, pixels and CRCs read in place, the release
 // fence against a sink that is slow or stuck, and memory-table changes while a blob is shown.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -88,6 +93,11 @@ class Blob : public ::testing::Test {
 protected:
     void start(std::vector<std::string> args = { "--blob" }, harness::SessionOptions options = {})
     {
+        // Again in the same test: the previous backend and its clients go first.
+        control.reset();
+        gpu.reset();
+        session.reset();
+        backend.reset();
         dir = harness::make_temp_dir();
         control_path = dir + "/control.sock";
         args.insert(args.begin(), { "--control", control_path });
@@ -573,6 +583,171 @@ TEST_F(Blob, BlobCursor_TheImageReachesQemu)
     ASSERT_TRUE(gpu->update_cursor(0, 6, 10, 20, 3, 4).has_value());
     expect_serving();
     EXPECT_EQ(stats()["cursor-errors"], 1);
+}
+
+// ---- dmabufs: the message side, with a memfd standing in for udmabuf (none on these machines)
+// ----
+
+template <typename T>
+T payload_as(const DisplayMessage& m)
+{
+    T value {};
+    EXPECT_EQ(m.payload.size(), sizeof(T));
+    std::memcpy(&value, m.payload.data(), std::min(m.payload.size(), sizeof(T)));
+    return value;
+}
+
+constexpr uint32_t XR24 = 0x34325258; // DRM_FORMAT_XRGB8888
+
+TEST_F(Blob, Dmabuf_TheBlobGoesAsDmabufScanout2WithItsFd_UpdatesWaitForQemusReply)
+{
+    start({ "--blob", "--dmabuf", "memfd-test", "--release-timeout", "10000" });
+    constexpr uint32_t w = 320, h = 240;
+    const Rect full { 0, 0, w, h };
+    auto a = picture(w, h, 30), b = picture(w, h, 31);
+    make_blob(1, w, h, a, 30);
+    make_blob(2, w, h, b, 31);
+    auto* peer = session->display();
+    auto agreed = peer->wait_for(uint32_t(GpuRequest::SetProtocolFeatures));
+    ASSERT_TRUE(agreed.has_value());
+    EXPECT_EQ(payload_as<uint64_t>(*agreed), 0x3u) << "EDID and DMABUF2";
+    ASSERT_EQ(show(0, 1, w, h).type, OK);
+    ASSERT_EQ(gpu->flush_fenced(1, full, 1).type, OK);
+
+    auto scanout = peer->wait_for(uint32_t(GpuRequest::DmabufScanout2));
+    ASSERT_TRUE(scanout.has_value());
+    auto m = payload_as<display::qemu::GpuDmabufScanout2>(*scanout);
+    EXPECT_EQ(m.dmabuf_scanout.scanout_id, 0u);
+    EXPECT_EQ(m.dmabuf_scanout.x, 0u);
+    EXPECT_EQ(m.dmabuf_scanout.width, w);
+    EXPECT_EQ(m.dmabuf_scanout.height, h);
+    EXPECT_EQ(m.dmabuf_scanout.fd_width, w);
+    EXPECT_EQ(m.dmabuf_scanout.fd_height, h);
+    EXPECT_EQ(m.dmabuf_scanout.fd_stride, w * 4);
+    EXPECT_EQ(m.dmabuf_scanout.fd_flags, 0u);
+    EXPECT_EQ(uint32_t(m.dmabuf_scanout.fd_drm_fourcc), XR24);
+    EXPECT_EQ(m.modifier, display::qemu::DRM_FORMAT_MOD_LINEAR);
+    // The descriptor came with it: the blob's bytes (the stand-in's copy), not writable.
+    ASSERT_TRUE(scanout->fd && scanout->fd->valid());
+    struct stat st { };
+    ASSERT_EQ(::fstat(scanout->fd->get(), &st), 0);
+    EXPECT_EQ(uint64_t(st.st_size), uint64_t(w) * h * 4);
+    std::vector<std::byte> got(a.size());
+    ASSERT_EQ(::pread(scanout->fd->get(), got.data(), got.size(), 0), ssize_t(got.size()));
+    EXPECT_TRUE(got == a);
+    EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, scanout->fd->get(), 0),
+        MAP_FAILED);
+
+    auto update = peer->wait_for(uint32_t(GpuRequest::DmabufUpdate));
+    ASSERT_TRUE(update.has_value());
+    auto u = payload_as<display::qemu::GpuUpdate>(*update);
+    EXPECT_EQ(u.width, w);
+    EXPECT_EQ(u.height, h);
+    EXPECT_EQ(peer->count(uint32_t(GpuRequest::Update)), 0u) << "no pixels through the socket";
+    EXPECT_EQ(peer->count(uint32_t(GpuRequest::Scanout)), 0u);
+    EXPECT_EQ(control->call("query-outputs")[0]["qemu-path"], "dmabuf");
+
+    // QEMU's console has not drawn A's next update yet: the flip to B must wait for it.
+    ASSERT_TRUE(peer->wait_quiet(std::chrono::milliseconds(50)));
+    peer->set_holding_dmabuf_replies(true);
+    ASSERT_EQ(gpu->flush_fenced(1, Rect { 0, 0, 64, 64 }, 2).type, OK) << "DIRTYFB: no wait";
+    ASSERT_TRUE(peer->wait_for_nth(uint32_t(GpuRequest::DmabufUpdate), 1).has_value());
+    ASSERT_EQ(show(0, 2, w, h).type, OK);
+    uint64_t response = gpu->submit_flush_fenced(2, full, 3);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(session->control().used_pending()) << "the fence came before QEMU drew A";
+    peer->set_holding_dmabuf_replies(false);
+    ASSERT_TRUE(session->control().wait_used().has_value());
+    EXPECT_EQ(session->ram().get<CtrlHdr>(response).fence_id, 3u);
+    auto second = peer->wait_for_nth(uint32_t(GpuRequest::DmabufScanout2), 1);
+    ASSERT_TRUE(second.has_value() && second->fd);
+    std::vector<std::byte> got_b(b.size());
+    ASSERT_EQ(::pread(second->fd->get(), got_b.data(), got_b.size(), 0), ssize_t(got_b.size()));
+    EXPECT_TRUE(got_b == b) << "B's own dmabuf";
+    auto s = stats();
+    EXPECT_EQ(s["blob"]["dmabufs-exported"], 2) << s.dump();
+    EXPECT_EQ(s["blob"]["release-waits"], 1) << s.dump();
+    EXPECT_EQ(s["blob"]["release-timeouts"], 0) << s.dump();
+    EXPECT_GE(s["display"]["qemu"]["dmabuf-replies"].get<uint64_t>(), 2u) << s.dump();
+    EXPECT_EQ(s["bytes-copied"], 0);
+    EXPECT_EQ(s["display"]["qemu"]["update-bytes"], 0);
+}
+
+TEST_F(Blob, Dmabuf_QemuNeverDraws_TheFenceCompletesAtTheTimeout)
+{
+    start({ "--blob", "--dmabuf", "memfd-test", "--release-timeout", "100" });
+    constexpr uint32_t w = 64, h = 64;
+    const Rect full { 0, 0, w, h };
+    make_blob(1, w, h, picture(w, h, 40), 40);
+    make_blob(2, w, h, picture(w, h, 41), 41);
+    auto* peer = session->display();
+    ASSERT_TRUE(peer->wait_quiet(std::chrono::milliseconds(50)));
+    peer->set_holding_dmabuf_replies(true);
+    ASSERT_EQ(show(0, 1, w, h).type, OK);
+    ASSERT_EQ(gpu->flush_fenced(1, full, 1).type, OK);
+    ASSERT_TRUE(peer->wait_for(uint32_t(GpuRequest::DmabufUpdate)).has_value());
+    ASSERT_EQ(show(0, 2, w, h).type, OK);
+    EXPECT_EQ(gpu->flush_fenced(2, full, 2).fence_id, 2u);
+    auto s = stats();
+    EXPECT_EQ(s["blob"]["release-timeouts"], 1) << s.dump();
+    EXPECT_EQ(s["display"]["qemu"]["dmabuf-let-go"], 1) << s.dump();
+    peer->set_holding_dmabuf_replies(false);
+    expect_serving();
+}
+
+TEST_F(Blob, Dmabuf_WhereItCannotApply_TheOutputGoesAsUpdates)
+{
+    constexpr uint32_t w = 64, h = 64;
+    const Rect full { 0, 0, w, h };
+    auto a = picture(w, h, 50);
+    {
+        SCOPED_TRACE("--dmabuf off, QEMU offering DMABUF2");
+        start({ "--blob" });
+        make_blob(1, w, h, a, 50);
+        ASSERT_EQ(show(0, 1, w, h).type, OK);
+        ASSERT_EQ(gpu->flush(1, full).type, OK);
+        EXPECT_TRUE(wait_for_frame(a, w, h));
+        auto agreed = session->display()->wait_for(uint32_t(GpuRequest::SetProtocolFeatures));
+        ASSERT_TRUE(agreed.has_value());
+        EXPECT_EQ(payload_as<uint64_t>(*agreed), 0x1u) << "EDID only";
+        EXPECT_EQ(session->display()->count(uint32_t(GpuRequest::DmabufScanout2)), 0u);
+        EXPECT_EQ(control->call("query-outputs")[0]["qemu-path"], "update");
+        EXPECT_TRUE(
+            control->call("query-capabilities")["vgpu-display"]["blob"]["dmabuf"].is_null());
+    }
+    {
+        SCOPED_TRACE("--dmabuf memfd-test, QEMU without DMABUF2");
+        harness::SessionOptions options;
+        options.display_protocol_features = 0x1;
+        start({ "--blob", "--dmabuf", "memfd-test" }, options);
+        make_blob(1, w, h, a, 50);
+        ASSERT_EQ(show(0, 1, w, h).type, OK);
+        ASSERT_EQ(gpu->flush(1, full).type, OK);
+        EXPECT_TRUE(wait_for_frame(a, w, h));
+        EXPECT_EQ(session->display()->count(uint32_t(GpuRequest::DmabufScanout2)), 0u);
+        EXPECT_EQ(
+            control->call("query-capabilities")["vgpu-display"]["blob"]["dmabuf"], "memfd-test");
+    }
+    {
+        SCOPED_TRACE("--dmabuf memfd-test: a 2D resource, and a blob framebuffer at an offset");
+        start({ "--blob", "--dmabuf", "memfd-test" });
+        uint64_t gpa = gpu->create_with_backing(1, w, h, XRGB, a);
+        (void)gpa;
+        ASSERT_EQ(gpu->transfer(1, full).type, OK);
+        ASSERT_EQ(gpu->set_scanout(0, 1, full).type, OK);
+        ASSERT_EQ(gpu->flush(1, full).type, OK);
+        EXPECT_TRUE(wait_for_frame(a, w, h));
+        // 64 rows of 256 bytes after one page: the framebuffer starts 4096 bytes into the blob.
+        auto buffer = ScatteredBuffer::allocate(session->ram(), 4096 + a.size(), 51);
+        buffer.write(session->ram(), 4096, a);
+        ASSERT_EQ(gpu->create_blob(2, buffer.size, buffer.entries).type, OK);
+        ASSERT_EQ(gpu->set_scanout_blob(0, 2, w, h, XRGB, w * 4, 4096, full).type, OK);
+        ASSERT_EQ(gpu->flush(2, full).type, OK);
+        ASSERT_TRUE(session->display()->wait_quiet(std::chrono::milliseconds(100)));
+        EXPECT_EQ(session->display()->count(uint32_t(GpuRequest::DmabufScanout2)), 0u);
+        EXPECT_EQ(control->call("query-outputs")[0]["qemu-path"], "update");
+        EXPECT_GE(session->display()->count(uint32_t(GpuRequest::Update)), 2u);
+    }
 }
 
 } // namespace

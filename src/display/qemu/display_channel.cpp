@@ -43,7 +43,7 @@ DisplayChannel::~DisplayChannel()
 }
 
 void DisplayChannel::send(
-    GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply)
+    GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply, Fd fd)
 {
     if (!m_socket.valid())
         return;
@@ -57,7 +57,7 @@ void DisplayChannel::send(
     if (on_reply)
         m_pending_replies.push_back(std::move(on_reply));
     m_queued_bytes += bytes;
-    auto message = std::make_unique<BufferMessage>(encode_message(request, payload));
+    auto message = std::make_unique<BufferMessage>(encode_message(request, payload), std::move(fd));
     send_message(std::move(message));
 }
 
@@ -81,7 +81,27 @@ void DisplayChannel::flush()
             sent_any = true;
             continue;
         }
-        ssize_t n = ::send(m_socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = 0;
+        if (int fd = m_queue.front()->fd(); fd >= 0) {
+            // The descriptor rides on the message's first bytes (QEMU reads it with them).
+            iovec iov { const_cast<std::byte*>(bytes.data()), bytes.size() };
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] {};
+            msghdr msg {};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof(control);
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+            n = ::sendmsg(m_socket.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0)
+                m_queue.front()->fd_sent();
+        } else {
+            n = ::send(m_socket.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;

@@ -29,6 +29,10 @@ public:
     virtual void advance(size_t n) = 0;
     // Bytes the message holds in memory (an UPDATE reads the resource as it goes: none).
     virtual size_t buffered_bytes() const { return 0; }
+    // A descriptor to pass (SCM_RIGHTS) with the message's first bytes, -1 for none; fd_sent()
+    // once it went.
+    virtual int fd() const { return -1; }
+    virtual void fd_sent() { }
 };
 
 class DisplayChannel {
@@ -42,8 +46,9 @@ public:
     static Result<std::unique_ptr<DisplayChannel>> create(EventLoop& loop, Fd socket);
     ~DisplayChannel();
 
-    // Queues a message; `on_reply` (if any) runs with the reply's payload.
-    void send(GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply = {});
+    // Queues a message; `on_reply` (if any) runs with the reply's payload. `fd` goes with it.
+    void send(GpuRequest request, std::span<const std::byte> payload, ReplyHandler on_reply = {},
+        Fd fd = {});
     void send_message(std::unique_ptr<OutgoingMessage> message);
     // Called once when the peer goes away or breaks the protocol.
     void set_closed_callback(std::function<void()> callback) { m_on_closed = std::move(callback); }
@@ -88,16 +93,20 @@ private:
 // A message held in a buffer of its own (small requests).
 class BufferMessage final : public OutgoingMessage {
 public:
-    explicit BufferMessage(std::vector<std::byte> bytes)
+    explicit BufferMessage(std::vector<std::byte> bytes, Fd fd = {})
         : m_bytes(std::move(bytes))
+        , m_fd(std::move(fd))
     {
     }
     std::span<const std::byte> next() override { return std::span(m_bytes).subspan(m_sent); }
     size_t buffered_bytes() const override { return m_bytes.size(); }
     void advance(size_t n) override { m_sent += n; }
+    int fd() const override { return m_fd.get(); }
+    void fd_sent() override { m_fd.reset(); }
 
 private:
     std::vector<std::byte> m_bytes;
+    Fd m_fd;
     size_t m_sent = 0;
 };
 

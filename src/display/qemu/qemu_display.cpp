@@ -19,6 +19,36 @@ std::span<const std::byte> bytes_of(const T& value)
 }
 } // namespace
 
+// The framebuffer QEMU reads from its dmabuf until it answers a DMABUF_UPDATE ("drawn"): a
+// reader of it, so that the guest does not get it back sooner. Asked to let go (the release
+// timeout) it can copy nothing out of QEMU's hands: it stops holding, and counts it.
+class DmabufHold final : public virtio_gpu::StorageReader {
+public:
+    DmabufHold(std::shared_ptr<const virtio_gpu::PixelStorage> pixels, uint64_t& let_go_count)
+        : m_pixels(std::move(pixels))
+        , m_let_go_count(let_go_count)
+    {
+        m_pixels->add_reader(this);
+    }
+    ~DmabufHold() { release(); }
+    DmabufHold(const DmabufHold&) = delete;
+    DmabufHold& operator=(const DmabufHold&) = delete;
+    void let_go() override
+    {
+        ++m_let_go_count;
+        release();
+    }
+
+private:
+    void release()
+    {
+        if (auto pixels = std::move(m_pixels))
+            pixels->remove_reader(this);
+    }
+    std::shared_ptr<const virtio_gpu::PixelStorage> m_pixels;
+    uint64_t& m_let_go_count;
+};
+
 Result<std::unique_ptr<QemuDisplay>> QemuDisplay::create(
     EventLoop& loop, Fd socket, PacingOptions pacing)
 {
@@ -60,7 +90,7 @@ void QemuDisplay::handshake()
                 std::memcpy(&theirs, payload.data(), sizeof(theirs));
             else
                 VGPU_LOG_WARN("display: GET_PROTOCOL_FEATURES reply of {} bytes", payload.size());
-            uint64_t agreed = theirs & supported_protocol_features;
+            uint64_t agreed = theirs & supported_protocol_features();
             m_protocol_features = agreed;
             m_channel->send(GpuRequest::SetProtocolFeatures, bytes_of(agreed));
             VGPU_LOG_INFO(
@@ -81,6 +111,11 @@ void QemuDisplay::after_handshake(std::function<void()> action)
 
 void QemuDisplay::on_closed()
 {
+    // QEMU will not answer the DMABUF_UPDATEs either: their framebuffers are released.
+    for (auto& link : m_links) {
+        link.update_waiting = false;
+        link.hold.reset();
+    }
     // Queries in flight will not be answered: fail them now (from the loop).
     for (auto& query : m_queries)
         if (!query->done)
@@ -214,6 +249,10 @@ void QemuDisplay::output_damaged(const Output& output, Rect damage)
     }
     link.damage = virtio_gpu::rect_union(
         link.damage, virtio_gpu::rect_intersect(damage, output.full()));
+    if (wanted_dmabuf(output.index)) {
+        send_dmabuf_update(output.index);
+        return;
+    }
     schedule();
 }
 
@@ -222,8 +261,9 @@ void QemuDisplay::schedule()
     if (m_pace_timer || !open() || m_channel->busy())
         return; // a timer is armed, or the drained callback will call us
     bool pending = false;
-    for (const auto& link : m_links)
-        pending |= link.source && !virtio_gpu::rect_empty(link.damage);
+    for (uint32_t i = 0; i < m_links.size(); ++i)
+        pending |= m_links[i].source && !virtio_gpu::rect_empty(m_links[i].damage)
+            && !wanted_dmabuf(i);
     if (!pending)
         return;
     auto now = std::chrono::steady_clock::now();
@@ -247,7 +287,7 @@ void QemuDisplay::send_updates()
     m_last_batch = std::chrono::steady_clock::now();
     for (uint32_t i = 0; i < m_links.size(); ++i) {
         auto& link = m_links[i];
-        if (!link.source || virtio_gpu::rect_empty(link.damage))
+        if (!link.source || virtio_gpu::rect_empty(link.damage) || wanted_dmabuf(i))
             continue;
         if (link.wanted_width != link.announced_width
             || link.wanted_height != link.announced_height)
@@ -294,7 +334,14 @@ void QemuDisplay::send_state()
     if (!open() || m_channel->busy())
         return;
     for (uint32_t i = 0; i < m_links.size(); ++i) {
+        send_dmabuf_state(i);
+        if (!open())
+            return;
         auto& link = m_links[i];
+        if (link.dmabuf) {
+            send_dmabuf_update(i);
+            continue; // QEMU takes the mode from the dmabuf
+        }
         if (link.wanted_width == link.announced_width
             && link.wanted_height == link.announced_height)
             continue;
@@ -309,6 +356,87 @@ void QemuDisplay::send_state()
     }
     for (uint32_t i = 0; i < m_cursors.size() && open(); ++i)
         send_cursor(i);
+}
+
+std::optional<GpuDmabufScanout2> QemuDisplay::wanted_dmabuf(uint32_t scanout) const
+{
+    const auto& link = m_links[scanout];
+    if (!m_pacing.dmabuf || !m_protocol_features
+        || !(*m_protocol_features & (uint64_t(1) << GPU_PF_DMABUF2)) || !link.source
+        || !link.source->dmabuf || link.source->dmabuf_offset != 0)
+        return std::nullopt;
+    const auto& s = *link.source;
+    GpuDmabufScanout2 m {};
+    m.dmabuf_scanout = GpuDmabufScanout { scanout, s.rect.x, s.rect.y, s.rect.width, s.rect.height,
+        s.resource_width, s.resource_height, s.stride, 0,
+        int32_t(virtio_gpu::drm_fourcc(s.format.format)) };
+    m.modifier = DRM_FORMAT_MOD_LINEAR;
+    return m;
+}
+
+void QemuDisplay::send_dmabuf_state(uint32_t scanout)
+{
+    auto& link = m_links[scanout];
+    auto wanted = wanted_dmabuf(scanout);
+    if (wanted) {
+        // The same dmabuf and layout again (the same framebuffer shown anew) needs no message.
+        if (link.dmabuf && link.announced && link.announced_fd == link.source->dmabuf
+            && std::memcmp(&*link.announced, &*wanted, sizeof(*wanted)) == 0)
+            return;
+        auto fd = link.source->dmabuf->dup();
+        if (!fd) {
+            VGPU_LOG_WARN(
+                "display: no descriptor for scanout {}'s dmabuf: {}", scanout, fd.error().message);
+            return;
+        }
+        if (!link.dmabuf)
+            VGPU_LOG_INFO("display: scanout {} goes to QEMU as a dmabuf", scanout);
+        link.dmabuf = true;
+        link.announced = wanted;
+        link.announced_fd = link.source->dmabuf;
+        link.announced_width = wanted->dmabuf_scanout.width;
+        link.announced_height = wanted->dmabuf_scanout.height;
+        ++m_stats.dmabuf_scanouts;
+        m_channel->send(GpuRequest::DmabufScanout2, bytes_of(*wanted), {}, fd.release_value());
+        return;
+    }
+    if (!link.dmabuf)
+        return;
+    // Back to UPDATEs (or off): QEMU lets go of the dmabuf, then gets a SCANOUT again.
+    VGPU_LOG_INFO("display: scanout {} goes to QEMU as UPDATEs", scanout);
+    link.dmabuf = false;
+    link.announced.reset();
+    link.announced_fd.reset();
+    link.announced_width = link.announced_height = 0;
+    GpuDmabufScanout off {};
+    off.scanout_id = scanout;
+    m_channel->send(GpuRequest::DmabufScanout, bytes_of(off));
+}
+
+void QemuDisplay::send_dmabuf_update(uint32_t scanout)
+{
+    auto& link = m_links[scanout];
+    if (!open() || m_channel->busy() || !link.dmabuf || link.update_waiting || !link.source
+        || virtio_gpu::rect_empty(link.damage))
+        return;
+    if (link.flipped) {
+        link.damage = Rect { 0, 0, link.source->rect.width, link.source->rect.height };
+        link.flipped = false;
+    }
+    Rect damage = std::exchange(link.damage, Rect {});
+    GpuUpdate update { scanout, damage.x, damage.y, damage.width, damage.height };
+    link.update_waiting = true;
+    link.hold = std::make_shared<DmabufHold>(link.source->pixels, m_stats.dmabuf_let_go);
+    ++m_stats.dmabuf_updates;
+    // QEMU answers once its console drew the frame: then the guest may have the buffer back.
+    m_channel->send(
+        GpuRequest::DmabufUpdate, bytes_of(update), [this, scanout](std::span<const std::byte>) {
+            ++m_stats.dmabuf_replies;
+            auto& l = m_links[scanout];
+            l.update_waiting = false;
+            l.hold.reset();
+            send_dmabuf_update(scanout);
+        });
 }
 
 void QemuDisplay::send_cursor(uint32_t scanout)

@@ -31,7 +31,12 @@ struct PacingOptions {
     // Damage larger than this goes out as several UPDATEs of whole rows: QEMU reads a message
     // whole into memory, and the message size is 32 bits.
     size_t max_update_bytes = 64 << 20;
+    // Offer DMABUF2 and show sources that have a dmabuf (blobs, with --dmabuf) through
+    // DMABUF_SCANOUT2 and DMABUF_UPDATE instead of UPDATEs.
+    bool dmabuf = false;
 };
+
+class DmabufHold;
 
 struct QemuDisplayStats {
     uint64_t scanouts = 0;
@@ -43,6 +48,10 @@ struct QemuDisplayStats {
     uint64_t queries = 0;
     uint64_t query_timeouts = 0;
     uint64_t coalesced = 0; // mode and cursor changes replaced before QEMU got them
+    uint64_t dmabuf_scanouts = 0; // DMABUF_SCANOUT2 with a descriptor
+    uint64_t dmabuf_updates = 0;
+    uint64_t dmabuf_replies = 0; // QEMU drew the frame: its framebuffer is released
+    uint64_t dmabuf_let_go = 0; // a fence could not wait for QEMU's reply any longer
 };
 
 class QemuDisplay final : public DisplaySink {
@@ -54,8 +63,16 @@ public:
     bool open() const { return m_channel && m_channel->open(); }
     std::optional<uint64_t> protocol_features() const { return m_protocol_features; }
     const QemuDisplayStats& stats() const { return m_stats; }
-    // The features we can use: EDID (GET_EDID). DMABUF2 needs dma-bufs we do not export yet.
-    static constexpr uint64_t supported_protocol_features = uint64_t(1) << GPU_PF_EDID;
+    // The features we can use: EDID (GET_EDID), and DMABUF2 with PacingOptions::dmabuf.
+    uint64_t supported_protocol_features() const
+    {
+        return (uint64_t(1) << GPU_PF_EDID) | (m_pacing.dmabuf ? uint64_t(1) << GPU_PF_DMABUF2 : 0);
+    }
+    // How an output reaches QEMU now: "dmabuf" (DMABUF_SCANOUT2) or "update" (UPDATE messages).
+    const char* path(uint32_t scanout) const
+    {
+        return m_links[scanout].dmabuf ? "dmabuf" : "update";
+    }
 
     void query_display_info(std::function<void(std::optional<virtio_gpu::RespDisplayInfo>)> done);
     void query_edid(
@@ -84,6 +101,14 @@ private:
         uint32_t announced_height = 0;
         Rect damage {};
         bool flipped = false; // the next flush shows the whole new source
+        // The dmabuf path: QEMU shows the output from the source's dmabuf (DMABUF_SCANOUT2 was
+        // sent for `announced`), and a DMABUF_UPDATE waiting for QEMU's reply holds the
+        // framebuffer QEMU reads.
+        bool dmabuf = false;
+        std::optional<GpuDmabufScanout2> announced;
+        std::shared_ptr<const Fd> announced_fd;
+        bool update_waiting = false;
+        std::shared_ptr<DmabufHold> hold;
     };
     struct Query {
         std::function<void(std::span<const std::byte>)> on_reply; // nullopt-style: empty span
@@ -103,6 +128,11 @@ private:
     // Sends what QEMU has not been told yet (modes, cursors) when nothing is queued.
     void send_state();
     void send_cursor(uint32_t scanout);
+    // The DMABUF_SCANOUT2 the link's source wants, when the dmabuf path applies to it.
+    std::optional<GpuDmabufScanout2> wanted_dmabuf(uint32_t scanout) const;
+    // Sends the owed DMABUF_SCANOUT2 or the disable that leaves the dmabuf path.
+    void send_dmabuf_state(uint32_t scanout);
+    void send_dmabuf_update(uint32_t scanout);
 
     EventLoop& m_loop;
     PacingOptions m_pacing;

@@ -70,6 +70,30 @@ struct GpuUpdate {
 };
 static_assert(sizeof(GpuUpdate) == 20);
 
+// VhostUserGpuDMABUFScanout: DMABUF_SCANOUT (with an fd; without one it disables the scanout),
+// and VhostUserGpuDMABUFScanout2 (DMABUF_SCANOUT2, protocol feature DMABUF2) with the modifier.
+struct GpuDmabufScanout {
+    uint32_t scanout_id;
+    uint32_t x;
+    uint32_t y;
+    uint32_t width;
+    uint32_t height;
+    uint32_t fd_width;
+    uint32_t fd_height;
+    uint32_t fd_stride;
+    uint32_t fd_flags;
+    int32_t fd_drm_fourcc;
+};
+static_assert(sizeof(GpuDmabufScanout) == 40);
+#pragma pack(push, 1)
+struct GpuDmabufScanout2 {
+    GpuDmabufScanout dmabuf_scanout;
+    uint64_t modifier;
+};
+#pragma pack(pop)
+static_assert(sizeof(GpuDmabufScanout2) == 48);
+constexpr uint64_t DRM_FORMAT_MOD_LINEAR = 0;
+
 // VhostUserGpuEdidRequest: GET_EDID.
 struct GpuEdidRequest {
     uint32_t scanout_id;
