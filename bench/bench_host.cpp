@@ -251,6 +251,7 @@ struct Path {
     bool qemu_backend;
     bool display_socket;
     bool crc;
+    bool blob = false; // guest blobs (--blob): SET_SCANOUT_BLOB of scattered pages, fenced flushes
 };
 
 struct Config {
@@ -322,12 +323,11 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     if (path.qemu_backend)
         backend.emplace(harness::BackendProcess::listen_binary(QEMU_BACKEND, {}));
     else {
+        // The control socket for CRC capture and for the bytes the device copied.
         std::vector<std::string> args { "--log-level", "error", "--output", size, "--max-hostmem",
-            "1G" };
-        if (path.crc) {
-            args.push_back("--control");
-            args.push_back(control_path);
-        }
+            "1G", "--control", control_path };
+        if (path.blob)
+            args.push_back("--blob");
         backend.emplace(harness::BackendProcess::listen(args));
     }
     const uint64_t frame_bytes = uint64_t(w) * h * 4;
@@ -336,7 +336,8 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     options.with_display_socket
         = false; // ours is sent below: a display side that keeps no payloads
     options.queue_size = 64;
-    options.ram_low = resources * frame_bytes + (8 << 20);
+    // A scattered blob takes pages from a pool about twice its size (harness::ScatteredBuffer).
+    options.ram_low = resources * frame_bytes * (path.blob ? 3 : 1) + (8 << 20);
     options.ram_high = 1 << 20;
     harness::QemuSession session(backend->socket_path(), options);
     std::optional<BenchDisplay> display;
@@ -358,7 +359,16 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     for (int i = 0; i < 4; ++i)
         slots.push_back({ ram.alloc(SLOT_BYTES), ram.alloc(SLOT_BYTES) });
     std::vector<Backing> backings(resources);
-    for (auto& b : backings) {
+    for (uint32_t i = 0; i < resources; ++i) {
+        auto& b = backings[i];
+        if (path.blob) {
+            // Pages as the Linux driver's shmem gives them: runs of 1..3 pages, shuffled.
+            auto buffer = harness::ScatteredBuffer::allocate(ram, frame_bytes, 100 + i);
+            for (const auto& e : buffer.entries)
+                b.pieces.push_back({ ram.host(e.addr), e.length });
+            b.entries = buffer.entries;
+            continue;
+        }
         uint64_t gpa = ram.alloc(frame_bytes, 4096);
         b.pieces.push_back({ ram.host(gpa), frame_bytes });
         b.entries.push_back({ gpa, uint32_t(frame_bytes), 0 });
@@ -370,25 +380,35 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     const uint64_t damage_bytes = uint64_t(damage.width) * damage.height * 4;
     if (display)
         display->set_tag_pixel(damage.x, damage.y);
+    const uint32_t xrgb = uint32_t(vg::Format::B8G8R8X8Unorm);
     for (uint32_t i = 0; i < resources; ++i) {
         uint32_t id = i + 1;
-        if (gpu.create_2d(id, w, h).type != uint32_t(vg::CtrlType::OkNodata)
-            || gpu.attach_backing(id, backings[i].entries).type != uint32_t(vg::CtrlType::OkNodata))
+        backings[i].fill(0, frame_bytes, 0x00202020);
+        bool made = path.blob ? gpu.create_blob(id, frame_bytes, backings[i].entries).type
+                == uint32_t(vg::CtrlType::OkNodata)
+                              : gpu.create_2d(id, w, h).type == uint32_t(vg::CtrlType::OkNodata)
+                && gpu.attach_backing(id, backings[i].entries).type
+                    == uint32_t(vg::CtrlType::OkNodata)
+                && gpu.transfer(id, full).type == uint32_t(vg::CtrlType::OkNodata);
+        if (!made)
             throw std::runtime_error(
                 "resource set-up failed for " + path.name + "; log:\n" + backend->log());
-        backings[i].fill(0, frame_bytes, 0x00202020);
-        if (gpu.transfer(id, full).type != uint32_t(vg::CtrlType::OkNodata))
-            throw std::runtime_error("initial transfer failed");
     }
-    if (gpu.set_scanout(0, 1, full).type != uint32_t(vg::CtrlType::OkNodata)
-        || gpu.flush(1, full).type != uint32_t(vg::CtrlType::OkNodata))
+    bool shown = path.blob ? gpu.set_scanout_blob(0, 1, w, h, xrgb, w * 4, 0, full).type
+            == uint32_t(vg::CtrlType::OkNodata)
+                           : gpu.set_scanout(0, 1, full).type == uint32_t(vg::CtrlType::OkNodata);
+    if (!shown || gpu.flush(1, full).type != uint32_t(vg::CtrlType::OkNodata))
         throw std::runtime_error("initial scanout failed; log:\n" + backend->log());
 
     std::optional<harness::ControlClient> control;
-    if (path.crc) {
+    if (!path.qemu_backend)
         control.emplace(harness::ControlClient::connect(control_path));
+    if (path.crc)
         control->call("crc-start", { { "output", 0 } });
-    }
+    auto bytes_copied = [&]() -> uint64_t {
+        return control ? control->call("query-stats")["bytes-copied"].get<uint64_t>() : 0;
+    };
+    uint64_t copied_before = 0;
 
     auto& queue = session.control();
     auto put_command = [&](size_t slot, const auto& command) {
@@ -441,13 +461,28 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
         s.r = full;
         s.scanout_id = 0;
         s.resource_id = id;
+        vg::SetScanoutBlob sb {};
+        sb.hdr = header(vg::CtrlType::SetScanoutBlob);
+        sb.r = full;
+        sb.resource_id = id;
+        sb.width = w;
+        sb.height = h;
+        sb.format = xrgb;
+        sb.strides[0] = w * 4;
         vg::ResourceFlush f {};
         f.hdr = header(vg::CtrlType::ResourceFlush);
         f.r = damage;
         f.resource_id = id;
+        if (path.blob) {
+            // The Linux driver fences every update of a blob plane.
+            f.hdr.flags = vg::FLAG_FENCE;
+            f.hdr.fence_id = n + 1;
+        }
         Submitted out { Clock::now(), 0, 0 };
         put_command(out.commands++, t);
-        if (config.full)
+        if (config.full && path.blob)
+            put_command(out.commands++, sb);
+        else if (config.full)
             put_command(out.commands++, s);
         out.flush_head = put_command(out.commands++, f);
         queue.notify_kick();
@@ -478,6 +513,7 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
                 std::this_thread::sleep_for(std::chrono::milliseconds(30));
                 updates_before = display->updates().size();
             }
+            copied_before = bytes_copied();
             cpu_before = process_cpu_seconds(backend->pid());
             start = Clock::now();
         }
@@ -500,6 +536,7 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     end = Clock::now();
     double cpu = process_cpu_seconds(backend->pid()) - cpu_before;
     const uint32_t flips = flip - warmup;
+    const uint64_t copied = bytes_copied() - copied_before;
     if (path.crc) {
         auto r = control->call("crc-stop", { { "output", 0 } });
         crc_entries += r["entries"].size();
@@ -521,7 +558,10 @@ json run_path(const Path& path, const Config& config, double seconds, uint32_t m
     auto ul = stats_us(used_latency);
     result["used_latency_us"] = { { "p50", ul.p50 }, { "p99", ul.p99 }, { "mean", ul.mean } };
     result["backend_cpu_us_per_flip"] = cpu * 1e6 / double(flips);
-    result["bytes_copied_per_flip"] = damage_bytes;
+    // What the device copied (query-stats "bytes-copied"); QEMU's backend copies the damage too.
+    result["bytes_copied_per_flip"] = control ? double(copied) / double(flips)
+                                              : double(damage_bytes);
+    result["blob"] = path.blob;
     result["guest"] = config.redraw ? "redraw" : "flip-only";
     if (path.crc) {
         result["crc_entries"] = crc_entries;
@@ -613,7 +653,43 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
         sink = sink + value;
         crc.push_back(seconds_between(t2, t3));
     }
-    auto cs = stats_us(copy), rs = stats_us(crc);
+    // Writing the damage into a unix socket that a reader drains, as one UPDATE's pixels go to
+    // QEMU: the floor of what the display socket costs the sender (the kernel copies it).
+    std::vector<double> write;
+    {
+        int pair[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+            throw std::runtime_error("socketpair");
+        Fd ours(pair[0]), theirs(pair[1]);
+        int size = 8 << 20;
+        (void)::setsockopt(ours.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        std::atomic<bool> done { false };
+        std::thread reader([&] {
+            std::vector<char> sink_buffer(1 << 20);
+            while (!done.load())
+                if (::read(theirs.get(), sink_buffer.data(), sink_buffer.size()) <= 0)
+                    break;
+        });
+        const uint64_t bytes_to_write = uint64_t(dw) * dh * 4;
+        for (int r = 0; r < std::max(reps / 2, 8); ++r) {
+            auto& src = buffers[next % count];
+            ++next;
+            auto t0 = Clock::now();
+            uint64_t sent = 0;
+            while (sent < bytes_to_write) {
+                ssize_t n = ::send(ours.get(), reinterpret_cast<const char*>(src.data()) + sent,
+                    bytes_to_write - sent, MSG_NOSIGNAL);
+                if (n <= 0)
+                    break;
+                sent += uint64_t(n);
+            }
+            write.push_back(seconds_between(t0, Clock::now()));
+        }
+        done = true;
+        ::shutdown(ours.get(), SHUT_RDWR);
+        reader.join();
+    }
+    auto cs = stats_us(copy), rs = stats_us(crc), ws = stats_us(write);
     double bytes = double(dw) * dh * 4;
     json j;
     j["width"] = w;
@@ -625,6 +701,7 @@ json measure_floor(uint32_t w, uint32_t h, bool full)
     j["crc32c_us"] = rs.p50;
     j["crc32c_gb_per_s"] = bytes / rs.p50 / 1e3;
     j["crc32c_implementation"] = crc::implementation_name(crc::implementation());
+    j["socket_write_us"] = ws.p50;
     j["buffers_mib"] = double(count * frame) / double(1 << 20);
     return j;
 }
@@ -644,6 +721,10 @@ int main(int argc, char** argv)
         { "ours+display+crc", false, true, true },
         { "ours+crc", false, false, true },
         { "qemu-vhost-user-gpu", true, true, false },
+        { "blob+display", false, true, false, true },
+        { "blob", false, false, false, true },
+        { "blob+display+crc", false, true, true, true },
+        { "blob+crc", false, false, true, true },
     };
     const std::vector<std::pair<uint32_t, uint32_t>> sizes { { 1024, 768 }, { 1920, 1080 },
         { 3840, 2160 } };
@@ -695,11 +776,17 @@ int main(int argc, char** argv)
                     runs.push_back(r);
                     continue;
                 }
-                double floor_us = floor["cold_memcpy_us"].get<double>()
-                    + (path.crc ? floor["crc32c_us"].get<double>() : 0.0);
+                // 2D: our copy of the damage (and its CRC). Blob: no copy; the CRC, and the
+                // socket write of the UPDATE with the display socket. A blob flip with neither
+                // has no floor (the goal is an absolute 0.1 ms).
+                double floor_us = (path.blob ? 0.0 : floor["cold_memcpy_us"].get<double>())
+                    + (path.crc ? floor["crc32c_us"].get<double>() : 0.0)
+                    + (path.blob && path.display_socket ? floor["socket_write_us"].get<double>()
+                                                        : 0.0);
                 r["floor_us"] = floor_us;
-                r["cpu_per_flip_over_floor"] = r["backend_cpu_us_per_flip"].get<double>()
-                    / floor_us;
+                r["cpu_per_flip_over_floor"] = floor_us > 0
+                    ? json(r["backend_cpu_us_per_flip"].get<double>() / floor_us)
+                    : json(nullptr);
                 std::fprintf(stderr,
                     "%-20s %ux%u %-7s %-9s %6.0f flips/s  used p50 %7.1f p99 %7.1f us",
                     path.name.c_str(), w, h, full ? "full" : "256x256",
@@ -711,9 +798,13 @@ int main(int argc, char** argv)
                         r["display_latency_us"]["p50"].get<double>(),
                         r["display_latency_us"]["p99"].get<double>(),
                         r["frames_delivered"].get<size_t>(), r["flips"].get<uint32_t>());
-                std::fprintf(stderr, "  cpu %7.1f us/flip (%.2fx floor)  RssAnon %llu KiB\n",
+                std::fprintf(stderr,
+                    "  cpu %7.1f us/flip (%.2fx floor)  copied %.0f B/flip  RssAnon %llu KiB\n",
                     r["backend_cpu_us_per_flip"].get<double>(),
-                    r["cpu_per_flip_over_floor"].get<double>(),
+                    r["cpu_per_flip_over_floor"].is_null()
+                        ? 0.0
+                        : r["cpu_per_flip_over_floor"].get<double>(),
+                    r["bytes_copied_per_flip"].get<double>(),
                     static_cast<unsigned long long>(r["rss_anon_kib"].get<uint64_t>()));
                 runs.push_back(r);
             }

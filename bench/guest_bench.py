@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Guest benchmark: page flips/s and DIRTYFB/s of the test guest on three virtio-gpu devices.
+"""Guest benchmark: page flips/s and DIRTYFB/s of the test guest on virtio-gpu devices.
 
     bench/guest_bench.py [--repeats R] [--seconds S] [--timeout S] [--out-dir DIR] [--cache DIR]
                          [--backend PATH] [--backend-log-level LEVEL] [--keep-logs]
@@ -9,6 +9,9 @@ which prints
     VGPU-BENCH flips_per_s=F dirtyfb_per_s=D mode=WxH flips=N dirtyfbs=M seconds=S
 on each of three devices, all with the same QEMU and the same guest:
     ours          build/bin/vgpu-display --socket-path S   + vhost-user-gpu-pci
+    ours_crc      the same with CRC capture on
+    ours_blob     build/bin/vgpu-display --blob + vhost-user-gpu-pci, the guest's own virtio_gpu
+                  with force_blob=1 (boot.sh --blob): dumb buffers are blobs read in place
     qemu_backend  /usr/lib/qemu/vhost-user-gpu --socket-path=S + vhost-user-gpu-pci
     builtin       QEMU's own -device virtio-gpu-pci
 A backend process is started for each boot and stopped after it. The devices are booted R times
@@ -52,6 +55,7 @@ DEVICES = [
     # key, label for the table and the chart, bar colour
     ("ours", "vgpu-display (ours)", "#4472c4"),
     ("ours_crc", "ours, CRC capture on", "#2f4f8f"),
+    ("ours_blob", "ours, blob resources", "#9dc3e6"),
     ("qemu_backend", "QEMU vhost-user-gpu", "#ed7d31"),
     ("builtin", "QEMU virtio-gpu-pci", "#70ad47"),
 ]
@@ -183,14 +187,15 @@ def run_boot(device, index, args, workdir, guest_cache):
     else:
         qemu_args = ["-chardev", f"socket,id=vgpu,path={socket_path}", "-device", "vhost-user-gpu-pci,chardev=vgpu"]
     command = [BOOT_SH, "--no-build", "--cache", guest_cache, "--test", f"bench:{args.seconds}", "--hold", "0",
-               "--timeout", str(args.timeout), "--"] + qemu_args
+               "--timeout", str(args.timeout), *(["--blob"] if device == "ours_blob" else []), "--"] + qemu_args
 
     start = time.monotonic()
     try:
-        if device in ("ours", "ours_crc"):
+        if device in ("ours", "ours_crc", "ours_blob"):
             control_path = os.path.join(run_dir, "control.sock")
             backend = Backend([args.backend, "--socket-path", socket_path, "--log-level", args.backend_log_level,
-                               "--control", control_path], socket_path, backend_log, must_outlive_guest=True)
+                               "--control", control_path, *(["--blob"] if device == "ours_blob" else [])],
+                              socket_path, backend_log, must_outlive_guest=True)
             if device == "ours_crc":
                 start_crc_capture(control_path)
         elif device == "qemu_backend":
@@ -231,6 +236,9 @@ def run_boot(device, index, args, workdir, guest_cache):
         problems.append("QEMU timed out (boot.sh exit 124)" if qemu_rc == 124 else f"QEMU exit code {qemu_rc}")
     if backend is not None and backend.must_outlive_guest and backend_rc is not None:
         problems.append(f"our backend exited with {backend_rc} during the boot")
+    want = "VGPU-GUEST-BLOB yes" if device == "ours_blob" else None
+    if want and want not in console:
+        problems.append("the guest did not use blob resources")
     errors = [line.strip() for line in console.splitlines() if "VGPU-ERROR" in line]
     if problems:
         raise BenchError("; ".join(problems + errors[:5]))
@@ -310,6 +318,9 @@ def main():
         "builtin": "-device virtio-gpu-pci",
     }
     qemu_args["ours_crc"] = qemu_args["ours"] + "; control socket crc-start output 0 before boot"
+    qemu_args["ours_blob"] = (f"{os.path.relpath(args.backend, ROOT)} --socket-path=S --blob; "
+                              "-chardev socket,id=vgpu,path=S -device vhost-user-gpu-pci,chardev=vgpu; "
+                              "guest: boot.sh --blob (virtio_gpu force_blob=1)")
     for device, label, _ in DEVICES:
         result["devices"][device] = {"label": label, "setup": qemu_args[device], "runs": []}
 
@@ -355,7 +366,7 @@ def main():
     for device in result["devices"].values():
         for key in ("flips_per_s", "dirtyfb_per_s"):
             device[f"median_{key}"] = round(statistics.median(r[key] for r in device["runs"]), 1)
-    for mine in ("ours", "ours_crc"):
+    for mine in ("ours", "ours_crc", "ours_blob"):
         ours = result["devices"][mine]
         for other in ("builtin", "qemu_backend"):
             result["ratios"][f"{mine}_over_{other}"] = {
@@ -366,7 +377,7 @@ def main():
     # Boots of one round ran back to back: their ratio is less exposed to the machine's drift
     # than the ratio of medians. The median over rounds of the per-round ratios.
     result["paired_ratios"] = {}
-    for mine in ("ours", "ours_crc"):
+    for mine in ("ours", "ours_crc", "ours_blob"):
         for other in ("builtin", "qemu_backend"):
             pairs = list(zip(result["devices"][mine]["runs"], result["devices"][other]["runs"]))
             result["paired_ratios"][f"{mine}_over_{other}"] = {
@@ -392,7 +403,7 @@ def main():
     for device, label, _ in DEVICES:
         d = result["devices"][device]
         print(f"{label:28} {d['median_flips_per_s']:10.1f} {d['median_dirtyfb_per_s']:10.1f}")
-    for mine, mine_name in (("ours", "ours"), ("ours_crc", "ours+CRC")):
+    for mine, mine_name in (("ours", "ours"), ("ours_crc", "ours+CRC"), ("ours_blob", "ours blob")):
         for other, name in (("builtin", "virtio-gpu-pci"), ("qemu_backend", "QEMU vhost-user-gpu")):
             r = result["ratios"][f"{mine}_over_{other}"]
             q = result["paired_ratios"][f"{mine}_over_{other}"]

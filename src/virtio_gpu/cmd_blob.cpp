@@ -94,25 +94,9 @@ Device::HandlerResult Device::handle(const cmd::ResourceCreateBlob& c)
 
 Device::HandlerResult Device::handle(const cmd::SetScanoutBlob& c)
 {
-    if (c.scanout_id >= scanout_limit()) {
-        VGPU_LOG_GUEST(
-            Debug, "SET_SCANOUT_BLOB: scanout {} out of range ({})", c.scanout_id, scanout_limit());
-        return GpuError::InvalidScanoutId;
-    }
-    if (c.resource_id == 0) {
-        if (m_scanouts[c.scanout_id].enabled)
-            ++m_stats.scanout_changes;
-        disable_scanout(c.scanout_id);
-        return nodata();
-    }
-    auto* blob = find_resource(c.resource_id, "SET_SCANOUT_BLOB");
+    auto* blob = TRY(scanout_target(c.scanout_id, c.resource_id, "SET_SCANOUT_BLOB"));
     if (!blob)
-        return GpuError::InvalidResourceId;
-    if (!blob->has_backing) {
-        VGPU_LOG_GUEST(
-            Debug, "SET_SCANOUT_BLOB {}: resource {} has no backing", c.scanout_id, c.resource_id);
-        return GpuError::Unspec;
-    }
+        return nodata(); // disabled
     // A 2D resource has no blob to lay a framebuffer into (QEMU: its blob_size is 0).
     if (!blob->blob) {
         VGPU_LOG_GUEST(

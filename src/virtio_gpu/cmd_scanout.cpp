@@ -7,30 +7,39 @@
 
 namespace vgpu::virtio_gpu {
 
-Device::HandlerResult Device::handle(const cmd::SetScanout& c)
+GpuResult<Resource*> Device::scanout_target(
+    uint32_t scanout_id, uint32_t resource_id, const char* command)
 {
-    if (c.scanout_id >= scanout_limit()) {
+    if (scanout_id >= scanout_limit()) {
         VGPU_LOG_GUEST(
-            Debug, "SET_SCANOUT: scanout {} out of range ({})", c.scanout_id, scanout_limit());
+            Debug, "{}: scanout {} out of range ({})", command, scanout_id, scanout_limit());
         return GpuError::InvalidScanoutId;
     }
-    if (c.resource_id == 0) {
+    if (resource_id == 0) {
         // The spec's way to disable a scanout.
-        if (m_scanouts[c.scanout_id].enabled)
+        if (m_scanouts[scanout_id].enabled)
             ++m_stats.scanout_changes;
-        disable_scanout(c.scanout_id);
-        return nodata();
+        disable_scanout(scanout_id);
+        return nullptr;
     }
-    auto* resource = find_resource(c.resource_id, "SET_SCANOUT");
+    auto* resource = find_resource(resource_id, command);
     if (!resource)
         return GpuError::InvalidResourceId;
     // The spec names no error; QEMU (virtio_gpu_find_check_resource with require_backing)
     // answers ERR_UNSPEC for a resource without backing, before it looks at the rectangle.
     if (!resource->has_backing) {
         VGPU_LOG_GUEST(
-            Debug, "SET_SCANOUT {}: resource {} has no backing", c.scanout_id, c.resource_id);
+            Debug, "{} {}: resource {} has no backing", command, scanout_id, resource_id);
         return GpuError::Unspec;
     }
+    return resource;
+}
+
+Device::HandlerResult Device::handle(const cmd::SetScanout& c)
+{
+    auto* resource = TRY(scanout_target(c.scanout_id, c.resource_id, "SET_SCANOUT"));
+    if (!resource)
+        return nodata(); // disabled
     // A blob has no size or format of its own: it is shown with SET_SCANOUT_BLOB (ours; QEMU's
     // SET_SCANOUT reads the missing 2D image).
     if (resource->blob) {

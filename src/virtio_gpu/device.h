@@ -193,6 +193,10 @@ private:
     GpuResult<void> copy_from_backing(const Resource& resource, uint64_t offset, size_t destination,
         size_t length, bool checksum);
     std::optional<CursorImage> cursor_image(const cmd::UpdateCursor& c);
+    // SET_SCANOUT's and SET_SCANOUT_BLOB's first checks, in QEMU's order: the scanout, resource
+    // 0 (the scanout is disabled: nullptr), the resource, its backing.
+    GpuResult<Resource*> scanout_target(
+        uint32_t scanout_id, uint32_t resource_id, const char* command);
     // Exports the blob's pages as a dmabuf when an exporter is set and the blob is shareable.
     void export_dmabuf(Resource& blob);
     // Blob paths of the shared handlers.

@@ -118,7 +118,8 @@ CtrlHdr GpuDriver::flush(uint32_t id, Rect r)
     return command_struct(c);
 }
 
-CtrlHdr GpuDriver::flush_fenced(uint32_t id, Rect r, uint64_t fence)
+namespace {
+ResourceFlush fenced_flush(uint32_t id, Rect r, uint64_t fence)
 {
     ResourceFlush c {};
     c.hdr = header(CtrlType::ResourceFlush);
@@ -126,17 +127,18 @@ CtrlHdr GpuDriver::flush_fenced(uint32_t id, Rect r, uint64_t fence)
     c.hdr.fence_id = fence;
     c.r = r;
     c.resource_id = id;
-    return command_struct(c);
+    return c;
+}
+} // namespace
+
+CtrlHdr GpuDriver::flush_fenced(uint32_t id, Rect r, uint64_t fence)
+{
+    return command_struct(fenced_flush(id, r, fence));
 }
 
 uint64_t GpuDriver::submit_flush_fenced(uint32_t id, Rect r, uint64_t fence)
 {
-    ResourceFlush c {};
-    c.hdr = header(CtrlType::ResourceFlush);
-    c.hdr.flags = FLAG_FENCE;
-    c.hdr.fence_id = fence;
-    c.r = r;
-    c.resource_id = id;
+    auto c = fenced_flush(id, r, fence);
     auto& ram = m_session.ram();
     uint64_t request = ram.alloc(sizeof(c));
     ram.put(request, c);
