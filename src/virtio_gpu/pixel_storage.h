@@ -26,10 +26,8 @@ namespace vgpu::virtio_gpu {
 // longer asks them to let go: each copies what it still needs and stops reading.
 class StorageReader {
 public:
+    virtual ~StorageReader() = default;
     virtual void let_go() = 0;
-
-protected:
-    ~StorageReader() = default;
 };
 
 // Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC

@@ -30,7 +30,7 @@ public:
     {
         m_pixels->add_reader(this);
     }
-    ~DmabufHold() { release(); }
+    ~DmabufHold() override { release(); }
     DmabufHold(const DmabufHold&) = delete;
     DmabufHold& operator=(const DmabufHold&) = delete;
     void let_go() override
