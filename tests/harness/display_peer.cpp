@@ -87,7 +87,8 @@ void DisplayPeer::reply(uint32_t request, std::span<const std::byte> payload)
     GpuHeader header { request, display::qemu::GPU_FLAG_REPLY, uint32_t(payload.size()) };
     std::vector<std::byte> out(sizeof(header) + payload.size());
     std::memcpy(out.data(), &header, sizeof(header));
-    std::memcpy(out.data() + sizeof(header), payload.data(), payload.size());
+    if (!payload.empty()) // DMABUF_UPDATE's reply has none (memcpy from null is undefined)
+        std::memcpy(out.data() + sizeof(header), payload.data(), payload.size());
     [[maybe_unused]] auto n = ::send(m_ours.get(), out.data(), out.size(), MSG_NOSIGNAL);
 }
 

@@ -18,8 +18,10 @@
 #include "base/crc32c.h"
 #include "display/qemu/wire.h"
 #include "harness/control_client.h"
+#include "harness/frontend.h"
 #include "harness/gpu_driver.h"
 #include "integration/common.h"
+#include "vhost/wire.h"
 
 namespace vgpu::integration {
 
@@ -530,6 +532,50 @@ TEST_F(Blob, MemoryTableChange_WhileShown_TheViewIsRebuiltAndShowsTheNewTable)
     auto read = control->call("crc-read", { { "output", 0 } });
     ASSERT_EQ(read["entries"].size(), 1u);
     EXPECT_EQ(read["entries"][0]["crc"], frame_crc(fresh));
+}
+
+// The region holding a shown blob leaves the table (REM_MEM_REG, memory hot-unplug): its view
+// cannot be built again, so the scanout goes dark (QEMU gets SCANOUT 0x0); when the region comes
+// back, the guest can show the blob again.
+TEST_F(Blob, RegionOfAShownBlobRemoved_TheScanoutGoesDark_BackWhenTheRegionReturns)
+{
+    start();
+    if (!session->used_add_mem_reg())
+        GTEST_FAIL() << "the backend offers CONFIGURE_MEM_SLOTS: the harness should use it";
+    constexpr uint32_t w = 64, h = 64;
+    const Rect full { 0, 0, w, h };
+    auto& ram = session->ram();
+    // Four pages in high memory, two runs.
+    const uint64_t base = harness::GuestRam::high_base + (1 << 20);
+    std::vector<MemEntry> entries { { base, 8192, 0 }, { base + 5 * 4096, 8192, 0 } };
+    ScatteredBuffer buffer { entries, 16384 };
+    auto a = picture(w, h, 60);
+    buffer.write(ram, 0, a);
+    ASSERT_EQ(gpu->create_blob(1, 16384, entries).type, OK);
+    ASSERT_EQ(show(0, 1, w, h).type, OK);
+    ASSERT_EQ(gpu->flush_fenced(1, full, 1).type, OK);
+    EXPECT_TRUE(wait_for_frame(a, w, h));
+    size_t scanouts = session->display()->count(uint32_t(GpuRequest::Scanout));
+
+    auto high = ram.regions().at(1);
+    vhost::SingleMemoryRegion region { 0,
+        { high.guest_phys_addr, high.memory_size, high.userspace_addr, high.mmap_offset } };
+    auto& f = session->frontend();
+    ASSERT_EQ(f.request_obj(vhost::Request::RemMemReg, region, {}, true), 0u);
+    auto off = session->display()->wait_for_nth(uint32_t(GpuRequest::Scanout), scanouts);
+    ASSERT_TRUE(off.has_value()) << "no SCANOUT after the region left";
+    display::qemu::GpuScanout scanout {};
+    std::memcpy(&scanout, off->payload.data(), sizeof(scanout));
+    EXPECT_EQ(scanout.width, 0u);
+    EXPECT_FALSE(control->call("query-outputs")[0]["enabled"].get<bool>());
+    // Without its pages the blob cannot be shown; the backend serves on (rings are in low memory).
+    EXPECT_ANSWER(show(0, 1, w, h), UNSPEC);
+
+    int fd = ram.fd().get();
+    ASSERT_EQ(f.request_obj(vhost::Request::AddMemReg, region, std::span(&fd, 1), true), 0u);
+    EXPECT_ANSWER(show(0, 1, w, h), OK);
+    ASSERT_EQ(gpu->flush_fenced(1, full, 2).type, OK);
+    EXPECT_GE(stats()["blob"]["view-rebuilds"].get<uint64_t>(), 2u);
 }
 
 TEST_F(Blob, EntriesNotPageAligned_AreGatheredAtEachFlush)
