@@ -14,6 +14,8 @@
  *   cursor              SETCURSOR, SETCURSOR2 and MOVECURSOR with a 64x64 ARGB cursor
  *   atomic [N]          atomic modeset, then N atomic page flips with events (default 1)
  *   multi [N]           N buffers shown one after another with SETCRTC (default 4)
+ *   outputs [N]         all connected outputs (or the first N) lit at once: one framebuffer per
+ *                       output, then one framebuffer spread over outputs 0 and 1, then back
  *   bench [SECONDS]     page flips/s and full-frame DIRTYFB/s, SECONDS each (default 5)
  *   animate [SECONDS]   a moving bar with page flips, forever when SECONDS is 0 (default 0)
  *   frames [N]          frame 0 by a modeset, then N page flips, frame i showing variant (i+1) % 8,
@@ -416,6 +418,63 @@ static int open_device(void)
     return fd;
 }
 
+/* Sets d up for one connector: its mode (want_w x want_h when given; 0 = the preferred mode,
+ * else the first one) and a CRTC it can drive that is not in used_crtcs (a bit per CRTC index):
+ * the one its encoder drives now, else the first free one. */
+static int output_setup(struct Display* d, const struct Resources* res,
+    const struct Connector* conn, uint32_t want_w, uint32_t want_h, uint32_t used_crtcs)
+{
+    d->connector_id = conn->info.connector_id;
+    int chosen = -1;
+    for (uint32_t i = 0; i < conn->info.count_modes && chosen < 0; i++) {
+        const struct drm_mode_modeinfo* m = &conn->modes[i];
+        if (want_w ? (m->hdisplay == want_w && m->vdisplay == want_h)
+                   : (m->type & DRM_MODE_TYPE_PREFERRED))
+            chosen = (int)i;
+    }
+    if (chosen < 0 && want_w) {
+        printf("VGPU-INFO available modes:");
+        for (uint32_t i = 0; i < conn->info.count_modes; i++)
+            printf(" %ux%u", conn->modes[i].hdisplay, conn->modes[i].vdisplay);
+        printf("\n");
+        errno = EINVAL;
+        return fail("no mode %ux%u on connector %u", want_w, want_h, d->connector_id);
+    }
+    d->mode = conn->modes[chosen < 0 ? 0 : chosen];
+    d->width = d->mode.hdisplay;
+    d->height = d->mode.vdisplay;
+
+    uint32_t encoder_id = conn->info.encoder_id ? conn->info.encoder_id
+        : conn->info.count_encoders             ? conn->encoders[0]
+                                                : 0;
+    struct drm_mode_get_encoder enc = { .encoder_id = encoder_id };
+    if (!encoder_id || xioctl(d->fd, DRM_IOCTL_MODE_GETENCODER, &enc))
+        return fail("GETENCODER %u", encoder_id);
+    d->crtc_id = 0;
+    for (uint32_t i = 0; i < res->crtc_count && !d->crtc_id; i++) {
+        if (used_crtcs & (1u << i))
+            continue;
+        if ((enc.crtc_id && res->crtcs[i] == enc.crtc_id)
+            || (!enc.crtc_id && (enc.possible_crtcs & (1u << i)))) {
+            d->crtc_id = res->crtcs[i];
+            d->crtc_index = i;
+        }
+    }
+    for (uint32_t i = 0; i < res->crtc_count && !d->crtc_id; i++) {
+        if (!(used_crtcs & (1u << i)) && (enc.possible_crtcs & (1u << i))) {
+            d->crtc_id = res->crtcs[i];
+            d->crtc_index = i;
+        }
+    }
+    if (!d->crtc_id) {
+        errno = ENODEV;
+        return fail("no free CRTC for encoder %u", encoder_id);
+    }
+    printf("VGPU-INFO using connector=%u crtc=%u mode=%ux%u@%u\n", d->connector_id, d->crtc_id,
+        d->width, d->height, d->mode.vrefresh);
+    return 0;
+}
+
 /* Opens the device and picks the first connected connector, a CRTC for it and a mode:
  * want_w x want_h when given (0 = the preferred mode, else the first one). */
 static int display_open(struct Display* d, uint32_t want_w, uint32_t want_h)
@@ -438,49 +497,7 @@ static int display_open(struct Display* d, uint32_t want_w, uint32_t want_h)
         errno = ENODEV;
         return fail("no connected connector with modes");
     }
-    d->connector_id = conn.info.connector_id;
-
-    int chosen = -1;
-    for (uint32_t i = 0; i < conn.info.count_modes && chosen < 0; i++) {
-        const struct drm_mode_modeinfo* m = &conn.modes[i];
-        if (want_w ? (m->hdisplay == want_w && m->vdisplay == want_h)
-                   : (m->type & DRM_MODE_TYPE_PREFERRED))
-            chosen = (int)i;
-    }
-    if (chosen < 0 && want_w) {
-        printf("VGPU-INFO available modes:");
-        for (uint32_t i = 0; i < conn.info.count_modes; i++)
-            printf(" %ux%u", conn.modes[i].hdisplay, conn.modes[i].vdisplay);
-        printf("\n");
-        errno = EINVAL;
-        return fail("no mode %ux%u on connector %u", want_w, want_h, d->connector_id);
-    }
-    d->mode = conn.modes[chosen < 0 ? 0 : chosen];
-    d->width = d->mode.hdisplay;
-    d->height = d->mode.vdisplay;
-
-    /* The CRTC: the one the connector's encoder drives now, else the first it can drive. */
-    uint32_t encoder_id = conn.info.encoder_id ? conn.info.encoder_id
-        : conn.info.count_encoders             ? conn.encoders[0]
-                                               : 0;
-    struct drm_mode_get_encoder enc = { .encoder_id = encoder_id };
-    if (!encoder_id || xioctl(d->fd, DRM_IOCTL_MODE_GETENCODER, &enc))
-        return fail("GETENCODER %u", encoder_id);
-    for (uint32_t i = 0; i < res.crtc_count; i++) {
-        if ((enc.crtc_id && res.crtcs[i] == enc.crtc_id)
-            || (!enc.crtc_id && (enc.possible_crtcs & (1u << i)))) {
-            d->crtc_id = res.crtcs[i];
-            d->crtc_index = i;
-            break;
-        }
-    }
-    if (!d->crtc_id) {
-        errno = ENODEV;
-        return fail("no CRTC for encoder %u", encoder_id);
-    }
-    printf("VGPU-INFO using connector=%u crtc=%u mode=%ux%u@%u\n", d->connector_id, d->crtc_id,
-        d->width, d->height, d->mode.vrefresh);
-    return 0;
+    return output_setup(d, &res, &conn, want_w, want_h, 0);
 }
 
 /* ---- dumb buffers ------------------------------------------------------------------------- */
@@ -558,20 +575,25 @@ static int buffer_with_pattern(struct Display* d, uint32_t variant, struct Buffe
 
 /* ---- legacy KMS ---------------------------------------------------------------------------- */
 
-static int set_crtc(struct Display* d, uint32_t fb_id)
+/* Shows the framebuffer from its pixel (x, y) on: the CRTC scans out a mode-sized rectangle. */
+static int set_crtc_at(struct Display* d, uint32_t fb_id, uint32_t x, uint32_t y)
 {
     struct drm_mode_crtc crtc = {
         .set_connectors_ptr = ptr(&d->connector_id),
         .count_connectors = 1,
         .crtc_id = d->crtc_id,
         .fb_id = fb_id,
+        .x = x,
+        .y = y,
         .mode_valid = 1,
         .mode = d->mode,
     };
     if (xioctl(d->fd, DRM_IOCTL_MODE_SETCRTC, &crtc))
-        return fail("SETCRTC fb=%u", fb_id);
+        return fail("SETCRTC fb=%u crtc=%u at %u,%u", fb_id, d->crtc_id, x, y);
     return 0;
 }
+
+static int set_crtc(struct Display* d, uint32_t fb_id) { return set_crtc_at(d, fb_id, 0, 0); }
 
 static int page_flip(struct Display* d, uint32_t fb_id, uint64_t user_data)
 {
@@ -1097,6 +1119,103 @@ static int cmd_multi(int argc, char** argv)
     return 0;
 }
 
+/* outputs [N]: every connected output lit at once (all of them when N is 0, else the first N,
+ * failing when fewer are connected), in three steps, each announced by
+ *   VGPU-OUTPUTS step=<separate|spread|back> n=<N> <i>=<W>x<H>@<X>,<Y>/<FW>x<FH>:<V> ...
+ * (output i shows the W x H rectangle at X,Y of a FW x FH framebuffer drawn with variant V) and
+ * held: separate, one framebuffer per output (variant i % 8); spread (two outputs or more), one
+ * framebuffer of (W0 + W1) x max(H0, H1) with variant 6 over outputs 0 and 1, output 0 from its
+ * top left corner, output 1 from (W0, FH - H1), the others unchanged; back, the separate
+ * framebuffers again. Every connector is listed first as
+ *   VGPU-CONNECTOR index=<i> id=<ID> connected=<0|1> modes=<K> preferred=<W>x<H>|none */
+#define SPREAD_VARIANT 6
+static int cmd_outputs(int argc, char** argv)
+{
+    uint32_t wanted = argc > 0 ? (uint32_t)strtoul(argv[0], NULL, 0) : 0;
+    struct Display out[16];
+    struct Buffer own[16], spread = { 0 };
+    uint32_t src_x[16] = { 0 }, src_y[16] = { 0 };
+    struct Buffer* shown[16];
+    int fd = open_device();
+    if (fd < 0)
+        return 1;
+    struct Resources res;
+    if (resources_get(fd, &res))
+        return 1;
+    uint32_t count = 0, used = 0;
+    for (uint32_t i = 0; i < res.connector_count; i++) {
+        struct Connector conn = { 0 };
+        if (connector_get(fd, res.connectors[i], &conn))
+            return 1;
+        bool connected = conn.info.connection == 1 && conn.info.count_modes > 0;
+        const struct drm_mode_modeinfo* preferred = NULL;
+        for (uint32_t m = 0; m < conn.info.count_modes && !preferred; m++)
+            if (conn.modes[m].type & DRM_MODE_TYPE_PREFERRED)
+                preferred = &conn.modes[m];
+        if (preferred)
+            printf("VGPU-CONNECTOR index=%u id=%u connected=%d modes=%u preferred=%ux%u\n", i,
+                conn.info.connector_id, connected, conn.info.count_modes, preferred->hdisplay,
+                preferred->vdisplay);
+        else
+            printf("VGPU-CONNECTOR index=%u id=%u connected=%d modes=%u preferred=none\n", i,
+                conn.info.connector_id, connected, conn.info.count_modes);
+        if (!connected || count == ARRAY_SIZE(out) || (wanted && count == wanted))
+            continue;
+        memset(&out[count], 0, sizeof out[count]);
+        out[count].fd = fd;
+        if (output_setup(&out[count], &res, &conn, 0, 0, used))
+            return 1;
+        used |= 1u << out[count].crtc_index;
+        count++;
+    }
+    if (count == 0 || (wanted && count < wanted)) {
+        errno = ENODEV;
+        return fail("%u outputs connected, %u wanted", count, wanted ? wanted : 1);
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        if (buffer_with_pattern(&out[i], i % 8, &own[i]))
+            return 1;
+        shown[i] = &own[i];
+    }
+    const char* steps[] = { "separate", "spread", "back" };
+    for (uint32_t step = 0; step < ARRAY_SIZE(steps); step++) {
+        if (step == 1) {
+            if (count < 2)
+                continue;
+            uint32_t w = out[0].width + out[1].width;
+            uint32_t h = out[0].height > out[1].height ? out[0].height : out[1].height;
+            if (buffer_create(fd, w, h, DRM_FORMAT_XRGB8888, &spread))
+                return 1;
+            draw_pattern(&spread, SPREAD_VARIANT);
+            shown[0] = shown[1] = &spread;
+            src_x[1] = out[0].width;
+            src_y[1] = h - out[1].height;
+        } else if (step == 2) {
+            for (uint32_t i = 0; i < count; i++) {
+                shown[i] = &own[i];
+                src_x[i] = src_y[i] = 0;
+            }
+        }
+        for (uint32_t i = 0; i < count; i++)
+            if ((step == 0 || (i < 2 && count >= 2))
+                && set_crtc_at(&out[i], shown[i]->fb_id, src_x[i], src_y[i]))
+                return 1;
+        tcflush(0, TCIFLUSH);
+        printf("VGPU-OUTPUTS step=%s n=%u", steps[step], count);
+        for (uint32_t i = 0; i < count; i++)
+            printf(" %u=%ux%u@%u,%u/%ux%u:%u", i, out[i].width, out[i].height, src_x[i], src_y[i],
+                shown[i]->width, shown[i]->height, shown[i] == &spread ? SPREAD_VARIANT : i % 8);
+        printf("\n");
+        fflush(stdout);
+        hold();
+    }
+    for (uint32_t i = 0; i < count; i++)
+        buffer_destroy(fd, &own[i]);
+    if (spread.handle)
+        buffer_destroy(fd, &spread);
+    return 0;
+}
+
 static int cmd_bench(int argc, char** argv)
 {
     double seconds = argc > 0 ? strtod(argv[0], NULL) : 5.0;
@@ -1247,6 +1366,7 @@ static const struct {
     { "cursor", cmd_cursor },
     { "atomic", cmd_atomic },
     { "multi", cmd_multi },
+    { "outputs", cmd_outputs },
     { "bench", cmd_bench },
     { "animate", cmd_animate },
     { "frames", cmd_frames },

@@ -15,8 +15,8 @@ std::string capabilities_json(const CapabilityOptions& options)
         { "type", "gpu" },
         { "features", nlohmann::json::array() },
         { "vgpu-display",
-            control::device_capabilities(
-                options.blob_forced, options.release_timeout_ms, options.dmabuf) },
+            control::device_capabilities(options.blob_forced, options.release_timeout_ms,
+                options.dmabuf, options.outputs_from_backend) },
     };
     return caps.dump(2);
 }

@@ -11,6 +11,7 @@ struct CapabilityOptions {
     bool blob_forced = false; // --blob
     unsigned release_timeout_ms = 20;
     const char* dmabuf = nullptr; // what --dmabuf asks for
+    bool outputs_from_backend = false; // --outputs-from backend
 };
 
 // The vhost-user.json fields ("type", "features": libvirt reads only these) and ours beside them.

@@ -76,7 +76,7 @@ Result<int> run(const app::Options& options)
     pacing.dmabuf = exporter != nullptr;
     display::Display display(*loop, pacing);
     virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem,
-        options.blob, options.release_timeout, exporter.get() });
+        options.blob, options.release_timeout, exporter.get(), options.outputs_from_backend });
     device.set_display_host(&display);
     // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
@@ -126,7 +126,8 @@ int checked_main(int argc, char** argv)
                     options.dmabuf == vgpu::app::Options::Dmabuf::Udmabuf
                         ? (vgpu::virtio::make_udmabuf_exporter() ? "udmabuf" : nullptr)
                         : options.dmabuf == vgpu::app::Options::Dmabuf::MemfdTest ? "memfd-test"
-                                                                                  : nullptr })
+                                                                                  : nullptr,
+                    options.outputs_from_backend })
                 .c_str());
         return 0;
     }

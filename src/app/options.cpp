@@ -33,8 +33,16 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         "ADD_MEM_REG");
     cli.add_option("--log-level", level, "error, warn, info, debug or trace")->default_val("info");
     cli.add_option("--output", outputs,
-        "an output WIDTHxHEIGHT the backend owns when QEMU gives no display socket (repeatable, up "
-        "to 16; default 1280x800)");
+        "an output WIDTHxHEIGHT of the backend's (repeatable, up to 16; default 1280x800): what "
+        "the guest is told when QEMU gives no display socket, or always with --outputs-from "
+        "backend");
+    std::string outputs_from = "qemu";
+    cli.add_option("--outputs-from", outputs_from,
+           "who tells the guest its monitors (GET_DISPLAY_INFO, GET_EDID) when QEMU gives its "
+           "display socket: qemu (default: QEMU's UI; headless, only its first output is on) or "
+           "backend (our --outputs, hotpluggable with vgpu-ctl; QEMU still gets every output's "
+           "frames, but its UI's resizes no longer reach the guest)")
+        ->check(CLI::IsMember({ "qemu", "backend" }));
     cli.add_option("--max-hostmem", max_hostmem,
         "host memory for guest resources, e.g. 256M or 1G (default 256M)");
     cli.add_flag("--blob", options.blob,
@@ -78,6 +86,7 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         return ExitNow { 2, fmt::format("vgpu-display: --log-level: unknown level '{}'", level) };
     options.log_level = *parsed_level;
     options.offer_configure_mem_slots = !no_mem_slots;
+    options.outputs_from_backend = outputs_from == "backend";
     if (outputs.size() > virtio_gpu::MAX_SCANOUTS)
         return ExitNow { 2,
             fmt::format("vgpu-display: --output: at most {} outputs", virtio_gpu::MAX_SCANOUTS) };

@@ -20,8 +20,10 @@ struct Options {
     std::optional<int> fd;
     bool print_capabilities = false;
     bool offer_configure_mem_slots = true;
-    // Our own outputs (used without QEMU's display socket); one 1280x800 by default.
+    // Our own outputs (what the guest is told without QEMU's display socket, or always with
+    // --outputs-from backend); one 1280x800 by default.
     std::vector<virtio_gpu::OutputMode> outputs;
+    bool outputs_from_backend = false;
     uint64_t max_hostmem = 256ull << 20;
     bool blob = false;
     // How blobs reach QEMU's GL console as dmabufs (--dmabuf): off (UPDATEs), udmabuf, or the

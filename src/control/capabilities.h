@@ -8,15 +8,17 @@ namespace vgpu::control {
 
 // RESOURCE_BLOB is offered to every frontend; with --blob (`blob_forced`) the blob commands are
 // taken even when the driver did not negotiate it. `dmabuf` is how blobs reach QEMU's GL console
-// ("udmabuf", "memfd-test", or null: UPDATE messages).
+// ("udmabuf", "memfd-test", or null: UPDATE messages). `outputs_from_backend` is
+// --outputs-from: who tells the guest its monitors when QEMU gives its display socket.
 inline nlohmann::json device_capabilities(
-    bool blob_forced, unsigned release_timeout_ms, const char* dmabuf)
+    bool blob_forced, unsigned release_timeout_ms, const char* dmabuf, bool outputs_from_backend)
 {
-    return { { "blob",
-        { { "offered", true }, { "forced", blob_forced },
-            { "blob-mem", nlohmann::json::array({ "guest" }) },
-            { "release-timeout-ms", release_timeout_ms },
-            { "dmabuf", dmabuf ? nlohmann::json(dmabuf) : nlohmann::json(nullptr) } } } };
+    return { { "outputs-from", outputs_from_backend ? "backend" : "qemu" },
+        { "blob",
+            { { "offered", true }, { "forced", blob_forced },
+                { "blob-mem", nlohmann::json::array({ "guest" }) },
+                { "release-timeout-ms", release_timeout_ms },
+                { "dmabuf", dmabuf ? nlohmann::json(dmabuf) : nlohmann::json(nullptr) } } } };
 }
 
 } // namespace vgpu::control

@@ -100,7 +100,8 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
         { "vgpu-display",
             device_capabilities(m_device.options().blob,
                 unsigned(m_device.options().release_timeout.count()),
-                m_device.options().dmabuf ? m_device.options().dmabuf->name() : nullptr) },
+                m_device.options().dmabuf ? m_device.options().dmabuf->name() : nullptr,
+                m_device.options().outputs_from_backend) },
         { "blob-enabled", m_device.blob_enabled() } };
 }
 
@@ -118,7 +119,11 @@ CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
             { "width", output.width() }, { "height", output.height() },
             { "frames", output.generation }, { "flips", output.flips },
             { "crc-capture", m_crc.active(i) },
-            { "plugged", i < own.size() ? json(own[i].enabled) : json(nullptr) } };
+            // Whether our monitor is plugged in: null where we do not say (QEMU's UI owns the
+            // outputs, or a scanout of QEMU's beyond our slots).
+            { "plugged",
+                i < own.size() && !m_device.qemu_owns_outputs() ? json(own[i].enabled)
+                                                                : json(nullptr) } };
         if (auto* qemu = m_display.qemu(); qemu && qemu->open())
             entry["qemu-path"] = qemu->path(i);
         if (output.source) {

@@ -1,7 +1,8 @@
 // GET_DISPLAY_INFO, GET_EDID, GET_CAPSET_INFO, GET_CAPSET and the commands we do not implement.
-// With QEMU's display socket, display info and EDID are QEMU's (its UI owns the monitors): the
-// request is forwarded and the control queue waits for the answer. Without it, or when QEMU does
-// not answer in time, our own outputs answer.
+// With QEMU's display socket and --outputs-from qemu, display info and EDID are QEMU's (its UI
+// owns the monitors): the request is forwarded and the control queue waits for the answer.
+// Without the socket, with --outputs-from backend, or when QEMU does not answer in time, our own
+// outputs answer.
 #include <cstring>
 
 #include "base/log.h"
@@ -25,10 +26,11 @@ RespDisplayInfo Device::own_display_info() const
 
 GpuResult<RespEdid> Device::own_edid(uint32_t scanout) const
 {
-    if (scanout >= m_options.outputs.size())
+    if (scanout >= scanout_limit())
         return GpuError::InvalidParameter;
-    // An unplugged output has no monitor to describe.
-    if (!m_options.outputs[scanout].enabled)
+    // An unplugged output has no monitor to describe; nor has a scanout of QEMU's beyond our
+    // outputs (its max_outputs is more than our --outputs).
+    if (scanout >= m_options.outputs.size() || !m_options.outputs[scanout].enabled)
         return GpuError::Unspec;
     const auto& mode = m_options.outputs[scanout];
     auto edid = build_edid(
@@ -74,7 +76,7 @@ std::vector<std::byte> Device::edid_answer(uint32_t scanout, std::optional<RespE
 
 Device::HandlerResult Device::handle(const cmd::GetDisplayInfo&)
 {
-    if (!m_display || !m_display->has_qemu_display())
+    if (!qemu_owns_outputs())
         return with_payload(own_display_info());
     ++m_stats.forwarded_queries;
     uint64_t deferral = defer([this] { return display_info_answer(std::nullopt); });
@@ -89,7 +91,7 @@ Device::HandlerResult Device::handle(const cmd::GetEdid& c)
 {
     if (c.scanout >= scanout_limit())
         return GpuError::InvalidParameter;
-    if (!m_display || !m_display->has_qemu_display()) {
+    if (!qemu_owns_outputs()) {
         auto edid = own_edid(c.scanout);
         if (!edid)
             return edid.release_error();

@@ -33,7 +33,8 @@ struct OutputMode {
 };
 
 struct DeviceOptions {
-    // Our own outputs, used when no QEMU display socket answers display info (1..16).
+    // Our own outputs (1..16): what GET_DISPLAY_INFO and GET_EDID answer when no QEMU display
+    // socket does, or always with outputs_from_backend.
     std::vector<OutputMode> outputs { OutputMode {} };
     uint64_t max_hostmem = 256ull << 20;
     // Blob commands even when the driver did not negotiate RESOURCE_BLOB (--blob): for guests
@@ -44,6 +45,10 @@ struct DeviceOptions {
     std::chrono::milliseconds release_timeout { 20 };
     // Exports shareable blobs as dmabufs for QEMU's DMABUF_SCANOUT2 (--dmabuf); not owned.
     virtio::DmabufExporter* dmabuf = nullptr;
+    // --outputs-from backend: our outputs answer GET_DISPLAY_INFO and GET_EDID even with QEMU's
+    // display socket (which still gets every scanout's frames), and they can be hotplugged.
+    // Off (--outputs-from qemu): those questions go to QEMU, whose UI owns the monitors.
+    bool outputs_from_backend = false;
 };
 
 // Time from taking a RESOURCE_FLUSH off the queue to its (fenced) response: log2 buckets of
@@ -112,8 +117,11 @@ public:
     uint32_t scanout_limit() const;
     // Raises VIRTIO_GPU_EVENT_DISPLAY and tells the transport (display hotplug or resize).
     void raise_display_event();
-    // Hotplug, unplug and resize of our own outputs (no QEMU display socket: QEMU's UI owns the
-    // monitors otherwise). The number of slots is fixed: it is num_scanouts.
+    // Whether display info and EDID are QEMU's to answer now: it gave its display socket and
+    // the outputs are not the backend's (--outputs-from qemu).
+    bool qemu_owns_outputs() const;
+    // Hotplug, unplug and resize of our own outputs (refused while QEMU owns them). The number
+    // of slots is fixed: it is num_scanouts.
     Result<uint32_t> add_output(uint32_t width, uint32_t height);
     Result<void> remove_output(uint32_t index);
     Result<void> resize_output(uint32_t index, uint32_t width, uint32_t height);

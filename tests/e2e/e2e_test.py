@@ -409,6 +409,46 @@ def with_control_socket(test):
     return test
 
 
+def with_backend_args(*args):
+    """Marks a test whose backend gets these options too."""
+    def mark(test):
+        test.backend_args = args
+        return test
+    return mark
+
+
+# Four outputs of different sizes (issue 11): the backend's --outputs, QEMU's max_outputs=4.
+FOUR_OUTPUTS = [(1280, 800), (1024, 768), (800, 600), (640, 480)]
+FOUR_OUTPUT_ARGS = tuple(a for w, h in FOUR_OUTPUTS for a in ("--output", f"{w}x{h}"))
+FOUR_HEADS_DEVICE = "vhost-user-gpu-pci,max_outputs=4,id=gpu"
+OUTPUTS_MARKER = r"VGPU-OUTPUTS step=(\w+) n=(\d+) (.*)"
+
+
+def parse_outputs_marker(match):
+    """drmtest outputs' marker: (step, {output: (w, h, x, y, fb_w, fb_h, variant)})."""
+    shown = {}
+    for item in match.group(3).split():
+        m = re.fullmatch(r"(\d+)=(\d+)x(\d+)@(\d+),(\d+)/(\d+)x(\d+):(\d+)", item)
+        if not m:
+            raise ValueError(f"bad VGPU-OUTPUTS item {item!r}")
+        shown[int(m.group(1))] = tuple(int(g) for g in m.groups()[1:])
+    if len(shown) != int(match.group(2)):
+        raise ValueError(f"VGPU-OUTPUTS says n={match.group(2)} and lists {len(shown)}")
+    return match.group(1), shown
+
+
+def pattern_crop(fb_w, fb_h, variant, x, y, w, h):
+    """The RGB bytes of the w x h rectangle at x, y of the fb_w x fb_h pattern frame."""
+    rows = list(pattern.expected_rows(fb_w, fb_h, variant))[y:y + h]
+    return b"".join(row[x * 3:(x + w) * 3] for row in rows)
+
+
+def write_rgb_ppm(path, w, h, rgb):
+    with open(path, "wb") as f:
+        f.write(b"P6\n%d %d\n255\n" % (w, h))
+        f.write(rgb)
+
+
 class E2E(unittest.TestCase):
     # E2EBlob runs the same tests with the guest's own virtio_gpu (force_blob=1) and --blob.
     blob = False
@@ -418,8 +458,10 @@ class E2E(unittest.TestCase):
             self.fail(f"the test guest is not built in {CACHE}: run guest/build.sh (./run test does)")
         if not os.access(BACKEND, os.X_OK):
             self.fail(f"no backend binary at {BACKEND}")
-        control = getattr(getattr(self, self._testMethodName), "control_socket", False)
-        self.backend = Backend(*(["--blob"] if self.blob else []), control=control)
+        test = getattr(self, self._testMethodName)
+        control = getattr(test, "control_socket", False)
+        extra = [*(["--blob"] if self.blob else []), *getattr(test, "backend_args", ())]
+        self.backend = Backend(*extra, control=control)
 
     def guest_console(self, steps, **kwargs):
         return GuestConsole(steps, self.backend.device_args(), blob=self.blob, **kwargs)
@@ -824,6 +866,212 @@ class E2E(unittest.TestCase):
         self.assertEqual(out["format"], "B8G8R8X8", evidence)
         self.assertFalse(out["crc-capture"], evidence)
         shutil.rmtree(guest.workdir, ignore_errors=True)
+
+    # ---- several outputs (issue 11) ----------------------------------------------------------------
+
+    @staticmethod
+    def connectors(guest):
+        """drmtest outputs' VGPU-CONNECTOR lines so far, in order (one run lists each connector
+        once): [(connected, preferred (w, h) or None)]."""
+        found = re.findall(r"VGPU-CONNECTOR index=\d+ id=\d+ connected=(\d) modes=\d+ preferred=(\d+x\d+|none)",
+                           guest.output())
+        return [(c == "1", None if p == "none" else tuple(int(v) for v in p.split("x"))) for c, p in found]
+
+    def check_heads(self, control, qmp, guest, shown, tag):
+        """Every output in `shown` (parse_outputs_marker) shows its picture, pixel for pixel, both
+        in QMP's screendump of that head and in ours; retried for 5 s (the driver does not wait
+        for the host's flush)."""
+        for output, (w, h, x, y, fb_w, fb_h, variant) in sorted(shown.items()):
+            want = pattern_crop(fb_w, fb_h, variant, x, y, w, h)
+            qemu_ppm = os.path.join(guest.workdir, f"{tag}-qemu-head{output}.ppm")
+            ours_ppm = os.path.join(guest.workdir, f"{tag}-ours-{output}.ppm")
+            deadline = time.monotonic() + 5
+            while True:
+                qmp.screendump(qemu_ppm, device="gpu", head=output)
+                control.execute("screendump", {"output": output, "filename": ours_ppm})
+                qemu, ours = pattern.read_ppm(qemu_ppm), pattern.read_ppm(ours_ppm)
+                if qemu == ours == (w, h, want):
+                    break
+                if time.monotonic() > deadline:
+                    problems = []
+                    for name, (gw, gh, rgb) in (("QEMU's head", qemu), ("our screendump", ours)):
+                        if (gw, gh) != (w, h):
+                            problems.append(f"{name} is {gw}x{gh}, not {w}x{h}")
+                        elif rgb != want:
+                            problems.append(f"{name}: " + first_difference(w, rgb, want))
+                    self.fail(f"{tag}: output {output} does not show {w}x{h} at {x},{y} of the {fb_w}x{fb_h} "
+                              f"variant {variant} frame: " + "; ".join(problems) + self.context(guest))
+                time.sleep(0.2)
+
+    def expected_crc(self, guest, shown, output):
+        w, h, x, y, fb_w, fb_h, variant = shown[output]
+        path = os.path.join(guest.workdir, f"expected-{output}-{fb_w}x{fb_h}-{variant}-{x},{y}.ppm")
+        write_rgb_ppm(path, w, h, pattern_crop(fb_w, fb_h, variant, x, y, w, h))
+        return ctl_crc_file(path)
+
+    def read_crcs(self, control, output, want, stop=False):
+        """CRC entries of `output` since the last read: waits (5 s) for the first, then a moment
+        for any still on its way; each must be `want` (every flush on the output showed that
+        frame). With stop, capture ends with the last read."""
+        deadline = time.monotonic() + 5
+        entries = []
+        while not entries and time.monotonic() < deadline:
+            entries += control.execute("crc-read", {"output": output})["entries"]
+            if not entries:
+                time.sleep(0.1)
+        time.sleep(0.3)
+        entries += control.execute("crc-stop" if stop else "crc-read", {"output": output})["entries"]
+        crcs = [e["crc"] for e in entries]
+        self.assertTrue(crcs, f"no CRC entry on output {output}")
+        self.assertEqual(crcs, [want] * len(crcs), f"output {output}: CRCs {[hex(c) for c in crcs]}, "
+                         f"expected {want:#010x} for every flush")
+        return entries
+
+    @with_control_socket
+    @with_backend_args("--outputs-from", "backend", *FOUR_OUTPUT_ARGS)
+    def test_four_outputs_from_the_backend_all_lit_through_qemu(self):
+        """--outputs-from backend with four --outputs and QEMU's max_outputs=4: the guest sees four
+        connected connectors, each with its output's size as preferred mode; drmtest outputs lights
+        them with one framebuffer each, then spreads one framebuffer over outputs 0 and 1 (different
+        source rectangles), then goes back. At each step every head is checked pixel for pixel in
+        QMP's screendump (device gpu, head N) and in ours; CRC capture runs on outputs 0 and 1 at
+        once and gets the CRC of exactly what each showed."""
+        self.ctl_available()
+        control = self.backend.control()
+        guest = GuestConsole("outputs:4", self.backend.device_args(FOUR_HEADS_DEVICE), blob=self.blob)
+        qmp = None
+        try:
+            match = guest.wait_for(OUTPUTS_MARKER)
+            self.assertIsNotNone(match, "no VGPU-OUTPUTS" + self.context(guest))
+            step, shown = parse_outputs_marker(match)
+            self.assertEqual(step, "separate")
+            self.assertEqual(self.connectors(guest), [(True, size) for size in FOUR_OUTPUTS],
+                             "every connector connected with its output's size preferred" + self.context(guest))
+            self.assertEqual([shown[i][:2] for i in range(4)], FOUR_OUTPUTS)
+            qmp = Qmp(guest.qmp_path)
+            self.check_heads(control, qmp, guest, shown, "separate")
+            for output in (0, 1):
+                self.assertEqual(control.execute("crc-start", {"output": output}), {})
+            guest.release()
+
+            match = guest.wait_for(OUTPUTS_MARKER)
+            self.assertIsNotNone(match, "no second VGPU-OUTPUTS" + self.context(guest))
+            step, spread = parse_outputs_marker(match)
+            self.assertEqual(step, "spread")
+            # One framebuffer, two different source rectangles.
+            self.assertEqual(spread[0][4:], spread[1][4:])
+            self.assertNotEqual(spread[0][2:4], spread[1][2:4])
+            self.check_heads(control, qmp, guest, spread, "spread")
+            spread_crcs = [self.read_crcs(control, i, self.expected_crc(guest, spread, i)) for i in (0, 1)]
+            outputs = control.execute("query-outputs")
+            guest.release()
+
+            match = guest.wait_for(OUTPUTS_MARKER)
+            self.assertIsNotNone(match, "no third VGPU-OUTPUTS" + self.context(guest))
+            step, back = parse_outputs_marker(match)
+            self.assertEqual((step, back), ("back", shown))
+            self.check_heads(control, qmp, guest, back, "back")
+            back_crcs = [self.read_crcs(control, i, self.expected_crc(guest, back, i), stop=True) for i in (0, 1)]
+            self.assertEqual([o["crc-capture"] for o in control.execute("query-outputs")], [False] * 4)
+            stats = control.execute("query-stats")
+            guest.release()
+            rc = guest.finish()
+        finally:
+            if qmp:
+                qmp.close()
+            guest.close()
+            control.close()
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        self.assertIn("VGPU-TEST-END outputs rc=0", guest.output())
+        self.check_driver_mode(guest.output())
+        # Outputs 0 and 1 showed the same resource at different places; 2 and 3 were untouched.
+        self.assertEqual(outputs[0]["resource"], outputs[1]["resource"], outputs)
+        self.assertEqual((outputs[0]["x"], outputs[1]["x"], outputs[1]["y"]), (0, spread[1][2], spread[1][3]), outputs)
+        self.assertEqual(len({o["resource"] for o in outputs}), 3, outputs)
+        # Each capture's frame counters are its output's own, one entry per visible change.
+        for entries in spread_crcs + back_crcs:
+            frames = [e["frame"] for e in entries]
+            self.assertEqual(frames, sorted(set(frames)), entries)
+        self.assertNotIn("unhandled backend config change", guest.output())
+        self.assertEqual(stats["display"]["qemu"]["queries"], 0, "QEMU was asked for display info or EDID")
+        self.assertGreaterEqual(stats["display"]["qemu"]["scanouts"], 4, stats)
+        shutil.rmtree(guest.workdir, ignore_errors=True)
+
+    @with_control_socket
+    @with_backend_args(*FOUR_OUTPUT_ARGS)
+    def test_four_heads_with_outputs_from_qemu_only_the_first_is_connected(self):
+        """The default (--outputs-from qemu): the guest's display info comes from QEMU, whose
+        headless UI enables only its first output (at its default 1280x800), whatever our
+        --outputs say; drmtest outputs lights that one, and QMP's head 0 shows it."""
+        control = self.backend.control()
+        guest = GuestConsole("outputs", self.backend.device_args(FOUR_HEADS_DEVICE), blob=self.blob)
+        qmp = None
+        try:
+            match = guest.wait_for(OUTPUTS_MARKER)
+            self.assertIsNotNone(match, "no VGPU-OUTPUTS" + self.context(guest))
+            step, shown = parse_outputs_marker(match)
+            connectors = self.connectors(guest)
+            qmp = Qmp(guest.qmp_path)
+            self.check_heads(control, qmp, guest, shown, "qemu")
+            stats = control.execute("query-stats")
+            while True:
+                guest.release()
+                if guest.wait_for(OUTPUTS_MARKER) is None:
+                    break
+            rc = guest.finish()
+        finally:
+            if qmp:
+                qmp.close()
+            guest.close()
+            control.close()
+        self.assertEqual(connectors, [(True, (1280, 800)), (False, None), (False, None), (False, None)],
+                         self.context(guest))
+        self.assertEqual(shown, {0: (1280, 800, 0, 0, 1280, 800, 0)})
+        self.assertGreater(stats["display"]["qemu"]["queries"], 0, stats)
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        self.assertIn("VGPU-TEST-END outputs rc=0", guest.output())
+        self.check_driver_mode(guest.output())
+
+    @with_control_socket
+    @with_backend_args("--outputs-from", "backend", *FOUR_OUTPUT_ARGS)
+    def test_backend_hotplug_reaches_the_guest_only_at_its_next_display_query(self):
+        """Evidence for docs/outputs.md: QEMU 10 drops a backend's CONFIG_CHANGE_MSG ("unhandled
+        backend config change") and raises no display event, so a resize with vgpu-ctl while the
+        guest runs does not reach its driver (a second drmtest run still lists the old mode); the
+        guest learns it at its next GET_DISPLAY_INFO, here after a reboot."""
+        self.ctl_available()
+        control = self.backend.control()
+        guest = GuestConsole("outputs:4,outputs:4,reboot,outputs:4", self.backend.device_args(FOUR_HEADS_DEVICE),
+                             blob=self.blob)
+        markers = 0
+        try:
+            self.assertIsNotNone(guest.wait_for(OUTPUTS_MARKER), "no VGPU-OUTPUTS" + self.context(guest))
+            markers = 1
+            ctl = subprocess.run([CTL, "--control", self.backend.control_path, "output-resize", "3", "800x600"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(ctl.returncode, 0, ctl.stderr)
+            self.assertEqual(control.execute("query-outputs")[3]["plugged"], True)
+            while markers < 9:
+                guest.release()
+                if guest.wait_for(OUTPUTS_MARKER) is None:
+                    break
+                markers += 1
+            guest.release()
+            rc = guest.finish()
+        finally:
+            guest.close()
+            control.close()
+        output = guest.output()
+        runs = self.connectors(guest)
+        self.assertEqual(markers, 9, "three runs of three steps each" + self.context(guest))
+        self.assertIn("vhost-user-gpu: unhandled backend config change", output, self.context(guest))
+        self.assertEqual(runs[:8], [(True, size) for size in FOUR_OUTPUTS] * 2,
+                         "before the reboot the guest's driver still has the old modes" + self.context(guest))
+        self.assertIn("VGPU-GUEST-REBOOT", output)
+        self.assertEqual(runs[8:], [(True, size) for size in FOUR_OUTPUTS[:3]] + [(True, (800, 600))],
+                         "after the reboot the guest sees the resized output" + self.context(guest))
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        self.check_driver_mode(output)
 
 class E2EBlob(E2E):
     """The same tests with blob resources: the test guest loads its own virtio_gpu build with

@@ -1653,4 +1653,33 @@ TEST_F(ControlHotplug, WithQemusDisplaySocket_OutputCommandsAnswerDeviceNotActiv
     EXPECT_EQ(get_config().events_read, 0u);
 }
 
+// --outputs-from backend: with QEMU's display socket the outputs are still ours. The commands
+// work and raise the config event and CONFIG_CHANGE_MSG as without the socket; whether the guest
+// hears of it is the frontend's business (QEMU 10 drops the message: docs/outputs.md), and the
+// display peer is never asked.
+TEST_F(ControlHotplug, OutputsFromBackend_WithQemusDisplaySocket_HotplugWorksAndQemuIsNotAsked)
+{
+    start({ "--output", "1024x768", "--max-outputs", "3", "--outputs-from", "backend" },
+        /*display_socket=*/true);
+    session->display()->set_outputs({ { 1920, 1080 } });
+    expect_display_info({ { 1024, 768 } });
+    EXPECT_EQ(output(0)["plugged"], true);
+    EXPECT_EQ(output(1)["plugged"], false);
+
+    EXPECT_EQ(control->call("output-add", { { "width", 800 }, { "height", 600 } }),
+        json::parse(R"({"output": 1})"));
+    expect_config_change();
+    expect_display_info({ { 1024, 768 }, { 800, 600 } });
+    EXPECT_EQ(
+        control->call("output-resize", { { "output", 0 }, { "width", 1280 }, { "height", 720 } }),
+        json::object());
+    expect_config_change();
+    EXPECT_EQ(control->call("output-remove", { { "output", 1 } }), json::object());
+    expect_config_change();
+    expect_display_info({ { 1280, 720 } });
+    EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetDisplayInfo)), 0u);
+    EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetEdid)), 0u);
+    EXPECT_EQ(control->call("query-capabilities")["vgpu-display"]["outputs-from"], "backend");
+}
+
 } // namespace vgpu::integration

@@ -608,6 +608,79 @@ TEST_F(HostileGpu, DisplayInfoAndEdid_ComeFromQemusDisplay)
     expect_serving();
 }
 
+// --outputs-from backend: our outputs answer although QEMU's display socket is there (and says
+// otherwise); QEMU is not asked, and it still gets every output's frames.
+TEST_F(HostileGpu, OutputsFromBackend_DisplayInfoAndEdidAreOurs_EveryOutputReachesQemu)
+{
+    start({ "--outputs-from", "backend", "--output", "1280x800", "--output", "1024x768", "--output",
+        "800x600", "--output", "640x480" });
+    session->display()->set_outputs({ { 1920, 1080 } });
+
+    auto info = gpu->get_display_info();
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->hdr.type, uint32_t(CtrlType::OkDisplayInfo));
+    const std::pair<uint32_t, uint32_t> sizes[] = { { 1280, 800 }, { 1024, 768 }, { 800, 600 },
+        { 640, 480 } };
+    for (uint32_t i = 0; i < virtio_gpu::MAX_SCANOUTS; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(info->pmodes[i].enabled, i < 4 ? 1u : 0u);
+        EXPECT_EQ(info->pmodes[i].r.width, i < 4 ? sizes[i].first : 0u);
+        EXPECT_EQ(info->pmodes[i].r.height, i < 4 ? sizes[i].second : 0u);
+    }
+    for (uint32_t i = 0; i < 4; ++i) {
+        SCOPED_TRACE(i);
+        auto edid = gpu->get_edid(i);
+        ASSERT_TRUE(edid.has_value());
+        ASSERT_EQ(edid->hdr.type, uint32_t(CtrlType::OkEdid));
+        ASSERT_EQ(edid->size, 128u);
+        // The preferred (first detailed) timing is the output's mode.
+        const uint8_t* timing = edid->edid + 54;
+        EXPECT_EQ(uint32_t(timing[2] | ((timing[4] & 0xf0) << 4)), sizes[i].first);
+        EXPECT_EQ(uint32_t(timing[5] | ((timing[7] & 0xf0) << 4)), sizes[i].second);
+    }
+    // QEMU's scanouts beyond our outputs have no monitor; scanout 16 does not exist.
+    auto beyond = gpu->get_edid(4);
+    ASSERT_TRUE(beyond.has_value());
+    EXPECT_EQ(beyond->hdr.type, uint32_t(CtrlType::ErrUnspec));
+    auto refused = gpu->get_edid(16);
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_EQ(refused->hdr.type, uint32_t(CtrlType::ErrInvalidParameter));
+    EXPECT_EQ(session->display()->count(request_id(GpuRequest::GetDisplayInfo)), 0u);
+    EXPECT_EQ(session->display()->count(request_id(GpuRequest::GetEdid)), 0u);
+
+    // Each output's frame goes to QEMU under its own scanout id, at its size.
+    for (uint32_t i = 0; i < 4; ++i) {
+        SCOPED_TRACE(i);
+        auto [width, height] = sizes[i];
+        auto pixels = pattern(size_t(width) * height * 4, i);
+        for (size_t b = 3; b < pixels.size(); b += 4)
+            pixels[b] = std::byte(0); // the X byte: what QEMU gets there is not the point
+        gpu->create_with_backing(i + 1, width, height, XRGB, pixels);
+        Rect all { 0, 0, width, height };
+        EXPECT_ANSWER(gpu->transfer(i + 1, all), CtrlType::OkNodata);
+        EXPECT_ANSWER(gpu->set_scanout(i, i + 1, all), CtrlType::OkNodata);
+        EXPECT_ANSWER(gpu->flush(i + 1, all), CtrlType::OkNodata);
+        auto scanout = session->display()->wait_for_matching(
+            request_id(GpuRequest::Scanout), [&](const DisplayMessage& m) {
+                return payload_as<display::qemu::GpuScanout>(m).scanout_id == i;
+            });
+        ASSERT_TRUE(scanout.has_value()) << "no SCANOUT for scanout " << i;
+        auto s = payload_as<display::qemu::GpuScanout>(*scanout);
+        EXPECT_EQ(s.width, width);
+        EXPECT_EQ(s.height, height);
+        auto update = session->display()->wait_for_matching(
+            request_id(GpuRequest::Update), [&](const DisplayMessage& m) {
+                return payload_as<display::qemu::GpuUpdate>(m).scanout_id == i;
+            });
+        ASSERT_TRUE(update.has_value()) << "no UPDATE for scanout " << i;
+        auto u = payload_as<display::qemu::GpuUpdate>(*update);
+        EXPECT_EQ(u.width, width);
+        EXPECT_EQ(u.height, height);
+        ASSERT_EQ(update->payload.size(), sizeof(u) + pixels.size());
+        EXPECT_EQ(std::memcmp(update->payload.data() + sizeof(u), pixels.data(), pixels.size()), 0);
+    }
+}
+
 TEST_F(HostileGpu, SilentQemuDisplay_FallsBackToOurOutputsAfterTheTimeout)
 {
     start({ "--output", "640x480" });

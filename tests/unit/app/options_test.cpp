@@ -58,6 +58,21 @@ TEST(ParseOptions, SamePathForControlAndSocket_Refused)
         { "--socket-path", "/tmp/vgpu.sock", "--control", "/tmp//./vgpu.sock" }, "--control");
 }
 
+TEST(ParseOptions, OutputsFrom_QemuByDefault_BackendOnRequest_NothingElse)
+{
+    auto plain = parse({ "--socket-path", "/tmp/a" });
+    ASSERT_TRUE(std::holds_alternative<Options>(plain));
+    EXPECT_FALSE(std::get<Options>(plain).outputs_from_backend);
+    auto backend = parse({ "--socket-path", "/tmp/a", "--outputs-from", "backend" });
+    ASSERT_TRUE(std::holds_alternative<Options>(backend));
+    EXPECT_TRUE(std::get<Options>(backend).outputs_from_backend);
+    auto qemu = parse({ "--socket-path", "/tmp/a", "--outputs-from", "qemu" });
+    ASSERT_TRUE(std::holds_alternative<Options>(qemu));
+    EXPECT_FALSE(std::get<Options>(qemu).outputs_from_backend);
+    expect_refused({ "--socket-path", "/tmp/a", "--outputs-from", "guest" }, "--outputs-from");
+    expect_refused({ "--socket-path", "/tmp/a", "--outputs-from" }, "--outputs-from");
+}
+
 TEST(ParseOptions, DifferentPaths_Accepted)
 {
     auto parsed = parse(
