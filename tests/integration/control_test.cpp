@@ -1680,6 +1680,11 @@ TEST_F(ControlHotplug, OutputsFromBackend_WithQemusDisplaySocket_HotplugWorksAnd
     EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetDisplayInfo)), 0u);
     EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetEdid)), 0u);
     EXPECT_EQ(control->call("query-capabilities")["vgpu-display"]["outputs-from"], "backend");
+    auto printed = BackendProcess::run_to_completion(
+        { "--print-capabilities", "--outputs-from", "backend" });
+    auto parsed = json::parse(printed.out, nullptr, false);
+    ASSERT_FALSE(parsed.is_discarded()) << printed.out;
+    EXPECT_EQ(parsed["vgpu-display"]["outputs-from"], "backend");
 }
 
 } // namespace vgpu::integration
