@@ -877,6 +877,14 @@ class E2E(unittest.TestCase):
                            guest.output())
         return [(c == "1", None if p == "none" else tuple(int(v) for v in p.split("x"))) for c, p in found]
 
+    def next_outputs(self, guest, step):
+        """Waits for drmtest outputs' next marker, which must be `step`; returns what it shows."""
+        match = guest.wait_for(OUTPUTS_MARKER)
+        self.assertIsNotNone(match, f"no VGPU-OUTPUTS step={step}" + self.context(guest))
+        got, shown = parse_outputs_marker(match)
+        self.assertEqual(got, step, self.context(guest))
+        return shown
+
     def check_heads(self, control, qmp, guest, shown, tag):
         """Every output in `shown` (parse_outputs_marker) shows its picture, pixel for pixel, both
         in QMP's screendump of that head and in ours; retried for 5 s (the driver does not wait
@@ -941,10 +949,7 @@ class E2E(unittest.TestCase):
         guest = GuestConsole("outputs:4", self.backend.device_args(FOUR_HEADS_DEVICE), blob=self.blob)
         qmp = None
         try:
-            match = guest.wait_for(OUTPUTS_MARKER)
-            self.assertIsNotNone(match, "no VGPU-OUTPUTS" + self.context(guest))
-            step, shown = parse_outputs_marker(match)
-            self.assertEqual(step, "separate")
+            shown = self.next_outputs(guest, "separate")
             self.assertEqual(self.connectors(guest), [(True, size) for size in FOUR_OUTPUTS],
                              "every connector connected with its output's size preferred" + self.context(guest))
             self.assertEqual([shown[i][:2] for i in range(4)], FOUR_OUTPUTS)
@@ -954,10 +959,7 @@ class E2E(unittest.TestCase):
                 self.assertEqual(control.execute("crc-start", {"output": output}), {})
             guest.release()
 
-            match = guest.wait_for(OUTPUTS_MARKER)
-            self.assertIsNotNone(match, "no second VGPU-OUTPUTS" + self.context(guest))
-            step, spread = parse_outputs_marker(match)
-            self.assertEqual(step, "spread")
+            spread = self.next_outputs(guest, "spread")
             # One framebuffer, two different source rectangles.
             self.assertEqual(spread[0][4:], spread[1][4:])
             self.assertNotEqual(spread[0][2:4], spread[1][2:4])
@@ -966,10 +968,8 @@ class E2E(unittest.TestCase):
             outputs = control.execute("query-outputs")
             guest.release()
 
-            match = guest.wait_for(OUTPUTS_MARKER)
-            self.assertIsNotNone(match, "no third VGPU-OUTPUTS" + self.context(guest))
-            step, back = parse_outputs_marker(match)
-            self.assertEqual((step, back), ("back", shown))
+            back = self.next_outputs(guest, "back")
+            self.assertEqual(back, shown)
             self.check_heads(control, qmp, guest, back, "back")
             back_crcs = [self.read_crcs(control, i, self.expected_crc(guest, back, i), stop=True) for i in (0, 1)]
             self.assertEqual([o["crc-capture"] for o in control.execute("query-outputs")], [False] * 4)
@@ -1007,9 +1007,7 @@ class E2E(unittest.TestCase):
         guest = GuestConsole("outputs", self.backend.device_args(FOUR_HEADS_DEVICE), blob=self.blob)
         qmp = None
         try:
-            match = guest.wait_for(OUTPUTS_MARKER)
-            self.assertIsNotNone(match, "no VGPU-OUTPUTS" + self.context(guest))
-            step, shown = parse_outputs_marker(match)
+            shown = self.next_outputs(guest, "separate")
             connectors = self.connectors(guest)
             qmp = Qmp(guest.qmp_path)
             self.check_heads(control, qmp, guest, shown, "qemu")
@@ -1045,7 +1043,7 @@ class E2E(unittest.TestCase):
                              blob=self.blob)
         markers = 0
         try:
-            self.assertIsNotNone(guest.wait_for(OUTPUTS_MARKER), "no VGPU-OUTPUTS" + self.context(guest))
+            self.next_outputs(guest, "separate")
             markers = 1
             ctl = subprocess.run([CTL, "--control", self.backend.control_path, "output-resize", "3", "800x600"],
                                  capture_output=True, text=True, timeout=30)
