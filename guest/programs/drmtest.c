@@ -1121,18 +1121,20 @@ static int cmd_multi(int argc, char** argv)
 
 /* outputs [N]: every connected output lit at once (all of them when N is 0, else the first N,
  * failing when fewer are connected), in three steps, each announced by
- *   VGPU-OUTPUTS step=<separate|spread|back> n=<N> <i>=<W>x<H>@<X>,<Y>/<FW>x<FH>:<V> ...
- * (output i shows the W x H rectangle at X,Y of a FW x FH framebuffer drawn with variant V) and
- * held: separate, one framebuffer per output (variant i % 8); spread (two outputs or more), one
- * framebuffer of (W0 + W1) x max(H0, H1) with variant 6 over outputs 0 and 1, output 0 from its
- * top left corner, output 1 from (W0, FH - H1), the others unchanged; back, the separate
- * framebuffers again. Every connector is listed first as
+ *   VGPU-OUTPUTS step=<separate|spread|back> n=<N> <c>=<W>x<H>@<X>,<Y>/<FW>x<FH>:<V> ...
+ * (the output on connector c, the c-th in the list, which is virtio-gpu's scanout c, shows the
+ * W x H rectangle at X,Y of a FW x FH framebuffer drawn with variant V) and held: separate, one
+ * framebuffer per output (variant k % 8 for the k-th connected one); spread (two outputs or more),
+ * one framebuffer of (W0 + W1) x max(H0, H1) with variant 6 over the first two connected outputs,
+ * the first from its top left corner, the second from (W0, FH - H1), the others unchanged; back,
+ * the separate framebuffers again. Every connector is listed first as
  *   VGPU-CONNECTOR index=<i> id=<ID> connected=<0|1> modes=<K> preferred=<W>x<H>|none */
 #define SPREAD_VARIANT 6
 static int cmd_outputs(int argc, char** argv)
 {
     uint32_t wanted = argc > 0 ? (uint32_t)strtoul(argv[0], NULL, 0) : 0;
     struct Display out[16];
+    uint32_t connector_index[16]; /* in the connector list: virtio-gpu's scanout number */
     struct Buffer own[16], spread = { 0 };
     uint32_t src_x[16] = { 0 }, src_y[16] = { 0 };
     struct Buffer* shown[16];
@@ -1166,6 +1168,7 @@ static int cmd_outputs(int argc, char** argv)
         if (output_setup(&out[count], &res, &conn, 0, 0, used))
             return 1;
         used |= 1u << out[count].crtc_index;
+        connector_index[count] = i;
         count++;
     }
     if (count == 0 || (wanted && count < wanted)) {
@@ -1203,8 +1206,9 @@ static int cmd_outputs(int argc, char** argv)
         tcflush(0, TCIFLUSH);
         printf("VGPU-OUTPUTS step=%s n=%u", steps[step], count);
         for (uint32_t i = 0; i < count; i++)
-            printf(" %u=%ux%u@%u,%u/%ux%u:%u", i, out[i].width, out[i].height, src_x[i], src_y[i],
-                shown[i]->width, shown[i]->height, shown[i] == &spread ? SPREAD_VARIANT : i % 8);
+            printf(" %u=%ux%u@%u,%u/%ux%u:%u", connector_index[i], out[i].width, out[i].height,
+                src_x[i], src_y[i], shown[i]->width, shown[i]->height,
+                shown[i] == &spread ? SPREAD_VARIANT : i % 8);
         printf("\n");
         fflush(stdout);
         hold();

@@ -77,6 +77,12 @@ Result<uint32_t, CommandError> ControlServer::output_argument(const json& argume
     return uint_argument(arguments, "output", m_device.scanout_limit() - 1);
 }
 
+// An output slot of ours (hotplug and resize), not just any scanout QEMU's display may have.
+Result<uint32_t, CommandError> ControlServer::slot_argument(const json& arguments) const
+{
+    return uint_argument(arguments, "output", uint32_t(m_device.outputs().size()) - 1);
+}
+
 CommandResult ControlServer::cmd_qmp_capabilities(const json&, Client&) { return json::object(); }
 
 CommandResult ControlServer::cmd_query_version(const json&, Client&)
@@ -115,15 +121,19 @@ CommandResult ControlServer::cmd_query_outputs(const json&, Client&)
         // (QEMU's display owns up to 16).
         if (i >= own.size() && !output.enabled())
             continue;
+        // Whether our monitor is plugged in: null where we do not say (QEMU's UI owns the
+        // outputs, or a scanout of QEMU's beyond our slots).
+        bool ours = i < own.size() && !m_device.qemu_owns_outputs();
         json entry = { { "output", i }, { "enabled", output.enabled() },
             { "width", output.width() }, { "height", output.height() },
             { "frames", output.generation }, { "flips", output.flips },
             { "crc-capture", m_crc.active(i) },
-            // Whether our monitor is plugged in: null where we do not say (QEMU's UI owns the
-            // outputs, or a scanout of QEMU's beyond our slots).
-            { "plugged",
-                i < own.size() && !m_device.qemu_owns_outputs() ? json(own[i].enabled)
-                                                                : json(nullptr) } };
+            { "plugged", ours ? json(own[i].enabled) : json(nullptr) },
+            // The monitor the guest is told about (GET_DISPLAY_INFO, EDID), when it is ours.
+            { "monitor",
+                ours && own[i].enabled
+                    ? json { { "width", own[i].width }, { "height", own[i].height } }
+                    : json(nullptr) } };
         if (auto* qemu = m_display.qemu(); qemu && qemu->open())
             entry["qemu-path"] = qemu->path(i);
         if (output.source) {
@@ -355,7 +365,7 @@ CommandResult ControlServer::cmd_output_add(const json& arguments, Client&)
 
 CommandResult ControlServer::cmd_output_remove(const json& arguments, Client&)
 {
-    uint32_t output = TRY_CMD(output_argument(arguments));
+    uint32_t output = TRY_CMD(slot_argument(arguments));
     if (auto r = m_device.remove_output(output); !r)
         return inactive(r.error().message);
     return json::object();
@@ -363,7 +373,7 @@ CommandResult ControlServer::cmd_output_remove(const json& arguments, Client&)
 
 CommandResult ControlServer::cmd_output_resize(const json& arguments, Client&)
 {
-    uint32_t output = TRY_CMD(output_argument(arguments));
+    uint32_t output = TRY_CMD(slot_argument(arguments));
     Mode mode = TRY_CMD(mode_arguments(arguments));
     if (auto r = m_device.resize_output(output, mode.width, mode.height); !r)
         return inactive(r.error().message);

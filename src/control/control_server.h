@@ -155,6 +155,7 @@ private:
     CommandResult cmd_output_resize(const json&, Client&);
 
     Result<uint32_t, CommandError> output_argument(const json& arguments) const;
+    Result<uint32_t, CommandError> slot_argument(const json& arguments) const;
     static const std::map<std::string, Handler, std::less<>>& handler_table();
     json crc_entries_json(uint32_t output);
 

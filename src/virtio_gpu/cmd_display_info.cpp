@@ -60,7 +60,7 @@ std::vector<std::byte> Device::edid_answer(uint32_t scanout, std::optional<RespE
 {
     if (!answer) {
         ++m_stats.forwarded_timeouts;
-        auto own = own_edid(scanout < m_options.outputs.size() ? scanout : 0);
+        auto own = own_edid(scanout);
         if (own)
             answer = *own;
     }

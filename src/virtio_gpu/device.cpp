@@ -56,6 +56,9 @@ Result<void> Device::write_config(uint32_t offset, std::span<const std::byte> in
     return {};
 }
 
+// With QEMU's display socket the event reaches the guest only if QEMU acts on our
+// CONFIG_CHANGE_MSG, and QEMU 10 does not (docs/outputs.md): the guest sees the change at its next
+// GET_DISPLAY_INFO (a reboot, a module reload, or a config event QEMU's own UI raises).
 void Device::raise_display_event()
 {
     m_config.events_read |= EVENT_DISPLAY;
@@ -79,9 +82,6 @@ bool Device::qemu_owns_outputs() const
     return !m_options.outputs_from_backend && m_display && m_display->has_qemu_display();
 }
 
-// With QEMU's display socket the event reaches the guest only if QEMU acts on our
-// CONFIG_CHANGE_MSG, and QEMU 10 does not (docs/outputs.md): the guest sees the change at its next
-// GET_DISPLAY_INFO (a reboot, a module reload, or a config event QEMU's own UI raises).
 Result<uint32_t> Device::add_output(uint32_t width, uint32_t height)
 {
     if (qemu_owns_outputs())

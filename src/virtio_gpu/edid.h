@@ -1,7 +1,8 @@
 // Our own EDID for VIRTIO_GPU_CMD_GET_EDID (virtio 1.3 §5.7.6.8) when the backend owns its outputs
-// (no QEMU display socket to ask). One VESA E-EDID 1.4 base block, no extensions, built from the
-// structure in the standard: the preferred mode as a CVT reduced-blanking detailed timing, the
-// monitor name, display range limits around the preferred mode, and a serial or dummy descriptor.
+// (no QEMU display socket to ask, or --outputs-from backend). One VESA E-EDID 1.4 base block, no
+// extensions, built from the structure in the standard: the preferred mode as a CVT
+// reduced-blanking detailed timing, the monitor name, display range limits around the preferred
+// mode, and a serial or dummy descriptor.
 #pragma once
 
 #include <cstddef>

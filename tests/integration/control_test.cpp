@@ -1549,7 +1549,9 @@ TEST_F(ControlHotplug, AddResizeRemove_TheGuestSeesTheConfigEventAndTheDisplayIn
     expect_config_change();
     expect_display_info({ { 1024, 768 }, { 800, 600 } });
     EXPECT_EQ(output(1)["plugged"], true);
+    EXPECT_EQ(output(1)["monitor"], json::parse(R"({"width": 800, "height": 600})"));
     EXPECT_EQ(output(2)["plugged"], false);
+    EXPECT_EQ(output(2)["monitor"], nullptr);
 
     EXPECT_EQ(
         control->call("output-resize", { { "output", 1 }, { "width", 1280 }, { "height", 720 } }),
@@ -1651,6 +1653,10 @@ TEST_F(ControlHotplug, WithQemusDisplaySocket_OutputCommandsAnswerDeviceNotActiv
         "DeviceNotActive");
     EXPECT_FALSE(backend_request(50ms).has_value());
     EXPECT_EQ(get_config().events_read, 0u);
+    // QEMU's UI says which monitors are plugged in, not us.
+    EXPECT_EQ(output(0)["plugged"], nullptr);
+    EXPECT_EQ(output(0)["monitor"], nullptr);
+    EXPECT_EQ(control->call("query-capabilities")["vgpu-display"]["outputs-from"], "qemu");
 }
 
 // --outputs-from backend: with QEMU's display socket the outputs are still ours. The commands
@@ -1674,9 +1680,16 @@ TEST_F(ControlHotplug, OutputsFromBackend_WithQemusDisplaySocket_HotplugWorksAnd
         control->call("output-resize", { { "output", 0 }, { "width", 1280 }, { "height", 720 } }),
         json::object());
     expect_config_change();
+    EXPECT_EQ(output(0)["monitor"], json::parse(R"({"width": 1280, "height": 720})"));
     EXPECT_EQ(control->call("output-remove", { { "output", 1 } }), json::object());
     expect_config_change();
     expect_display_info({ { 1280, 720 } });
+    // QEMU's display has 16 scanouts, but only our 3 slots can be plugged or resized.
+    expect_error(control->execute("output-remove", { { "output", 3 } }), "InvalidParameter");
+    expect_error(
+        control->execute("output-resize", { { "output", 9 }, { "width", 800 }, { "height", 600 } }),
+        "InvalidParameter");
+    EXPECT_FALSE(backend_request(50ms).has_value());
     EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetDisplayInfo)), 0u);
     EXPECT_EQ(session->display()->count(uint32_t(display::qemu::GpuRequest::GetEdid)), 0u);
     EXPECT_EQ(control->call("query-capabilities")["vgpu-display"]["outputs-from"], "backend");

@@ -696,6 +696,14 @@ TEST_F(HostileGpu, SilentQemuDisplay_FallsBackToOurOutputsAfterTheTimeout)
     EXPECT_EQ(info->pmodes[0].r.height, 480u);
     EXPECT_EQ(info->pmodes[1].enabled, 0u);
     EXPECT_GE(waited, std::chrono::milliseconds(900)) << "answered before QEMU's time was up";
+    // GET_EDID falls back the same way: our EDID of that scanout, no monitor beyond our outputs.
+    auto edid = gpu->get_edid(0);
+    ASSERT_TRUE(edid.has_value());
+    EXPECT_EQ(edid->hdr.type, uint32_t(CtrlType::OkEdid));
+    EXPECT_EQ(edid->size, 128u);
+    auto beyond = gpu->get_edid(3);
+    ASSERT_TRUE(beyond.has_value());
+    EXPECT_EQ(beyond->hdr.type, uint32_t(CtrlType::ErrUnspec));
     // Still serving (a command that needs no answer from QEMU: another query would wait again).
     EXPECT_EQ(gpu->create_2d(1, 64, 48).type, uint32_t(CtrlType::OkNodata));
     EXPECT_TRUE(backend->alive());
