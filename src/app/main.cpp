@@ -81,6 +81,17 @@ Result<int> run(const app::Options& options)
     // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
     display.add_sink(&crc);
+    // The export socket: outputs handed to consumers in other processes (docs/export.md).
+    std::unique_ptr<display::ExportServer> exports;
+    if (options.export_path) {
+        display::ExportOptions export_options;
+        export_options.mode = options.export_mode;
+        export_options.group = options.export_group;
+        export_options.release_timeout = options.release_timeout;
+        export_options.output_count = [&device] { return device.scanout_limit(); };
+        exports = TRY(display::ExportServer::create(*loop, *options.export_path, export_options));
+        display.add_sink(exports.get());
+    }
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {
         control::ControlLimits limits;
@@ -89,6 +100,7 @@ Result<int> run(const app::Options& options)
         control = TRY(control::ControlServer::create(
             *loop, *options.control_path, device, display, crc, limits));
         display.add_sink(control.get());
+        control->set_export(exports.get());
     }
     auto server = TRY(vhost::BackendServer::create(
         *loop, device, { options.offer_configure_mem_slots, options.socket_mode }));

@@ -2,6 +2,8 @@
 
 #include "virtio_gpu/edid.h"
 
+#include <grp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -68,6 +70,15 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_option("--max-control-clients", options.max_control_clients,
            "control clients served at once (default 16); more wait until one leaves")
         ->check(CLI::Range(size_t(1), size_t(1024)));
+    cli.add_option("--export", options.export_path,
+        "open the export socket at this path: outputs handed to consumers in other processes "
+        "(vgpu-view, vgpu-ctl watch) by file descriptor (docs/export.md)");
+    std::string export_mode = "0600", export_group;
+    cli.add_option("--export-mode", export_mode,
+        "permissions of the --export socket, octal (default 0600); a consumer that may connect "
+        "sees the outputs it leases");
+    cli.add_option("--export-group", export_group,
+        "group of the --export socket (a name or number), for --export-mode 0660");
     std::string socket_mode = "0600", control_mode = "0600";
     cli.add_option("--socket-mode", socket_mode,
         "permissions of the --socket-path socket, octal (default 0600: only this user connects)");
@@ -108,12 +119,21 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         options.outputs.push_back(virtio_gpu::OutputMode { 1280, 800, false });
     for (auto [name, text, out] :
         { std::tuple { "--socket-mode", &socket_mode, &options.socket_mode },
-            std::tuple { "--control-mode", &control_mode, &options.control_mode } }) {
+            std::tuple { "--control-mode", &control_mode, &options.control_mode },
+            std::tuple { "--export-mode", &export_mode, &options.export_mode } }) {
         auto mode = parse_mode_bits(*text);
         if (!mode)
             return ExitNow { 2,
                 fmt::format("vgpu-display: {} '{}': {}", name, *text, mode.error().message) };
         *out = *mode;
+    }
+    if (!export_group.empty()) {
+        auto gid = parse_group(export_group);
+        if (!gid)
+            return ExitNow { 2,
+                fmt::format(
+                    "vgpu-display: --export-group {}: {}", export_group, gid.error().message) };
+        options.export_group = *gid;
     }
     auto hostmem = parse_size(max_hostmem);
     if (!hostmem)
@@ -128,11 +148,34 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     if (!options.print_capabilities && !options.socket_path && !options.fd)
         return ExitNow { 2, "vgpu-display: exactly one of --socket-path or --fd is required" };
     // One socket file cannot be both: the second listener would replace the first.
+    if (options.export_path
+        && ((options.socket_path && same_path(*options.socket_path, *options.export_path))
+            || (options.control_path && same_path(*options.control_path, *options.export_path))))
+        return ExitNow { 2,
+            fmt::format(
+                "vgpu-display: --export {} is the path of another socket", *options.export_path) };
     if (options.socket_path && options.control_path
         && same_path(*options.socket_path, *options.control_path))
         return ExitNow { 2,
             fmt::format("vgpu-display: --control {} is the --socket-path", *options.control_path) };
     return options;
+}
+
+Result<gid_t> parse_group(const std::string& text)
+{
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+        unsigned long value = std::strtoul(text.c_str(), nullptr, 10);
+        if (value > 0x7fffffff)
+            return Error::format("group id out of range");
+        return gid_t(value);
+    }
+    group buffer {};
+    group* found = nullptr;
+    std::vector<char> scratch(16384);
+    int r = ::getgrnam_r(text.c_str(), &buffer, scratch.data(), scratch.size(), &found);
+    if (r != 0 || !found)
+        return Error::format("no such group");
+    return found->gr_gid;
 }
 
 Result<virtio_gpu::OutputMode> parse_mode(std::string_view text)

@@ -35,6 +35,10 @@ struct Options {
     } dmabuf = Dmabuf::Off;
     std::chrono::milliseconds release_timeout { 20 };
     std::optional<std::string> control_path;
+    // The export socket (docs/export.md): its path, permissions and group.
+    std::optional<std::string> export_path;
+    mode_t export_mode = 0600;
+    std::optional<gid_t> export_group;
     size_t max_control_clients = 16;
     mode_t socket_mode = 0600;
     mode_t control_mode = 0600;
@@ -53,6 +57,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv);
 Result<virtio_gpu::OutputMode> parse_mode(std::string_view text);
 // "256M", "1G", "1048576" -> bytes.
 Result<uint64_t> parse_size(std::string_view text);
+// A group name or number (--export-group).
+Result<gid_t> parse_group(const std::string& text);
 // "0660", "660" -> a permission mode (octal, at most 0777).
 Result<mode_t> parse_mode_bits(std::string_view text);
 // Whether two paths name the same file (or would, once created).

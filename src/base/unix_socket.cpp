@@ -10,7 +10,7 @@
 
 namespace vgpu {
 
-Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode)
+Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int type)
 {
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
@@ -18,7 +18,7 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode)
         return Error::format("socket path '{}' is empty or longer than {} bytes", path,
             sizeof(address.sun_path) - 1);
     std::memcpy(address.sun_path, path.data(), path.size());
-    Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    Fd socket(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!socket.valid())
         return Error::from_errno("socket");
     struct stat st { };
@@ -27,7 +27,7 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode)
             return Error::format("{} exists and is not a socket", path);
         // Replace a socket file only when nobody answers on it: a running server's socket
         // removed from under it would leave that server unreachable.
-        Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        Fd probe(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!probe.valid())
             return Error::from_errno("socket");
         int connected = ::connect(

@@ -181,6 +181,17 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
             { "dmabuf-updates", q.dmabuf_updates }, { "dmabuf-replies", q.dmabuf_replies },
             { "dmabuf-let-go", q.dmabuf_let_go } };
     }
+    json export_stats = nullptr;
+    if (m_export) {
+        const auto& e = m_export->stats();
+        export_stats = { { "consumers", m_export->consumers() },
+            { "leases", m_export->leases().size() }, { "accepted", e.consumers_accepted },
+            { "refused", e.consumers_refused }, { "bad-messages", e.bad_messages },
+            { "evicted", e.evicted }, { "leases-granted", e.leases_granted },
+            { "flips-sent", e.flips_sent }, { "flips-coalesced", e.flips_coalesced },
+            { "buffers-sent", e.buffers_sent }, { "bytes-copied", e.bytes_copied },
+            { "share-failures", e.share_failures } };
+    }
     return json {
         { "commands", s.control_commands },
         { "cursor-commands", s.cursor_commands },
@@ -208,6 +219,7 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         { "crc-inline-jobs", m_crc.stats().inline_jobs },
         { "crc-overwrite-waits", m_crc.stats().overwrite_waits },
         { "display", display_stats },
+        { "export", export_stats },
         { "flip-latency-us",
             { { "buckets", buckets }, { "count", s.flush_latency.total },
                 { "sum", s.flush_latency.sum_us } } },
@@ -377,6 +389,33 @@ CommandResult ControlServer::cmd_output_resize(const json& arguments, Client&)
     Mode mode = TRY_CMD(mode_arguments(arguments));
     if (auto r = m_device.resize_output(output, mode.width, mode.height); !r)
         return inactive(r.error().message);
+    return json::object();
+}
+
+CommandResult ControlServer::cmd_lease_list(const json&, Client&)
+{
+    if (!m_export)
+        return inactive("no export socket (start the backend with --export PATH)");
+    json list = json::array();
+    for (const auto& l : m_export->leases())
+        list.push_back({ { "lease", l.lease }, { "output", l.output },
+            { "kind", l.kind == exporting::LeaseKind::Exclusive ? "exclusive" : "shared" },
+            { "plane-type",
+                l.plane_type == exporting::PLANE_REGION       ? "region"
+                    : l.plane_type == exporting::PLANE_DMABUF ? "dmabuf"
+                                                              : "guest-memory" },
+            { "consumer", l.consumer }, { "pid", l.pid }, { "generation-acked", l.acked },
+            { "queued", l.queued } });
+    return list;
+}
+
+CommandResult ControlServer::cmd_lease_revoke(const json& arguments, Client&)
+{
+    if (!m_export)
+        return inactive("no export socket (start the backend with --export PATH)");
+    uint32_t lease = TRY_CMD(uint_argument(arguments, "lease", UINT32_MAX));
+    if (auto r = m_export->revoke(lease); !r)
+        return invalid(r.error().message);
     return json::object();
 }
 

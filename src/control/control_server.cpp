@@ -501,6 +501,8 @@ const std::map<std::string, ControlServer::Handler, std::less<>>& ControlServer:
         { "output-add", &ControlServer::cmd_output_add },
         { "output-remove", &ControlServer::cmd_output_remove },
         { "output-resize", &ControlServer::cmd_output_resize },
+        { "lease-list", &ControlServer::cmd_lease_list },
+        { "lease-revoke", &ControlServer::cmd_lease_revoke },
     };
     return table;
 }

@@ -27,6 +27,7 @@
 #include "base/result.h"
 #include "display/capture/crc_capture.h"
 #include "display/display.h"
+#include "display/export/export_server.h"
 #include "display/sink.h"
 #include "virtio_gpu/device.h"
 
@@ -90,6 +91,8 @@ public:
     void cursor_changed(uint32_t, const display::CursorState&, bool) override { }
     // From CrcCapture: CRC events.
     void crc_entry(uint32_t output, const display::capture::CrcEntry& entry);
+    // The export socket, when there is one: lease-list, lease-revoke, its stats.
+    void set_export(display::ExportServer* exports) { m_export = exports; }
 
 private:
     // (Its implicit move constructor is noexcept: clang-tidy counts json's invariant check in
@@ -153,6 +156,8 @@ private:
     CommandResult cmd_output_add(const json&, Client&);
     CommandResult cmd_output_remove(const json&, Client&);
     CommandResult cmd_output_resize(const json&, Client&);
+    CommandResult cmd_lease_list(const json&, Client&);
+    CommandResult cmd_lease_revoke(const json&, Client&);
 
     Result<uint32_t, CommandError> output_argument(const json& arguments) const;
     Result<uint32_t, CommandError> slot_argument(const json& arguments) const;
@@ -163,6 +168,7 @@ private:
     virtio_gpu::Device& m_device;
     display::Display& m_display;
     display::capture::CrcCapture& m_crc;
+    display::ExportServer* m_export = nullptr;
     ControlLimits m_limits;
     Fd m_listen;
     std::string m_path;

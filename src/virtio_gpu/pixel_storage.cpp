@@ -1,5 +1,9 @@
 #include "virtio_gpu/pixel_storage.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +50,13 @@ struct PixelStorage::CrcCache {
     std::optional<crc::Appender> span_join; // rows of the last narrower rectangle asked for
 };
 
-void PixelStorage::Free::operator()(std::byte* p) const { std::free(p); }
+void PixelStorage::Free::operator()(std::byte* p) const
+{
+    if (mapped)
+        ::munmap(p, mapped);
+    else
+        std::free(p);
+}
 
 uint64_t PixelStorage::host_cost(uint32_t width, uint32_t height, uint32_t stride)
 {
@@ -67,12 +77,26 @@ std::shared_ptr<PixelStorage> PixelStorage::allocate(
     size_t size = size_t(stride) * height;
     // 64-byte alignment for vectorised copies and pixman; size rounded up as aligned_alloc needs.
     size_t rounded = (size + 63) / 64 * 64;
-    auto* p = static_cast<std::byte*>(std::aligned_alloc(64, rounded ? rounded : 64));
-    if (!p)
-        return nullptr;
-    std::memset(p, 0, rounded);
     auto storage = std::make_shared<PixelStorage>();
-    storage->m_data.reset(p);
+    std::byte* p = nullptr;
+    if (rounded >= own_mapping_bytes) {
+        // A mapping of its own, whole pages (zeroed by the kernel): it can move into a memfd at
+        // the same address when it is exported (share()).
+        size_t page = size_t(::sysconf(_SC_PAGESIZE));
+        size_t length = (size + page - 1) / page * page;
+        void* m = ::mmap(
+            nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return nullptr;
+        p = static_cast<std::byte*>(m);
+        storage->m_data = std::unique_ptr<std::byte, Free>(p, Free(length));
+    } else {
+        p = static_cast<std::byte*>(std::aligned_alloc(64, rounded ? rounded : 64));
+        if (!p)
+            return nullptr;
+        std::memset(p, 0, rounded);
+        storage->m_data.reset(p);
+    }
     storage->m_pixels = p;
     storage->m_size = size;
     storage->m_width = width;
@@ -94,6 +118,41 @@ std::shared_ptr<PixelStorage> PixelStorage::wrap(std::shared_ptr<const void> own
     storage->m_stride = stride;
     storage->m_format = format;
     return storage;
+}
+
+Result<std::shared_ptr<const Fd>> PixelStorage::share() const
+{
+    if (m_shared)
+        return m_shared;
+    if (m_owner)
+        return Error::format("a blob's framebuffer is guest memory, not ours to share");
+    size_t length = mapped_size();
+    if (!length)
+        return Error::format("{} bytes of pixels are too few for a mapping of their own", m_size);
+    Fd memfd(::memfd_create("vgpu-pixels", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!memfd)
+        return Error::from_errno("memfd_create");
+    if (::ftruncate(memfd.get(), off_t(length)) != 0)
+        return Error::from_errno("ftruncate of the pixels' memfd");
+    void* fresh = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+    if (fresh == MAP_FAILED)
+        return Error::from_errno("mmap of the pixels' memfd");
+    std::memcpy(fresh, m_pixels, length);
+    // The new mapping takes the old one's place in one step: a worker reading the pixels (a CRC)
+    // sees the same bytes before and after. Only the loop thread writes them, and it is here.
+    void* moved = ::mremap(fresh, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, m_pixels);
+    if (moved == MAP_FAILED) {
+        auto error = Error::from_errno("mremap of the pixels into their memfd");
+        ::munmap(fresh, length);
+        return error;
+    }
+    // Nobody may write, shrink, grow or reseal it now; our mapping stays writable.
+    if (::fcntl(memfd.get(), F_ADD_SEALS,
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+        != 0)
+        return Error::from_errno("sealing the pixels' memfd");
+    m_shared = std::make_shared<const Fd>(std::move(memfd));
+    return m_shared;
 }
 
 uint64_t PixelStorage::wrap_cost(uint32_t width, uint32_t height)

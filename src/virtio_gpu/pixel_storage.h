@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "base/fd.h"
+#include "base/result.h"
 #include "base/thread_annotations.h"
 #include "virtio_gpu/formats.h"
 #include "virtio_gpu/rect.h"
@@ -54,6 +56,15 @@ public:
         uint32_t width, uint32_t height, uint32_t stride, const FormatInfo& format);
     std::byte* data() const { return m_pixels; }
     bool guest_memory() const { return m_owner != nullptr; }
+    // The pixels as a memfd that another process may map read-only (the export socket's REGION
+    // planes, docs/export.md). The first call moves them into a memfd mapped at the same address,
+    // so every pointer into them stays valid and nothing else changes, and seals it against
+    // writes, resizing and further seals (our own mapping stays writable); later calls return the
+    // same descriptor. Only our own allocations of own_mapping_bytes or more can move: smaller
+    // ones and wrapped guest memory fail. Loop thread only.
+    Result<std::shared_ptr<const Fd>> share() const;
+    // The size of the shared memfd's mapping (the pixels rounded up to whole pages).
+    size_t mapped_size() const { return m_data.get_deleter().mapped; }
     // What host memory a wrapped storage can cost: its CRC cache and bookkeeping.
     static uint64_t wrap_cost(uint32_t width, uint32_t height);
 
@@ -93,6 +104,15 @@ public:
 
 private:
     struct Free {
+        Free() noexcept
+            : mapped(0)
+        {
+        }
+        explicit Free(size_t bytes) noexcept
+            : mapped(bytes)
+        {
+        }
+        size_t mapped; // bytes of an mmap()ed allocation; 0: aligned_alloc
         void operator()(std::byte* p) const;
     };
     struct CrcCache;
@@ -111,6 +131,7 @@ private:
 
     std::unique_ptr<std::byte, Free> m_data;
     std::shared_ptr<const void> m_owner; // wrapped memory's owner
+    mutable std::shared_ptr<const Fd> m_shared; // the memfd the pixels moved to (share())
     std::byte* m_pixels = nullptr;
     size_t m_size = 0;
     mutable std::vector<StorageReader*> m_readers;

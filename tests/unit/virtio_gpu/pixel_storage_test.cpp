@@ -2,6 +2,11 @@
 // computed from scratch over its pixels; and only what changed is checksummed again.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <random>
 
@@ -197,6 +202,67 @@ TEST(PixelStorageCrc, CopyIn_OtherFormats_AreCopiedAndChecksummedLater)
 
     EXPECT_EQ(p->pixels_checksummed(), 0u);
     EXPECT_EQ(p->rect_crc(Rect { 0, 0, 256, 2 }), fresh_crc(*p, Rect { 0, 0, 256, 2 }));
+}
+
+// ---- share(): the pixels as a read-only memfd for the export socket ---------------------------
+
+TEST(PixelStorageShare, Moves_ToASealedMemfd_AtTheSameAddress_WithTheSamePixels)
+{
+    auto p = make(256, 256); // 256 KiB: a mapping of its own
+    std::minstd_rand rng(5);
+    scribble(*p, Rect { 0, 0, 256, 256 }, rng);
+    std::vector<std::byte> before(p->data(), p->data() + p->size());
+    uint32_t crc_before = p->rect_crc(Rect { 0, 0, 256, 256 });
+    std::byte* address = p->data();
+
+    auto shared = p->share();
+    ASSERT_TRUE(shared.has_value()) << shared.error().message;
+    const Fd& fd = **shared;
+    EXPECT_EQ(p->data(), address) << "every pointer into the pixels stays valid";
+    EXPECT_EQ(std::memcmp(p->data(), before.data(), before.size()), 0);
+    EXPECT_EQ(p->rect_crc(Rect { 0, 0, 256, 256 }), crc_before);
+    EXPECT_EQ(p->share().value().get(), shared->get()) << "one memfd, made once";
+
+    // A consumer's read-only mapping sees our later writes.
+    size_t length = p->mapped_size();
+    void* view = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(view, MAP_FAILED) << std::strerror(errno);
+    uint32_t marker = 0x00ABCDEF;
+    p->copy_in(1000 * 4, reinterpret_cast<const std::byte*>(&marker), 4, false);
+    EXPECT_EQ(std::memcmp(static_cast<std::byte*>(view) + 4000, &marker, 4), 0);
+    ::munmap(view, length);
+
+    // And cannot write, shrink, grow or unseal it.
+    errno = 0;
+    EXPECT_EQ(::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0), MAP_FAILED);
+    EXPECT_EQ(errno, EPERM);
+    EXPECT_NE(::ftruncate(fd.get(), 0), 0);
+    EXPECT_NE(::ftruncate(fd.get(), off_t(length) * 2), 0);
+    EXPECT_LT(::pwrite(fd.get(), &marker, 4, 0), 0);
+    EXPECT_NE(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE), 0);
+    int seals = ::fcntl(fd.get(), F_GET_SEALS);
+    EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL),
+        F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL);
+    // A private writable mapping (where the kernel allows one) is the consumer's own copy: its
+    // writes never reach our pixels.
+    void* priv = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.get(), 0);
+    if (priv != MAP_FAILED) {
+        std::memset(priv, 0x55, 64);
+        ::munmap(priv, length);
+    }
+    EXPECT_EQ(std::memcmp(p->data(), before.data(), 64), 0);
+}
+
+TEST(PixelStorageShare, SmallStorageAndGuestMemory_CannotMove)
+{
+    auto small = make(64, 64); // 16 KiB from the heap
+    auto refused = small->share();
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_NE(refused.error().message.find("too few"), std::string::npos);
+    auto owner = std::make_shared<std::vector<std::byte>>(256 * 256 * 4);
+    auto wrapped = PixelStorage::wrap(
+        owner, owner->data(), 256, 256, 1024, *format_info(uint32_t(Format::B8G8R8X8Unorm)));
+    EXPECT_FALSE(wrapped->share().has_value());
 }
 
 } // namespace

@@ -1,0 +1,579 @@
+#include "display/export/export_server.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "base/log.h"
+#include "base/unix_socket.h"
+#include "virtio_gpu/formats.h"
+
+namespace vgpu::display {
+
+namespace ex = vgpu::exporting;
+
+namespace {
+
+ex::Rect32 rect32(const Rect& r) { return { r.x, r.y, r.width, r.height }; }
+
+Rect bounding(const ex::Rect32& a, const ex::Rect32& b)
+{
+    uint32_t x0 = std::min(a.x, b.x), y0 = std::min(a.y, b.y);
+    uint32_t x1 = std::max(a.x + a.width, b.x + b.width);
+    uint32_t y1 = std::max(a.y + a.height, b.y + b.height);
+    return Rect { x0, y0, x1 - x0, y1 - y0 };
+}
+
+bool contains(const ex::Rect32& outer, const ex::Rect32& inner)
+{
+    return inner.x >= outer.x && inner.y >= outer.y
+        && inner.x + inner.width <= outer.x + outer.width
+        && inner.y + inner.height <= outer.y + outer.height;
+}
+
+// Adds `r` to a FLIP's damage: as a rectangle of its own while 8 suffice, else all of them
+// merged into their bounding box.
+void add_damage(ex::Flip& flip, const ex::Rect32& r)
+{
+    for (uint32_t i = 0; i < flip.rects; ++i)
+        if (contains(flip.damage[i], r))
+            return;
+    if (flip.rects < ex::FLIP_RECTS) {
+        flip.damage[flip.rects++] = r;
+        return;
+    }
+    ex::Rect32 all = r;
+    for (uint32_t i = 0; i < flip.rects; ++i)
+        all = rect32(bounding(all, flip.damage[i]));
+    flip.damage = {};
+    flip.damage[0] = all;
+    flip.rects = 1;
+}
+
+void signal(const Fd& eventfd)
+{
+    uint64_t one = 1;
+    // Non-blocking: the counter only overflows after 2^64 - 1 unread flips.
+    [[maybe_unused]] ssize_t n = ::write(eventfd.get(), &one, sizeof(one));
+}
+
+} // namespace
+
+Result<std::unique_ptr<ExportServer>> ExportServer::create(
+    EventLoop& loop, const std::string& path, ExportOptions options)
+{
+    Fd listener = TRY(listen_unix(path, 64, options.mode, SOCK_SEQPACKET));
+    if (options.group && ::chown(path.c_str(), uid_t(-1), *options.group) != 0)
+        return Error::from_errno(fmt::format("chown({}, group {})", path, *options.group));
+    std::unique_ptr<ExportServer> server(new ExportServer(loop, std::move(listener), options));
+    auto* raw = server.get();
+    server->m_listen_watch = TRY(loop.watch(
+        server->m_listener.get(), EPOLLIN, [raw](uint32_t) { raw->accept_consumers(); }));
+    VGPU_LOG_INFO("export: listening on {}", path);
+    return server;
+}
+
+ExportServer::ExportServer(EventLoop& loop, Fd listener, ExportOptions options)
+    : m_loop(loop)
+    , m_listener(std::move(listener))
+    , m_options(std::move(options))
+{
+}
+
+ExportServer::~ExportServer()
+{
+    for (auto& [id, consumer] : m_consumers)
+        m_loop.unwatch(consumer->watch);
+    if (m_listen_watch)
+        m_loop.unwatch(m_listen_watch);
+}
+
+ExportServer::Consumer* ExportServer::find(uint64_t id)
+{
+    auto it = m_consumers.find(id);
+    return it == m_consumers.end() ? nullptr : it->second.get();
+}
+
+void ExportServer::accept_consumers()
+{
+    for (;;) {
+        int raw = ::accept4(m_listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (raw < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                VGPU_LOG_WARN("export: accept: {}", std::strerror(errno));
+            return;
+        }
+        Fd socket(raw);
+        if (m_consumers.size() >= m_options.max_consumers) {
+            ++m_stats.consumers_refused;
+            ex::ErrorReply e { uint32_t(ex::ErrorCode::Busy), 0, {} };
+            ex::set_text(e.text, fmt::format("{} consumers already", m_consumers.size()));
+            auto packet = ex::encode(e, 0);
+            (void)ex::send_packet(socket.get(), packet, {});
+            continue;
+        }
+        auto consumer = std::make_unique<Consumer>();
+        consumer->id = m_next_consumer++;
+        consumer->socket = std::move(socket);
+        // A small send buffer: a consumer that stops reading fills it after a few hundred
+        // records, and from then on its flips coalesce in our queue instead of piling up.
+        int sndbuf = 64 * 1024;
+        ::setsockopt(consumer->socket.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        ucred credentials {};
+        socklen_t length = sizeof(credentials);
+        if (::getsockopt(consumer->socket.get(), SOL_SOCKET, SO_PEERCRED, &credentials, &length)
+            == 0)
+            consumer->pid = credentials.pid;
+        uint64_t id = consumer->id;
+        auto watch = m_loop.watch(consumer->socket.get(), EPOLLIN, [this, id](uint32_t events) {
+            if (auto* c = find(id); c && (events & EPOLLOUT))
+                flush(*c);
+            if (auto* c = find(id); c && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                readable(*c);
+        });
+        if (!watch) {
+            VGPU_LOG_WARN("export: {}", watch.error().message);
+            continue;
+        }
+        consumer->watch = *watch;
+        ++m_stats.consumers_accepted;
+        VGPU_LOG_DEBUG("export: consumer {} connected (pid {})", id, consumer->pid);
+        m_consumers[id] = std::move(consumer);
+    }
+}
+
+void ExportServer::readable(Consumer& consumer)
+{
+    uint64_t id = consumer.id;
+    // A bounded number per wake-up, so that one chatty consumer cannot starve the loop.
+    for (int i = 0; i < 64; ++i) {
+        auto* c = find(id);
+        if (!c)
+            return;
+        auto packet = ex::receive_packet(c->socket.get());
+        if (!packet) {
+            if (packet.error().message.find("closed") == std::string::npos) {
+                ++m_stats.bad_messages;
+                error(*c, 0, ex::ErrorCode::BadMessage, packet.error().message);
+            }
+            drop(id, packet.error().message);
+            return;
+        }
+        if (!*packet)
+            return;
+        auto message = ex::parse((*packet)->first, std::move((*packet)->second));
+        if (!message) {
+            ++m_stats.bad_messages;
+            uint32_t serial = 0;
+            if ((*packet)->first.size() >= sizeof(ex::Header))
+                std::memcpy(&serial, (*packet)->first.data() + offsetof(ex::Header, serial),
+                    sizeof(serial));
+            error(*c, serial, message.error().code, message.error().reason);
+            drop(id, message.error().reason);
+            return;
+        }
+        handle(*c, *message);
+    }
+}
+
+void ExportServer::handle(Consumer& c, const ex::Message& m)
+{
+    uint32_t serial = m.header.serial;
+    if (!m.known) {
+        error(c, serial, ex::ErrorCode::UnknownType,
+            fmt::format("unknown message type {}", m.header.type));
+        return;
+    }
+    if (!c.hello && m.type() != ex::Type::Hello) {
+        error(c, serial, ex::ErrorCode::Order,
+            fmt::format("{} before HELLO", ex::type_name(m.header.type)));
+        return;
+    }
+    switch (m.type()) {
+    case ex::Type::Hello: {
+        auto hello = *m.as<ex::Hello>();
+        if (c.hello) {
+            error(c, serial, ex::ErrorCode::Order, "HELLO twice");
+            return;
+        }
+        if (hello.major != ex::VERSION_MAJOR) {
+            error(c, serial, ex::ErrorCode::Version,
+                fmt::format("version {}.{}: this backend speaks {}.{}", hello.major, hello.minor,
+                    ex::VERSION_MAJOR, ex::VERSION_MINOR));
+            drop(c.id, "a protocol version we do not speak");
+            return;
+        }
+        c.hello = true;
+        c.name = ex::get_text(hello.name);
+        ex::Welcome welcome { ex::VERSION_MAJOR, ex::VERSION_MINOR,
+            m_options.max_leases_per_consumer, 0 };
+        queue(c, { ex::encode(welcome, serial), {} });
+        return;
+    }
+    case ex::Type::Probe: {
+        uint32_t count = m_options.output_count();
+        uint32_t flags = ex::PROBE_CURSOR | (m_options.crc ? ex::PROBE_CRC : 0);
+        ex::ProbeReply reply { m_options.plane_types, count, flags,
+            uint32_t(m_options.release_timeout.count()) };
+        uint64_t id = c.id;
+        queue(c, { ex::encode(reply, serial), {} });
+        for (uint32_t i = 0; i < count; ++i) {
+            auto* consumer = find(id);
+            if (!consumer)
+                return;
+            const auto& view = m_outputs[i];
+            ex::OutputInfo info { i, view.source ? 1u : 0u,
+                view.source ? view.source->rect.width : 0,
+                view.source ? view.source->rect.height : 0,
+                view.source ? virtio_gpu::drm_fourcc(view.source->format.format) : 0, 0,
+                view.generation };
+            queue(*consumer, { ex::encode(info, serial), {} });
+        }
+        return;
+    }
+    case ex::Type::Lease:
+        handle_lease(c, serial, *m.as<ex::Lease>());
+        return;
+    case ex::Type::Release: {
+        auto release = *m.as<ex::Release>();
+        if (!c.leases.count(release.lease)) {
+            error(c, serial, ex::ErrorCode::NoSuchLease,
+                fmt::format("no lease {} of yours", release.lease));
+            return;
+        }
+        end_lease(c, release.lease, std::nullopt);
+        return;
+    }
+    case ex::Type::Ack: {
+        auto ack = *m.as<ex::Ack>();
+        auto it = c.leases.find(ack.lease);
+        if (it == c.leases.end()) {
+            error(c, serial, ex::ErrorCode::NoSuchLease,
+                fmt::format("no lease {} of yours", ack.lease));
+            return;
+        }
+        // A generation not shown yet acknowledges only what was shown.
+        it->second.acked = std::max(
+            it->second.acked, std::min(ack.generation, m_outputs[it->second.output].generation));
+        return;
+    }
+    default:
+        error(c, serial, ex::ErrorCode::BadMessage,
+            fmt::format("{} is the backend's message", ex::type_name(m.header.type)));
+        return;
+    }
+}
+
+void ExportServer::handle_lease(Consumer& c, uint32_t serial, const ex::Lease& request)
+{
+    uint32_t count = m_options.output_count();
+    if (request.output >= count) {
+        error(c, serial, ex::ErrorCode::NoSuchOutput,
+            fmt::format("output {}: there are {}", request.output, count));
+        return;
+    }
+    if (!(request.plane_type & m_options.plane_types)) {
+        error(c, serial, ex::ErrorCode::PlaneType,
+            fmt::format("plane type {:#x} is not available here (have {:#x})", request.plane_type,
+                m_options.plane_types));
+        return;
+    }
+    if (c.leases.size() >= m_options.max_leases_per_consumer) {
+        error(c, serial, ex::ErrorCode::Busy, fmt::format("{} leases already", c.leases.size()));
+        return;
+    }
+    auto kind = ex::LeaseKind(request.kind);
+    if (kind == ex::LeaseKind::Exclusive) {
+        for (const auto& [id, other] : m_consumers)
+            for (const auto& [lease_id, lease] : other->leases)
+                if (lease.output == request.output && lease.kind == ex::LeaseKind::Exclusive) {
+                    error(c, serial, ex::ErrorCode::Busy,
+                        fmt::format(
+                            "output {} has an exclusive lease ({})", request.output, lease_id));
+                    return;
+                }
+    }
+    Fd eventfd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!eventfd) {
+        error(c, serial, ex::ErrorCode::Busy, fmt::format("eventfd: {}", std::strerror(errno)));
+        return;
+    }
+    LeaseState lease;
+    lease.id = m_next_lease++;
+    lease.output = request.output;
+    lease.kind = kind;
+    lease.plane_type = request.plane_type;
+    lease.eventfd = std::make_shared<const Fd>(std::move(eventfd));
+    ++m_stats.leases_granted;
+    ex::Leased leased { lease.id, lease.output, request.kind, request.plane_type };
+    queue(c, { ex::encode(leased, serial), { lease.eventfd } });
+    uint64_t id = c.id;
+    auto* consumer = find(id);
+    if (!consumer)
+        return;
+    auto& stored = consumer->leases[lease.id] = std::move(lease);
+    send_state(*consumer, stored);
+}
+
+void ExportServer::end_lease(Consumer& c, uint32_t lease, std::optional<ex::RevokeReason> why)
+{
+    c.leases.erase(lease);
+    if (why)
+        queue(c, { ex::encode(ex::Revoked { lease, uint32_t(*why) }, 0), {} });
+}
+
+Result<void> ExportServer::revoke(uint32_t lease)
+{
+    for (auto& [id, consumer] : m_consumers)
+        if (consumer->leases.count(lease)) {
+            end_lease(*consumer, lease, ex::RevokeReason::Control);
+            return {};
+        }
+    return Error::format("no lease {}", lease);
+}
+
+std::vector<ExportServer::LeaseInfo> ExportServer::leases() const
+{
+    std::vector<LeaseInfo> out;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            out.push_back({ lease_id, lease.output, lease.kind, lease.plane_type, consumer->name,
+                consumer->pid, lease.acked, consumer->queue.size() });
+    std::sort(
+        out.begin(), out.end(), [](const auto& a, const auto& b) { return a.lease < b.lease; });
+    return out;
+}
+
+// ---- records ----------------------------------------------------------------------------------
+
+void ExportServer::queue(Consumer& c, Packet packet)
+{
+    if (c.queue.size() >= m_options.max_queued) {
+        ++m_stats.evicted;
+        drop(c.id, fmt::format("{} records unread: it fell too far behind", c.queue.size()));
+        return;
+    }
+    c.queue.push_back(std::move(packet));
+    flush(c);
+}
+
+void ExportServer::flush(Consumer& c)
+{
+    while (!c.queue.empty()) {
+        const Packet& front = c.queue.front();
+        int fds[ex::MAX_FDS];
+        size_t count = 0;
+        for (const auto& fd : front.fds)
+            fds[count++] = fd->get();
+        auto sent = ex::send_packet(c.socket.get(), front.bytes, std::span(fds, count));
+        if (!sent) {
+            drop(c.id, sent.error().message);
+            return;
+        }
+        if (!*sent) {
+            if (!c.writable_watch && m_loop.modify(c.watch, EPOLLIN | EPOLLOUT))
+                c.writable_watch = true;
+            return;
+        }
+        c.queue.pop_front();
+    }
+    if (c.writable_watch && m_loop.modify(c.watch, EPOLLIN))
+        c.writable_watch = false;
+}
+
+void ExportServer::error(Consumer& c, uint32_t serial, ex::ErrorCode code, std::string_view text)
+{
+    VGPU_LOG_DEBUG("export: consumer {}: {}", c.id, text);
+    ex::ErrorReply e { uint32_t(code), serial, {} };
+    ex::set_text(e.text, text);
+    queue(c, { ex::encode(e, serial), {} });
+}
+
+void ExportServer::drop(uint64_t id, std::string_view why)
+{
+    auto it = m_consumers.find(id);
+    if (it == m_consumers.end())
+        return;
+    VGPU_LOG_INFO("export: consumer {} ({}, pid {}) leaves: {}", id,
+        it->second->name.empty() ? "no name" : it->second->name, it->second->pid, why);
+    m_loop.unwatch(it->second->watch);
+    // Freed after the callback that dropped it returns: it may be on the stack above us.
+    m_dropped.push_back(std::move(it->second));
+    m_consumers.erase(it);
+    if (m_dropped.size() == 1)
+        m_loop.post(m_lifetime.guard([this] { m_dropped.clear(); }));
+}
+
+uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
+{
+    const auto& source = m_outputs[lease.output].source;
+    if (!source || !source->pixels)
+        return 0;
+    auto known = std::find_if(lease.buffers.begin(), lease.buffers.end(),
+        [&](const SentBuffer& b) { return b.pixels == source->pixels; });
+    if (known != lease.buffers.end()) {
+        SentBuffer b = *known;
+        lease.buffers.erase(known);
+        lease.buffers.push_back(b);
+        return b.id;
+    }
+    auto shared = source->pixels->share();
+    if (!shared) {
+        ++m_stats.share_failures;
+        VGPU_LOG_DEBUG("export: output {}: {}", lease.output, shared.error().message);
+        return 0;
+    }
+    const auto& pixels = *source->pixels;
+    ex::Buffer buffer { lease.id, lease.next_buffer++, ex::PLANE_REGION,
+        virtio_gpu::drm_fourcc(pixels.format().format), 0, pixels.width(), pixels.height(),
+        pixels.stride(), 0, 0, pixels.size() };
+    uint64_t id = c.id;
+    uint32_t lease_id = lease.id;
+    lease.buffers.push_back({ buffer.buffer, source->pixels });
+    ++m_stats.buffers_sent;
+    queue(c, { ex::encode(buffer, 0), { *shared }, lease_id });
+    auto* consumer = find(id);
+    if (!consumer || !consumer->leases.count(lease_id))
+        return 0;
+    auto& l = consumer->leases[lease_id];
+    while (l.buffers.size() > m_options.buffers_per_lease) {
+        uint32_t old = l.buffers.front().id;
+        l.buffers.erase(l.buffers.begin());
+        queue(*consumer, { ex::encode(ex::BufferGone { lease_id, old }, 0), {}, lease_id });
+        consumer = find(id);
+        if (!consumer)
+            return 0;
+    }
+    return buffer.buffer;
+}
+
+void ExportServer::send_state(Consumer& c, LeaseState& lease)
+{
+    const auto& view = m_outputs[lease.output];
+    lease.enabled = view.source.has_value();
+    lease.width = view.source ? view.source->rect.width : 0;
+    lease.height = view.source ? view.source->rect.height : 0;
+    uint64_t id = c.id;
+    uint32_t lease_id = lease.id;
+    queue(c,
+        { ex::encode(ex::Mode { lease.id, lease.output, lease.enabled ? 1u : 0u, lease.width,
+                         lease.height, 0 },
+              0),
+            {}, lease.id });
+    auto* consumer = find(id);
+    if (!consumer || !consumer->leases.count(lease_id) || !view.source)
+        return;
+    send_flip(
+        *consumer, consumer->leases[lease_id], Rect { 0, 0, lease.width, lease.height }, true);
+}
+
+void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage, bool whole)
+{
+    const auto& view = m_outputs[lease.output];
+    if (!view.source)
+        return;
+    uint64_t id = c.id;
+    uint32_t lease_id = lease.id;
+    uint32_t buffer = buffer_for(c, lease);
+    auto* consumer = find(id);
+    if (!consumer || !consumer->leases.count(lease_id))
+        return;
+    auto& l = consumer->leases[lease_id];
+    Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
+    // Another buffer: the consumer redraws all of it.
+    Rect shown = whole || buffer != l.last_buffer ? full : damage;
+    l.last_buffer = buffer;
+    signal(*l.eventfd);
+    // A consumer that has not read its last FLIP yet gets this one merged into it, as long as
+    // nothing of this lease was queued after it.
+    for (auto it = consumer->queue.rbegin(); it != consumer->queue.rend(); ++it) {
+        if (it->lease != lease_id)
+            continue;
+        if (!it->flip)
+            break;
+        ex::Flip flip;
+        std::memcpy(&flip, it->bytes.data() + sizeof(ex::Header), sizeof(flip));
+        flip.buffer = buffer;
+        flip.generation = view.generation;
+        flip.covers += 1;
+        flip.source = rect32(view.source->rect);
+        add_damage(flip, rect32(shown));
+        std::memcpy(it->bytes.data() + sizeof(ex::Header), &flip, sizeof(flip));
+        ++m_stats.flips_coalesced;
+        return;
+    }
+    ex::Flip flip {};
+    flip.lease = lease_id;
+    flip.buffer = buffer;
+    flip.generation = view.generation;
+    flip.covers = 1;
+    flip.rects = 1;
+    flip.source = rect32(view.source->rect);
+    flip.damage[0] = rect32(shown);
+    ++m_stats.flips_sent;
+    queue(*consumer, { ex::encode(flip, 0), {}, lease_id, true });
+}
+
+// ---- the display's events --------------------------------------------------------------------
+
+void ExportServer::output_changed(const Output& output)
+{
+    auto& view = m_outputs[output.index];
+    view.source = output.source;
+    view.generation = output.generation;
+    std::vector<uint64_t> ids;
+    for (const auto& [id, consumer] : m_consumers)
+        ids.push_back(id);
+    for (uint64_t id : ids) {
+        auto* c = find(id);
+        if (!c)
+            continue;
+        std::vector<uint32_t> affected;
+        for (const auto& [lease_id, lease] : c->leases)
+            if (lease.output == output.index
+                && (lease.enabled != output.enabled() || lease.width != output.width()
+                    || lease.height != output.height()))
+                affected.push_back(lease_id);
+        for (uint32_t lease_id : affected) {
+            c = find(id);
+            if (!c || !c->leases.count(lease_id))
+                break;
+            auto& lease = c->leases[lease_id];
+            lease.enabled = output.enabled();
+            lease.width = output.width();
+            lease.height = output.height();
+            queue(*c,
+                { ex::encode(ex::Mode { lease_id, output.index, lease.enabled ? 1u : 0u,
+                                 lease.width, lease.height, 0 },
+                      0),
+                    {}, lease_id });
+        }
+    }
+}
+
+void ExportServer::output_damaged(const Output& output, Rect damage)
+{
+    auto& view = m_outputs[output.index];
+    view.source = output.source;
+    view.generation = output.generation;
+    std::vector<std::pair<uint64_t, uint32_t>> targets;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            if (lease.output == output.index)
+                targets.emplace_back(id, lease_id);
+    for (auto [id, lease_id] : targets) {
+        auto* c = find(id);
+        if (!c || !c->leases.count(lease_id))
+            continue;
+        send_flip(*c, c->leases[lease_id], damage, false);
+    }
+}
+
+void ExportServer::cursor_changed(uint32_t, const CursorState&, bool) { }
+
+} // namespace vgpu::display

@@ -1,0 +1,166 @@
+// The export socket's server (docs/export.md): a display sink that hands outputs to consumers in
+// other processes. Consumers are untrusted: every packet is checked (export/codec.h), nothing a
+// consumer does blocks the device loop, and a consumer that misbehaves is cut off alone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "base/fd.h"
+#include "base/lifetime.h"
+#include "base/result.h"
+#include "display/sink.h"
+#include "export/codec.h"
+#include "export/wire.h"
+
+namespace vgpu::display {
+
+struct ExportOptions {
+    mode_t mode = 0600;
+    std::optional<gid_t> group;
+    uint32_t max_consumers = 64;
+    uint32_t max_leases_per_consumer = 16;
+    // Packets waiting for one consumer besides its coalesced flips; beyond, it is cut off.
+    size_t max_queued = 256;
+    // Buffers a lease keeps sent (the most recently shown); older ones are retired.
+    size_t buffers_per_lease = 4;
+    std::chrono::milliseconds release_timeout { 20 };
+    uint32_t plane_types = exporting::PLANE_REGION;
+    // How many outputs a probe lists and a lease may name (num_scanouts, or 16 with QEMU's
+    // display); asked at each probe and lease.
+    std::function<uint32_t()> output_count = [] { return 1u; };
+    bool crc = true; // CRC capture can be on (PROBE_CRC)
+};
+
+struct ExportStats {
+    uint64_t consumers_accepted = 0;
+    uint64_t consumers_refused = 0; // over max_consumers
+    uint64_t bad_messages = 0;
+    uint64_t evicted = 0; // queue overflow or no acks
+    uint64_t leases_granted = 0;
+    uint64_t flips_sent = 0;
+    uint64_t flips_coalesced = 0;
+    uint64_t buffers_sent = 0;
+    uint64_t bytes_copied = 0;
+    uint64_t share_failures = 0; // a framebuffer that could not move to a memfd
+};
+
+class ExportServer : public DisplaySink {
+public:
+    // Listens on `path` (SOCK_SEQPACKET, created with options.mode and group).
+    static Result<std::unique_ptr<ExportServer>> create(
+        EventLoop& loop, const std::string& path, ExportOptions options);
+    ~ExportServer() override;
+    ExportServer(const ExportServer&) = delete;
+    ExportServer& operator=(const ExportServer&) = delete;
+
+    // The outputs as the display has them (the display calls these as a sink; the server keeps
+    // its own view so that a probe needs nothing else).
+    void output_changed(const Output& output) override;
+    void output_damaged(const Output& output, Rect damage) override;
+    void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) override;
+
+    struct LeaseInfo {
+        uint32_t lease;
+        uint32_t output;
+        exporting::LeaseKind kind;
+        uint32_t plane_type;
+        std::string consumer;
+        pid_t pid;
+        uint64_t acked;
+        size_t queued;
+    };
+    std::vector<LeaseInfo> leases() const;
+    // Revokes a lease (the control socket's lease-revoke): REVOKED {CONTROL}.
+    Result<void> revoke(uint32_t lease);
+    const ExportStats& stats() const { return m_stats; }
+    size_t consumers() const { return m_consumers.size(); }
+    const ExportOptions& options() const { return m_options; }
+
+private:
+    struct Packet {
+        std::vector<std::byte> bytes;
+        std::vector<std::shared_ptr<const Fd>> fds;
+        uint32_t lease = 0; // 0: not a lease's record
+        bool flip = false; // a FLIP that may still take later damage
+    };
+    struct SentBuffer {
+        uint32_t id;
+        std::shared_ptr<const virtio_gpu::PixelStorage> pixels;
+    };
+    struct LeaseState {
+        uint32_t id = 0;
+        uint32_t output = 0;
+        exporting::LeaseKind kind = exporting::LeaseKind::Shared;
+        uint32_t plane_type = 0;
+        std::shared_ptr<const Fd> eventfd; // ours to signal; the consumer got its own copy
+        uint64_t acked = 0;
+        // What the consumer was last told: MODE, and the buffer of the last FLIP.
+        bool enabled = false;
+        uint32_t width = 0, height = 0;
+        uint32_t last_buffer = 0;
+        uint32_t next_buffer = 1;
+        std::vector<SentBuffer> buffers; // most recently shown last
+    };
+    struct Consumer {
+        uint64_t id = 0;
+        Fd socket;
+        EventLoop::WatchId watch = 0;
+        bool hello = false;
+        bool writable_watch = false;
+        std::string name;
+        pid_t pid = 0;
+        std::deque<Packet> queue;
+        std::map<uint32_t, LeaseState> leases;
+    };
+    // What an output shows, as the server last heard.
+    struct OutputView {
+        std::optional<virtio_gpu::ScanoutSource> source;
+        uint64_t generation = 0;
+    };
+
+    ExportServer(EventLoop& loop, Fd listener, ExportOptions options);
+    void accept_consumers();
+    void readable(Consumer& consumer);
+    void handle(Consumer& consumer, const exporting::Message& message);
+    void handle_lease(Consumer& consumer, uint32_t serial, const exporting::Lease& request);
+    void end_lease(Consumer& consumer, uint32_t lease, std::optional<exporting::RevokeReason> why);
+    // Queues a packet and sends what the socket takes now.
+    void queue(Consumer& consumer, Packet packet);
+    void flush(Consumer& consumer);
+    void error(
+        Consumer& consumer, uint32_t serial, exporting::ErrorCode code, std::string_view text);
+    // Cuts a consumer off (its leases end); safe from inside its own callbacks.
+    void drop(uint64_t consumer, std::string_view why);
+    // The MODE, BUFFER and FLIP that bring a lease up to date with its output.
+    void send_state(Consumer& consumer, LeaseState& lease);
+    void send_flip(Consumer& consumer, LeaseState& lease, const Rect& damage, bool whole);
+    // The id of the output's current buffer for this lease, sending BUFFER first when new; 0
+    // when it cannot be exported.
+    uint32_t buffer_for(Consumer& consumer, LeaseState& lease);
+    Consumer* find(uint64_t id);
+
+    EventLoop& m_loop;
+    Fd m_listener;
+    EventLoop::WatchId m_listen_watch = 0;
+    ExportOptions m_options;
+    std::map<uint64_t, std::unique_ptr<Consumer>> m_consumers;
+    std::vector<std::unique_ptr<Consumer>> m_dropped; // freed after the current callback
+    std::map<uint32_t, OutputView> m_outputs;
+    uint64_t m_next_consumer = 1;
+    uint32_t m_next_lease = 1;
+    ExportStats m_stats;
+    Lifetime m_lifetime;
+};
+
+} // namespace vgpu::display

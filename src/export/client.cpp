@@ -1,0 +1,158 @@
+#include "export/client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace vgpu::exporting {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+Result<MappedBuffer> MappedBuffer::map(const Buffer& info, const Fd& fd)
+{
+    if (uint64_t(info.stride) * info.height > info.size || uint64_t(info.width) * 4 > info.stride)
+        return Error::format("buffer {}: {}x{} with stride {} does not fit its {} bytes",
+            info.buffer, info.width, info.height, info.stride, info.size);
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    uint64_t start = info.offset / page * page;
+    MappedBuffer out;
+    out.m_info = info;
+    out.m_skip = size_t(info.offset - start);
+    out.m_map = TRY(
+        MemoryMap::map(fd.get(), info.size + out.m_skip, start, MemoryMap::Access::ReadOnly));
+    return out;
+}
+
+Result<Client> Client::connect(const std::string& path, std::string_view name, milliseconds timeout)
+{
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(address.sun_path))
+        return Error::format("{}: the path is too long for a unix socket", path);
+    std::memcpy(address.sun_path, path.data(), path.size());
+    Fd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!socket)
+        return Error::from_errno("socket");
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0)
+        return Error::from_errno(fmt::format("connect {}", path));
+    Client client(std::move(socket), timeout);
+    Hello hello { VERSION_MAJOR, VERSION_MINOR, {} };
+    set_text(hello.name, name);
+    uint32_t serial = TRY(client.send(hello));
+    auto welcome = TRY(client.reply(serial, Type::Welcome));
+    client.m_welcome = *welcome.as<Welcome>();
+    return client;
+}
+
+template <Body T>
+Result<uint32_t> Client::send(const T& body)
+{
+    uint32_t serial = ++m_serial;
+    auto packet = encode(body, serial);
+    // The backend reads its consumers as fast as they write; a full socket for this long means
+    // it is not reading at all.
+    auto deadline = Clock::now() + m_timeout;
+    for (;;) {
+        if (TRY(send_packet(m_socket.get(), packet, {})))
+            return serial;
+        if (Clock::now() > deadline)
+            return Error::format("the backend does not read its export socket");
+        pollfd p { m_socket.get(), POLLOUT, 0 };
+        ::poll(&p, 1, 10);
+    }
+}
+
+Result<std::optional<Message>> Client::receive(milliseconds timeout)
+{
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        auto packet = TRY(receive_packet(m_socket.get()));
+        if (packet) {
+            auto message = parse(packet->first, std::move(packet->second));
+            if (!message)
+                return Error::format("the backend sent a bad packet: {}", message.error().reason);
+            return std::optional<Message>(std::move(message.value()));
+        }
+        auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0)
+            return std::optional<Message> {};
+        pollfd p { m_socket.get(), POLLIN, 0 };
+        ::poll(&p, 1, int(std::min<int64_t>(left.count(), 1000)) + 1);
+    }
+}
+
+Result<Message> Client::reply(uint32_t serial, Type type)
+{
+    auto deadline = Clock::now() + m_timeout;
+    for (;;) {
+        auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+        auto message = TRY(receive(std::max(left, milliseconds(0))));
+        if (!message)
+            return Error::format("no {} from the backend within {} ms", type_name(uint16_t(type)),
+                m_timeout.count());
+        if (message->header.serial == serial && message->type() == Type::Error) {
+            auto e = *message->as<ErrorReply>();
+            return Error::format("the backend refused it: {}", get_text(e.text));
+        }
+        if (message->header.serial == serial && message->type() == type)
+            return std::move(*message);
+        m_queued.push_back(std::move(*message));
+    }
+}
+
+Result<ProbeResult> Client::probe()
+{
+    uint32_t serial = TRY(send(Probe {}));
+    auto reply_message = TRY(reply(serial, Type::ProbeReply));
+    auto r = *reply_message.as<ProbeReply>();
+    ProbeResult result { r.plane_types, r.flags, r.release_timeout_ms, {} };
+    for (uint32_t i = 0; i < r.outputs; ++i) {
+        auto info_message = TRY(reply(serial, Type::OutputInfo));
+        auto o = *info_message.as<OutputInfo>();
+        result.outputs.push_back(
+            { o.output, o.enabled != 0, o.width, o.height, o.fourcc, o.generation });
+    }
+    return result;
+}
+
+Result<LeaseHandle> Client::lease(uint32_t output, LeaseKind kind, uint32_t plane_type)
+{
+    uint32_t serial = TRY(send(Lease { output, uint32_t(kind), plane_type, 0 }));
+    auto message = TRY(reply(serial, Type::Leased));
+    auto l = *message.as<Leased>();
+    return LeaseHandle { l.lease, l.output, LeaseKind(l.kind), l.plane_type,
+        std::move(message.fds[0]) };
+}
+
+Result<void> Client::release(uint32_t lease)
+{
+    TRY(send(Release { lease, 0 }));
+    return {};
+}
+
+Result<void> Client::ack(uint32_t lease, uint64_t generation)
+{
+    TRY(send(Ack { lease, 0, generation }));
+    return {};
+}
+
+Result<std::optional<Message>> Client::next(milliseconds timeout)
+{
+    if (!m_queued.empty()) {
+        Message m = std::move(m_queued.front());
+        m_queued.pop_front();
+        return std::optional<Message>(std::move(m));
+    }
+    return receive(timeout);
+}
+
+Result<void> Client::send_raw(std::span<const std::byte> packet, std::span<const int> fds)
+{
+    if (!TRY(send_packet(m_socket.get(), packet, fds)))
+        return Error::format("the export socket is full");
+    return {};
+}
+
+} // namespace vgpu::exporting

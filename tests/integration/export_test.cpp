@@ -1,0 +1,362 @@
+// The export socket through the real backend process (docs/export.md): probe, leases, buffers
+// by fd that are mapped (no pixels cross the socket), flip records and their eventfd, coalescing
+// for a consumer that stops reading, hostile consumers, and the control socket's lease commands.
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "export/client.h"
+#include "harness/backend_process.h"
+#include "harness/control_client.h"
+#include "harness/frontend.h"
+#include "harness/gpu_driver.h"
+#include "virtio_gpu/formats.h"
+
+namespace vgpu::integration {
+namespace {
+
+using namespace std::chrono_literals;
+using harness::BackendProcess;
+using harness::ControlClient;
+using harness::GpuDriver;
+using harness::QemuSession;
+using json = nlohmann::json;
+using virtio_gpu::CtrlType;
+using virtio_gpu::Rect;
+namespace ex = vgpu::exporting;
+
+constexpr uint32_t OK = uint32_t(CtrlType::OkNodata);
+constexpr uint32_t XRGB = uint32_t(virtio_gpu::Format::B8G8R8X8Unorm);
+
+std::vector<std::byte> picture(uint32_t width, uint32_t height, uint32_t seed)
+{
+    std::vector<std::byte> out(size_t(width) * height * 4);
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = i % 4 == 3 ? std::byte(0)
+                            : std::byte(uint8_t((i * 13 + (i >> 12) * 7 + seed * 31) & 0xff));
+    return out;
+}
+
+class Export : public ::testing::Test {
+protected:
+    void start(std::vector<std::string> args = {}, bool display_socket = true)
+    {
+        dir = harness::make_temp_dir();
+        export_path = dir + "/export.sock";
+        control_path = dir + "/control.sock";
+        args.insert(args.begin(), { "--export", export_path, "--control", control_path });
+        backend = std::make_unique<BackendProcess>(BackendProcess::listen(args));
+        harness::SessionOptions options;
+        options.with_display_socket = display_socket;
+        session = std::make_unique<QemuSession>(backend->socket_path(), options);
+        session->start();
+        gpu = std::make_unique<GpuDriver>(*session);
+        control = std::make_unique<ControlClient>(ControlClient::connect(control_path));
+    }
+    void TearDown() override
+    {
+        if (backend) {
+            EXPECT_TRUE(backend->alive()) << backend->log();
+        }
+    }
+    ex::Client consumer(const char* name = "test")
+    {
+        auto client = ex::Client::connect(export_path, name, 3000ms);
+        EXPECT_TRUE(client.has_value()) << (client ? "" : client.error().message);
+        return std::move(client.value());
+    }
+    // A 2D resource `id` of width x height shown on scanout 0 with `pixels`; returns its GPA.
+    uint64_t show(
+        uint32_t id, uint32_t width, uint32_t height, const std::vector<std::byte>& pixels)
+    {
+        uint64_t gpa = gpu->create_with_backing(id, width, height, XRGB, pixels);
+        Rect all { 0, 0, width, height };
+        EXPECT_EQ(gpu->transfer(id, all).type, OK);
+        EXPECT_EQ(gpu->set_scanout(0, id, all).type, OK);
+        EXPECT_EQ(gpu->flush(id, all).type, OK);
+        return gpa;
+    }
+    // The next record of `type` (others before it are returned in `skipped`).
+    ex::Message next_of(
+        ex::Client& client, ex::Type type, std::vector<ex::Message>* skipped = nullptr)
+    {
+        for (;;) {
+            auto m = client.next(3000ms);
+            EXPECT_TRUE(m.has_value()) << (m ? "" : m.error().message);
+            if (!m || !*m) {
+                ADD_FAILURE() << "no " << ex::type_name(uint16_t(type)) << " record";
+                return {};
+            }
+            if ((*m)->type() == type)
+                return std::move(**m);
+            if (skipped)
+                skipped->push_back(std::move(**m));
+        }
+    }
+    json stats() { return control->call("query-stats")["export"]; }
+
+    std::string dir, export_path, control_path;
+    std::unique_ptr<BackendProcess> backend;
+    std::unique_ptr<QemuSession> session;
+    std::unique_ptr<GpuDriver> gpu;
+    std::unique_ptr<ControlClient> control;
+};
+
+TEST_F(Export, Socket_Is0600_AndAProbeNeedsNoLease)
+{
+    // Without QEMU's display socket the outputs are our two (with it, QEMU's 16 scanouts).
+    start({ "--output", "1024x768", "--output", "800x600" }, /*display_socket=*/false);
+    struct stat st { };
+    ASSERT_EQ(::stat(export_path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+    auto pixels = picture(640, 480, 1);
+    show(1, 640, 480, pixels);
+    auto client = consumer();
+    EXPECT_EQ(client.welcome().major, ex::VERSION_MAJOR);
+    auto probe = client.probe();
+    ASSERT_TRUE(probe.has_value()) << probe.error().message;
+    EXPECT_EQ(probe->plane_types, uint32_t(ex::PLANE_REGION));
+    EXPECT_TRUE(probe->flags & ex::PROBE_CRC);
+    EXPECT_EQ(probe->release_timeout_ms, 20u);
+    ASSERT_EQ(probe->outputs.size(), 2u);
+    EXPECT_TRUE(probe->outputs[0].enabled);
+    EXPECT_EQ(probe->outputs[0].width, 640u);
+    EXPECT_EQ(probe->outputs[0].height, 480u);
+    EXPECT_EQ(probe->outputs[0].fourcc, virtio_gpu::drm_fourcc(virtio_gpu::Format::B8G8R8X8Unorm));
+    EXPECT_EQ(probe->outputs[0].generation, 1u);
+    EXPECT_FALSE(probe->outputs[1].enabled);
+    EXPECT_EQ(stats()["consumers"], 1);
+}
+
+TEST_F(Export, SharedLease_MapsTheResourcesPixels_FlipsNameTheDamage_NoPixelsOnTheSocket)
+{
+    start();
+    auto pixels = picture(640, 480, 2);
+    uint64_t gpa = show(1, 640, 480, pixels);
+    auto client = consumer("viewer");
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    EXPECT_EQ(lease->output, 0u);
+
+    auto mode = next_of(client, ex::Type::Mode).as<ex::Mode>();
+    ASSERT_TRUE(mode.has_value());
+    EXPECT_EQ(mode->enabled, 1u);
+    EXPECT_EQ(mode->width, 640u);
+    auto buffer_message = next_of(client, ex::Type::Buffer);
+    auto buffer = buffer_message.as<ex::Buffer>();
+    ASSERT_TRUE(buffer.has_value());
+    ASSERT_EQ(buffer_message.fds.size(), 1u);
+    EXPECT_EQ(buffer->plane_type, uint32_t(ex::PLANE_REGION));
+    EXPECT_EQ(buffer->fourcc, virtio_gpu::drm_fourcc(virtio_gpu::Format::B8G8R8X8Unorm));
+    EXPECT_EQ(buffer->modifier, 0u);
+    EXPECT_EQ((std::pair { buffer->width, buffer->height }), (std::pair { 640u, 480u }));
+    EXPECT_EQ(buffer->stride, 640u * 4);
+    auto mapped = ex::MappedBuffer::map(*buffer, buffer_message.fds[0]);
+    ASSERT_TRUE(mapped.has_value()) << mapped.error().message;
+    EXPECT_EQ(std::memcmp(mapped->data(), pixels.data(), pixels.size()), 0);
+    // Read-only: a shared writable mapping is refused.
+    EXPECT_EQ(
+        ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, buffer_message.fds[0].get(), 0),
+        MAP_FAILED);
+
+    auto first = next_of(client, ex::Type::Flip).as<ex::Flip>();
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->buffer, buffer->buffer);
+    EXPECT_EQ(first->covers, 1u);
+    EXPECT_EQ(first->rects, 1u);
+    EXPECT_EQ(first->damage[0].width, 640u) << "the first flip is the whole output";
+    uint64_t count = 0;
+    ASSERT_EQ(::read(lease->eventfd.get(), &count, sizeof(count)), ssize_t(sizeof(count)));
+    EXPECT_GE(count, 1u);
+
+    // A DIRTYFB of a band: its damage, and the new pixels are in the mapping already.
+    auto changed = picture(640, 480, 3);
+    session->ram().write(gpa, changed);
+    Rect band { 0, 100, 640, 50 };
+    ASSERT_EQ(gpu->transfer(1, band, uint64_t(band.y) * 640 * 4).type, OK);
+    ASSERT_EQ(gpu->flush(1, band).type, OK);
+    pollfd p { lease->eventfd.get(), POLLIN, 0 };
+    ASSERT_EQ(::poll(&p, 1, 3000), 1) << "the eventfd was not signalled";
+    auto flip = next_of(client, ex::Type::Flip).as<ex::Flip>();
+    ASSERT_TRUE(flip.has_value());
+    EXPECT_EQ(flip->generation, first->generation + 1);
+    EXPECT_EQ(flip->buffer, buffer->buffer) << "the same buffer: no BUFFER again";
+    EXPECT_EQ((std::tuple { flip->damage[0].x, flip->damage[0].y, flip->damage[0].width,
+                  flip->damage[0].height }),
+        (std::tuple { 0u, 100u, 640u, 50u }));
+    EXPECT_EQ(std::memcmp(mapped->row(100), changed.data() + 100 * 640 * 4, 50 * 640 * 4), 0);
+    auto s = stats();
+    EXPECT_EQ(s["buffers-sent"], 1);
+    EXPECT_EQ(s["bytes-copied"], 0);
+    EXPECT_GE(s["flips-sent"], 2);
+}
+
+TEST_F(Export, StalledConsumer_ItsFlipsCoalesce_CoversAddUpToEveryFlush_TheGuestNeverWaits)
+{
+    start();
+    auto pixels = picture(640, 480, 4);
+    uint64_t gpa = show(1, 640, 480, pixels);
+    (void)gpa;
+    auto client = consumer("stalled");
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    // The consumer reads nothing while the guest flushes 3000 times.
+    constexpr int flushes = 3000;
+    for (int i = 0; i < flushes; ++i)
+        ASSERT_EQ(gpu->flush(1, Rect { uint32_t(i % 600), uint32_t(i % 400), 16, 16 }).type, OK);
+    EXPECT_GT(stats()["flips-coalesced"], 0);
+    uint64_t covered = 0, last = 0;
+    uint32_t records = 0;
+    for (;;) {
+        auto m = client.next(300ms);
+        ASSERT_TRUE(m.has_value()) << m.error().message;
+        if (!*m)
+            break;
+        if (auto f = (*m)->as<ex::Flip>()) {
+            EXPECT_GT(f->generation, last);
+            last = f->generation;
+            covered += f->covers;
+            ++records;
+        }
+    }
+    EXPECT_EQ(covered, uint64_t(flushes) + 1)
+        << "the whole-output flip at the lease and every flush";
+    EXPECT_LT(records, uint32_t(flushes)) << "nothing coalesced";
+    EXPECT_EQ(last, uint64_t(flushes) + 1);
+}
+
+TEST_F(Export, HostileConsumers_GetAPreciseError_OthersAreServed)
+{
+    start();
+    auto good = consumer("good");
+    auto lease = good.lease(0, ex::LeaseKind::Exclusive);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+
+    auto error_of = [&](ex::Client& c) {
+        auto m = next_of(c, ex::Type::Error).as<ex::ErrorReply>();
+        return m ? std::pair { ex::ErrorCode(m->code), ex::get_text(m->text) }
+                 : std::pair { ex::ErrorCode(0), std::string() };
+    };
+    // Requests the backend refuses and keeps the connection for.
+    auto other = consumer("other");
+    auto busy = other.lease(0, ex::LeaseKind::Exclusive);
+    ASSERT_FALSE(busy.has_value());
+    EXPECT_NE(busy.error().message.find("exclusive lease"), std::string::npos);
+    auto nowhere = other.lease(16, ex::LeaseKind::Shared); // QEMU's display: scanouts 0..15
+    ASSERT_FALSE(nowhere.has_value());
+    EXPECT_NE(nowhere.error().message.find("output 16"), std::string::npos);
+    auto dmabuf = other.lease(0, ex::LeaseKind::Shared, ex::PLANE_DMABUF);
+    ASSERT_FALSE(dmabuf.has_value());
+    EXPECT_NE(dmabuf.error().message.find("not available"), std::string::npos);
+    ex::Header unknown { ex::MAGIC, 200, 0, sizeof(ex::Header), 9 };
+    ASSERT_TRUE(other.send_raw(std::as_bytes(std::span(&unknown, 1))).has_value());
+    EXPECT_EQ(error_of(other).first, ex::ErrorCode::UnknownType);
+    ASSERT_TRUE(other.send_raw(ex::encode(ex::Release { 99, 0 }, 10)).has_value());
+    EXPECT_EQ(error_of(other).first, ex::ErrorCode::NoSuchLease);
+    ASSERT_TRUE(other.send_raw(ex::encode(ex::Welcome { 1, 0, 0, 0 }, 11)).has_value());
+    EXPECT_EQ(error_of(other).first, ex::ErrorCode::BadMessage);
+    EXPECT_TRUE(other.probe().has_value()) << "still connected";
+
+    // Garbage: an ERROR, then the connection is closed.
+    auto garbage = consumer("garbage");
+    std::vector<std::byte> junk(40, std::byte(0x5a));
+    ASSERT_TRUE(garbage.send_raw(junk).has_value());
+    auto [code, text] = error_of(garbage);
+    EXPECT_EQ(code, ex::ErrorCode::BadMessage);
+    EXPECT_NE(text.find("magic"), std::string::npos) << text;
+    auto after = garbage.next(2000ms);
+    EXPECT_FALSE(after.has_value())
+        << "not disconnected: "
+        << (after && *after ? ex::type_name((*after)->header.type) : "nothing");
+
+    // A request before HELLO, and another major version.
+    auto raw = [&] {
+        Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+        sockaddr_un a {};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path, export_path.data(), export_path.size());
+        EXPECT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+        return s;
+    };
+    auto read_error = [](const Fd& s) {
+        pollfd p { s.get(), POLLIN, 0 };
+        EXPECT_EQ(::poll(&p, 1, 3000), 1);
+        auto packet = ex::receive_packet(s.get());
+        EXPECT_TRUE(packet.has_value() && packet->has_value());
+        if (!packet || !*packet)
+            return ex::ErrorCode(0);
+        auto m = ex::parse((*packet)->first, std::move((*packet)->second));
+        return m && m->as<ex::ErrorReply>() ? ex::ErrorCode(m->as<ex::ErrorReply>()->code)
+                                            : ex::ErrorCode(0);
+    };
+    Fd early = raw();
+    auto probe = ex::encode(ex::Probe {}, 1);
+    ASSERT_TRUE(ex::send_packet(early.get(), probe, {}).value());
+    EXPECT_EQ(read_error(early), ex::ErrorCode::Order);
+    Fd future = raw();
+    auto hello = ex::encode(ex::Hello { 2, 0, {} }, 1);
+    ASSERT_TRUE(ex::send_packet(future.get(), hello, {}).value());
+    EXPECT_EQ(read_error(future), ex::ErrorCode::Version);
+
+    // The good consumer still gets its flips.
+    auto pixels = picture(640, 480, 5);
+    show(1, 640, 480, pixels);
+    auto flip = next_of(good, ex::Type::Flip).as<ex::Flip>();
+    ASSERT_TRUE(flip.has_value());
+    EXPECT_GE(stats()["bad-messages"], 1);
+}
+
+TEST_F(Export, ControlSocket_ListsAndRevokesLeases_ADisconnectEndsThem)
+{
+    start();
+    auto a = consumer("viewer-a");
+    auto b = consumer("viewer-b");
+    auto la = a.lease(0, ex::LeaseKind::Exclusive);
+    auto lb = b.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(la.has_value() && lb.has_value());
+    auto list = control->call("lease-list");
+    ASSERT_EQ(list.size(), 2u) << list.dump();
+    EXPECT_EQ(list[0]["lease"], la->lease);
+    EXPECT_EQ(list[0]["kind"], "exclusive");
+    EXPECT_EQ(list[0]["consumer"], "viewer-a");
+    EXPECT_EQ(list[0]["pid"], int(::getpid()));
+    EXPECT_EQ(list[1]["kind"], "shared");
+    EXPECT_EQ(list[1]["plane-type"], "region");
+
+    EXPECT_EQ(control->call("lease-revoke", { { "lease", la->lease } }), json::object());
+    auto revoked = next_of(a, ex::Type::Revoked).as<ex::Revoked>();
+    ASSERT_TRUE(revoked.has_value());
+    EXPECT_EQ(revoked->lease, la->lease);
+    EXPECT_EQ(revoked->reason, uint32_t(ex::RevokeReason::Control));
+    auto again = control->execute("lease-revoke", { { "lease", la->lease } });
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ((*again)["error"]["class"], "InvalidParameter") << again->dump();
+    // The exclusive slot is free again.
+    auto retaken = a.lease(0, ex::LeaseKind::Exclusive);
+    EXPECT_TRUE(retaken.has_value()) << retaken.error().message;
+
+    {
+        auto gone = std::move(b);
+    }
+    for (int i = 0; i < 100 && control->call("lease-list").size() != 1; ++i)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(control->call("lease-list").size(), 1u);
+}
+
+} // namespace
+} // namespace vgpu::integration
