@@ -329,7 +329,7 @@ TEST_F(ControlSocket, VersionCapabilitiesAndQmpCapabilities_AreExact)
     const std::set<std::string> commands { "qmp_capabilities", "query-version",
         "query-capabilities", "query-outputs", "query-resources", "query-stats", "screendump",
         "crc-start", "crc-read", "crc-stop", "subscribe", "output-add", "output-remove",
-        "output-resize" };
+        "output-resize", "lease-list", "lease-revoke" };
     EXPECT_EQ(caps["commands"].get<std::set<std::string>>(), commands);
     EXPECT_EQ(caps["commands"].size(), commands.size()) << "a command is listed twice";
     EXPECT_EQ(caps["events"].get<std::set<std::string>>(),
