@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -238,6 +239,52 @@ TEST_F(Export, StalledConsumer_ItsFlipsCoalesce_CoversAddUpToEveryFlush_TheGuest
         << "the whole-output flip at the lease and every flush";
     EXPECT_LT(records, uint32_t(flushes)) << "nothing coalesced";
     EXPECT_EQ(last, uint64_t(flushes) + 1);
+}
+
+// A framebuffer too small to move into a memfd (and, the same way, a blob) goes out as copies:
+// a ring of frame buffers per output gets each frame's changes, only while it is leased.
+TEST_F(Export, SmallFramebuffer_IsCopiedIntoTheOutputsRing_EverySlotHoldsTheWholeFrame)
+{
+    start();
+    auto pixels = picture(64, 64, 6);
+    uint64_t gpa = show(1, 64, 64, pixels);
+    EXPECT_EQ(stats()["bytes-copied"], 0) << "nothing copied before a lease";
+    auto client = consumer();
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    std::map<uint32_t, ex::MappedBuffer> buffers;
+    std::vector<std::byte> expected = pixels;
+    auto check_flip = [&](const char* when) {
+        SCOPED_TRACE(when);
+        std::vector<ex::Message> before;
+        auto flip = next_of(client, ex::Type::Flip, &before).as<ex::Flip>();
+        ASSERT_TRUE(flip.has_value());
+        for (auto& m : before)
+            if (auto b = m.as<ex::Buffer>()) {
+                EXPECT_EQ((std::tuple { b->width, b->height, b->stride }),
+                    (std::tuple { 64u, 64u, 256u }));
+                auto mapped = ex::MappedBuffer::map(*b, m.fds[0]);
+                ASSERT_TRUE(mapped.has_value()) << mapped.error().message;
+                buffers.emplace(b->buffer, std::move(mapped.value()));
+            }
+        ASSERT_TRUE(buffers.count(flip->buffer)) << "a FLIP names a buffer it was sent";
+        EXPECT_EQ(std::memcmp(buffers.at(flip->buffer).data(), expected.data(), expected.size()), 0)
+            << "buffer " << flip->buffer << " does not hold the whole frame";
+    };
+    check_flip("the lease");
+    for (uint32_t i = 0; i < 5; ++i) {
+        auto band = picture(64, 8, 10 + i);
+        uint32_t y = 8 * i;
+        std::memcpy(expected.data() + size_t(y) * 256, band.data(), band.size());
+        session->ram().write(gpa + uint64_t(y) * 256, band);
+        ASSERT_EQ(gpu->transfer(1, Rect { 0, y, 64, 8 }, uint64_t(y) * 256).type, OK);
+        ASSERT_EQ(gpu->flush(1, Rect { 0, y, 64, 8 }).type, OK);
+        check_flip("a band");
+    }
+    EXPECT_EQ(buffers.size(), 3u) << "a ring of three, each sent once";
+    auto s = stats();
+    EXPECT_GT(s["bytes-copied"], 0);
+    EXPECT_EQ(s["buffers-sent"], 3);
 }
 
 TEST_F(Export, HostileConsumers_GetAPreciseError_OthersAreServed)

@@ -1,7 +1,9 @@
 #include "display/export/export_server.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -323,6 +325,7 @@ void ExportServer::handle_lease(Consumer& c, uint32_t serial, const ex::Lease& r
 void ExportServer::end_lease(Consumer& c, uint32_t lease, std::optional<ex::RevokeReason> why)
 {
     c.leases.erase(lease);
+    release_unleased();
     if (why)
         queue(c, { ex::encode(ex::Revoked { lease, uint32_t(*why) }, 0), {} });
 }
@@ -405,38 +408,141 @@ void ExportServer::drop(uint64_t id, std::string_view why)
     // Freed after the callback that dropped it returns: it may be on the stack above us.
     m_dropped.push_back(std::move(it->second));
     m_consumers.erase(it);
+    release_unleased();
     if (m_dropped.size() == 1)
         m_loop.post(m_lifetime.guard([this] { m_dropped.clear(); }));
 }
 
+bool ExportServer::leased(uint32_t output) const
+{
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            if (lease.output == output)
+                return true;
+    return false;
+}
+
+void ExportServer::release_unleased()
+{
+    for (auto& [index, view] : m_outputs)
+        if ((view.frame || !view.ring.slots.empty()) && !leased(index)) {
+            view.frame.reset();
+            view.ring = Ring {};
+        }
+}
+
+namespace {
+
+Rect united(const Rect& a, const Rect& b)
+{
+    if (a.width == 0 || a.height == 0)
+        return b;
+    if (b.width == 0 || b.height == 0)
+        return a;
+    return bounding(rect32(a), rect32(b));
+}
+
+} // namespace
+
+void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& damage)
+{
+    if (!view.source || !view.source->pixels) {
+        view.frame.reset();
+        return;
+    }
+    const auto& source = *view.source;
+    const auto& pixels = *source.pixels;
+    uint32_t fourcc = virtio_gpu::drm_fourcc(pixels.format().format);
+    if (!pixels.guest_memory()) {
+        if (auto shared = pixels.share()) {
+            Frame frame;
+            frame.key = source.pixels.get();
+            frame.keep = source.pixels;
+            frame.fd = *shared;
+            frame.info = { 0, 0, ex::PLANE_REGION, fourcc, 0, pixels.width(), pixels.height(),
+                pixels.stride(), 0, 0, pixels.size() };
+            frame.source = source.rect;
+            view.frame = std::move(frame);
+            view.ring = Ring {};
+            return;
+        }
+    }
+    // A copy into the output's ring: blobs (guest memory must not be handed out) and small 2D
+    // framebuffers (too small for a mapping of their own).
+    uint32_t width = source.rect.width, height = source.rect.height;
+    auto& ring = view.ring;
+    if (ring.slots.empty() || ring.width != width || ring.height != height
+        || ring.fourcc != fourcc) {
+        ring = Ring { width, height, fourcc, {}, 0 };
+        for (size_t i = 0; i < m_options.ring_slots; ++i) {
+            auto slot = std::make_shared<RingSlot>();
+            size_t size = size_t(width) * height * 4;
+            slot->memfd = Fd(::memfd_create("vgpu-export-frame", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+            if (!slot->memfd || ::ftruncate(slot->memfd.get(), off_t(size)) != 0) {
+                VGPU_LOG_WARN(
+                    "export: output {}: a frame buffer: {}", output, std::strerror(errno));
+                ring = Ring {};
+                view.frame.reset();
+                return;
+            }
+            auto map = MemoryMap::map(slot->memfd.get(), size, 0, MemoryMap::Access::ReadWrite);
+            if (!map
+                || ::fcntl(slot->memfd.get(), F_ADD_SEALS,
+                       F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+                    != 0) {
+                VGPU_LOG_WARN("export: output {}: a frame buffer: {}", output,
+                    map ? std::strerror(errno) : map.error().message);
+                ring = Ring {};
+                view.frame.reset();
+                return;
+            }
+            slot->map = std::move(map.value());
+            slot->stale = Rect { 0, 0, width, height };
+            ring.slots.push_back(std::move(slot));
+        }
+    }
+    for (auto& slot : ring.slots)
+        slot->stale = united(slot->stale, damage);
+    auto slot = ring.slots[ring.next];
+    ring.next = (ring.next + 1) % ring.slots.size();
+    const Rect& r = slot->stale;
+    size_t stride = size_t(width) * 4;
+    for (uint32_t y = r.y; y < r.y + r.height; ++y)
+        std::memcpy(slot->map.data() + y * stride + size_t(r.x) * 4, source.pixel(r.x, y),
+            size_t(r.width) * 4);
+    m_stats.bytes_copied += uint64_t(r.width) * r.height * 4;
+    slot->stale = Rect {};
+    Frame frame;
+    frame.key = slot.get();
+    frame.fd = std::shared_ptr<const Fd>(slot, &slot->memfd);
+    frame.keep = slot;
+    frame.info = { 0, 0, ex::PLANE_REGION, fourcc, 0, width, height, uint32_t(stride), 0, 0,
+        stride * height };
+    frame.source = Rect { 0, 0, width, height };
+    view.frame = std::move(frame);
+}
+
 uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
 {
-    const auto& source = m_outputs[lease.output].source;
-    if (!source || !source->pixels)
+    const auto& frame = m_outputs[lease.output].frame;
+    if (!frame)
         return 0;
     auto known = std::find_if(lease.buffers.begin(), lease.buffers.end(),
-        [&](const SentBuffer& b) { return b.pixels == source->pixels; });
+        [&](const SentBuffer& b) { return b.key == frame->key; });
     if (known != lease.buffers.end()) {
         SentBuffer b = *known;
         lease.buffers.erase(known);
         lease.buffers.push_back(b);
         return b.id;
     }
-    auto shared = source->pixels->share();
-    if (!shared) {
-        ++m_stats.share_failures;
-        VGPU_LOG_DEBUG("export: output {}: {}", lease.output, shared.error().message);
-        return 0;
-    }
-    const auto& pixels = *source->pixels;
-    ex::Buffer buffer { lease.id, lease.next_buffer++, ex::PLANE_REGION,
-        virtio_gpu::drm_fourcc(pixels.format().format), 0, pixels.width(), pixels.height(),
-        pixels.stride(), 0, 0, pixels.size() };
+    ex::Buffer buffer = frame->info;
+    buffer.lease = lease.id;
+    buffer.buffer = lease.next_buffer++;
     uint64_t id = c.id;
     uint32_t lease_id = lease.id;
-    lease.buffers.push_back({ buffer.buffer, source->pixels });
+    lease.buffers.push_back({ buffer.buffer, frame->key, frame->keep });
     ++m_stats.buffers_sent;
-    queue(c, { ex::encode(buffer, 0), { *shared }, lease_id });
+    queue(c, { ex::encode(buffer, 0), { frame->fd }, lease_id });
     auto* consumer = find(id);
     if (!consumer || !consumer->leases.count(lease_id))
         return 0;
@@ -468,8 +574,10 @@ void ExportServer::send_state(Consumer& c, LeaseState& lease)
     auto* consumer = find(id);
     if (!consumer || !consumer->leases.count(lease_id) || !view.source)
         return;
-    send_flip(
-        *consumer, consumer->leases[lease_id], Rect { 0, 0, lease.width, lease.height }, true);
+    Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
+    if (!view.frame)
+        prepare_frame(lease.output, m_outputs[lease.output], full);
+    send_flip(*consumer, consumer->leases[lease_id], full, true);
 }
 
 void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage, bool whole)
@@ -485,6 +593,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
         return;
     auto& l = consumer->leases[lease_id];
     Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
+    Rect source = view.frame ? view.frame->source : view.source->rect;
     // Another buffer: the consumer redraws all of it.
     Rect shown = whole || buffer != l.last_buffer ? full : damage;
     l.last_buffer = buffer;
@@ -501,7 +610,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
         flip.buffer = buffer;
         flip.generation = view.generation;
         flip.covers += 1;
-        flip.source = rect32(view.source->rect);
+        flip.source = rect32(source);
         add_damage(flip, rect32(shown));
         std::memcpy(it->bytes.data() + sizeof(ex::Header), &flip, sizeof(flip));
         ++m_stats.flips_coalesced;
@@ -513,7 +622,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     flip.generation = view.generation;
     flip.covers = 1;
     flip.rects = 1;
-    flip.source = rect32(view.source->rect);
+    flip.source = rect32(source);
     flip.damage[0] = rect32(shown);
     ++m_stats.flips_sent;
     queue(*consumer, { ex::encode(flip, 0), {}, lease_id, true });
@@ -526,6 +635,11 @@ void ExportServer::output_changed(const Output& output)
     auto& view = m_outputs[output.index];
     view.source = output.source;
     view.generation = output.generation;
+    // Another framebuffer or rectangle: the next flush decides how it is handed out, and every
+    // ring slot is stale as a whole.
+    view.frame.reset();
+    for (auto& slot : view.ring.slots)
+        slot->stale = output.full();
     std::vector<uint64_t> ids;
     for (const auto& [id, consumer] : m_consumers)
         ids.push_back(id);
@@ -566,6 +680,9 @@ void ExportServer::output_damaged(const Output& output, Rect damage)
         for (const auto& [lease_id, lease] : consumer->leases)
             if (lease.output == output.index)
                 targets.emplace_back(id, lease_id);
+    if (targets.empty())
+        return; // nothing is copied while nobody is attached
+    prepare_frame(output.index, view, damage);
     for (auto [id, lease_id] : targets) {
         auto* c = find(id);
         if (!c || !c->leases.count(lease_id))

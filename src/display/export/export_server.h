@@ -18,6 +18,7 @@
 #include "base/event_loop.h"
 #include "base/fd.h"
 #include "base/lifetime.h"
+#include "base/memory_map.h"
 #include "base/result.h"
 #include "display/sink.h"
 #include "export/codec.h"
@@ -34,6 +35,8 @@ struct ExportOptions {
     size_t max_queued = 256;
     // Buffers a lease keeps sent (the most recently shown); older ones are retired.
     size_t buffers_per_lease = 4;
+    // Frame buffers per output for framebuffers handed out as copies (blobs, small 2D ones).
+    size_t ring_slots = 3;
     std::chrono::milliseconds release_timeout { 20 };
     uint32_t plane_types = exporting::PLANE_REGION;
     // How many outputs a probe lists and a lease may name (num_scanouts, or 16 with QEMU's
@@ -94,9 +97,30 @@ private:
         uint32_t lease = 0; // 0: not a lease's record
         bool flip = false; // a FLIP that may still take later damage
     };
+    // A frame buffer of ours that a consumer may map: a ring slot (the output's picture copied
+    // in) for framebuffers that cannot move into a memfd (blobs: guest memory; small 2D ones).
+    struct RingSlot {
+        Fd memfd; // sealed against writes by others
+        MemoryMap map; // ours, writable
+        Rect stale {}; // what changed on the output since this slot was last written
+    };
+    struct Ring {
+        uint32_t width = 0, height = 0, fourcc = 0;
+        std::vector<std::shared_ptr<RingSlot>> slots;
+        size_t next = 0;
+    };
+    // What the current frame of an output is handed out as: a shared framebuffer, or a slot.
+    struct Frame {
+        const void* key = nullptr; // identifies the buffer (PixelStorage or RingSlot)
+        std::shared_ptr<const void> keep; // keeps it alive while a lease has it
+        std::shared_ptr<const Fd> fd;
+        exporting::Buffer info {}; // lease and buffer filled in per lease
+        Rect source {}; // the output's picture in the buffer
+    };
     struct SentBuffer {
         uint32_t id;
-        std::shared_ptr<const virtio_gpu::PixelStorage> pixels;
+        const void* key;
+        std::shared_ptr<const void> keep;
     };
     struct LeaseState {
         uint32_t id = 0;
@@ -127,7 +151,15 @@ private:
     struct OutputView {
         std::optional<virtio_gpu::ScanoutSource> source;
         uint64_t generation = 0;
+        std::optional<Frame> frame; // the current frame, once a lease needed it
+        Ring ring;
     };
+    // Makes `view.frame` the output's current frame after `damage` (output coordinates): the
+    // shared framebuffer, or a ring slot with the changes copied in.
+    void prepare_frame(uint32_t output, OutputView& view, const Rect& damage);
+    bool leased(uint32_t output) const;
+    // Frees the frames and rings of outputs nobody leases any more.
+    void release_unleased();
 
     ExportServer(EventLoop& loop, Fd listener, ExportOptions options);
     void accept_consumers();
