@@ -287,6 +287,48 @@ TEST_F(Export, SmallFramebuffer_IsCopiedIntoTheOutputsRing_EverySlotHoldsTheWhol
     EXPECT_EQ(s["buffers-sent"], 3);
 }
 
+// A blob is guest memory: never handed out by default. Its frames go out as copies, and a FLIP
+// after the guest wrote into the blob names a buffer holding exactly those pixels.
+TEST_F(Export, BlobFramebuffer_GoesOutAsCopies_NeverAsGuestMemory)
+{
+    start({ "--blob" });
+    constexpr uint32_t w = 320, h = 240;
+    auto pixels = picture(w, h, 7);
+    auto blob = harness::ScatteredBuffer::allocate(session->ram(), uint64_t(w) * h * 4, 3);
+    blob.write(session->ram(), 0, pixels);
+    ASSERT_EQ(gpu->create_blob(1, blob.size, blob.entries).type, OK);
+    ASSERT_EQ(gpu->set_scanout_blob(0, 1, w, h, XRGB, w * 4, 0, Rect { 0, 0, w, h }).type, OK);
+    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, w, h }).type, OK);
+    auto client = consumer();
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    std::map<uint32_t, ex::MappedBuffer> buffers;
+    auto latest = [&] {
+        std::vector<ex::Message> before;
+        auto flip = next_of(client, ex::Type::Flip, &before).as<ex::Flip>();
+        for (auto& m : before)
+            if (auto b = m.as<ex::Buffer>()) {
+                EXPECT_EQ(b->plane_type, uint32_t(ex::PLANE_REGION));
+                EXPECT_EQ(b->size, uint64_t(w) * h * 4) << "a frame, not guest memory";
+                auto mapped = ex::MappedBuffer::map(*b, m.fds[0]);
+                EXPECT_TRUE(mapped.has_value());
+                if (mapped)
+                    buffers.emplace(b->buffer, std::move(mapped.value()));
+            }
+        return flip && buffers.count(flip->buffer) ? buffers.at(flip->buffer).data() : nullptr;
+    };
+    const std::byte* shown = latest();
+    ASSERT_NE(shown, nullptr);
+    EXPECT_EQ(std::memcmp(shown, pixels.data(), pixels.size()), 0);
+    auto next = picture(w, h, 8);
+    blob.write(session->ram(), 0, next);
+    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, w, h }).type, OK);
+    shown = latest();
+    ASSERT_NE(shown, nullptr);
+    EXPECT_EQ(std::memcmp(shown, next.data(), next.size()), 0);
+    EXPECT_GE(stats()["bytes-copied"], 2 * w * h * 4);
+}
+
 TEST_F(Export, HostileConsumers_GetAPreciseError_OthersAreServed)
 {
     start();
