@@ -91,6 +91,10 @@ Result<int> run(const app::Options& options)
         export_options.output_count = [&device] { return device.scanout_limit(); };
         exports = TRY(display::ExportServer::create(*loop, *options.export_path, export_options));
         display.add_sink(exports.get());
+        crc.add_entry_listener(
+            [raw = exports.get()](uint32_t output, const display::capture::CrcEntry& e) {
+                raw->crc_entry(output, e.frame, e.crc);
+            });
     }
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {

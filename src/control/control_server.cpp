@@ -39,7 +39,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::create(EventLoop& loop,
     if (!server->m_listen_watch)
         return Error::format("control socket {}: cannot watch the listener", path);
     server->m_offload = std::make_unique<Offload>(loop, limits.max_offloaded);
-    crc.set_entry_listener(
+    server->m_crc_listener = crc.add_entry_listener(
         [raw = server.get()](uint32_t output, const display::capture::CrcEntry& entry) {
             raw->crc_entry(output, entry);
         });
@@ -60,7 +60,7 @@ ControlServer::ControlServer(EventLoop& loop, virtio_gpu::Device& device, displa
 
 ControlServer::~ControlServer()
 {
-    m_crc.set_entry_listener({});
+    m_crc.remove_entry_listener(m_crc_listener);
     for (auto& [id, client] : m_clients)
         m_loop.unwatch(client.watch);
     if (m_listen_watch)

@@ -169,6 +169,7 @@ private:
     display::Display& m_display;
     display::capture::CrcCapture& m_crc;
     display::ExportServer* m_export = nullptr;
+    size_t m_crc_listener = 0;
     ControlLimits m_limits;
     Fd m_listen;
     std::string m_path;

@@ -329,6 +329,44 @@ TEST_F(Export, BlobFramebuffer_GoesOutAsCopies_NeverAsGuestMemory)
     EXPECT_GE(stats()["bytes-copied"], 2 * w * h * 4);
 }
 
+// With CRC capture on, each generation's CRC follows its FLIP in a record of its own, the same
+// value the control socket's capture has.
+TEST_F(Export, CrcCaptureOn_EachFlipsCrcFollowsInItsOwnRecord)
+{
+    start();
+    auto pixels = picture(640, 480, 9);
+    uint64_t gpa = show(1, 640, 480, pixels);
+    auto client = consumer();
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    next_of(client, ex::Type::Flip);
+    EXPECT_EQ(control->call("crc-start", { { "output", 0 } }), json::object());
+    for (uint32_t i = 0; i < 3; ++i) {
+        auto next = picture(640, 480, 20 + i);
+        session->ram().write(gpa, next);
+        ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, 640, 480 }).type, OK);
+        ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 640, 480 }).type, OK);
+    }
+    auto entries = control->call("crc-stop", { { "output", 0 } })["entries"];
+    ASSERT_EQ(entries.size(), 3u) << entries.dump();
+    std::vector<std::pair<uint64_t, uint32_t>> flips, crcs;
+    while (crcs.size() < 3) {
+        auto m = client.next(3000ms);
+        ASSERT_TRUE(m.has_value() && m->has_value()) << "records missing";
+        if (auto f = (*m)->as<ex::Flip>())
+            flips.emplace_back(f->generation, 0);
+        if (auto c = (*m)->as<ex::Crc>()) {
+            ASSERT_FALSE(flips.empty()) << "a CRC before its FLIP";
+            EXPECT_LE(c->generation, flips.back().first);
+            crcs.emplace_back(c->generation, c->crc);
+        }
+    }
+    for (size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(crcs[i].first, entries[i]["frame"].get<uint64_t>());
+        EXPECT_EQ(crcs[i].second, entries[i]["crc"].get<uint32_t>());
+    }
+}
+
 TEST_F(Export, HostileConsumers_GetAPreciseError_OthersAreServed)
 {
     start();

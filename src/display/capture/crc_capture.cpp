@@ -168,8 +168,8 @@ void CrcCapture::add(uint32_t output, const CrcEntry& entry)
     } else {
         ring.entries.push_back(entry);
     }
-    if (m_listener)
-        m_listener(output, entry);
+    for (const auto& [id, listener] : m_listeners)
+        listener(output, entry);
 }
 
 } // namespace vgpu::display::capture

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -51,11 +52,14 @@ public:
 
     explicit CrcCapture(EventLoop& loop);
     ~CrcCapture() override;
-    // Every captured entry, as it reaches the loop (for CRC events); after the ring took it or not.
-    void set_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener)
+    // Every captured entry, as it reaches the loop (CRC events, export CRC records); after the
+    // ring took it or not. Listeners are called in the order they were added; the id removes one.
+    size_t add_entry_listener(std::function<void(uint32_t output, const CrcEntry&)> listener)
     {
-        m_listener = std::move(listener);
+        m_listeners.emplace(m_next_listener, std::move(listener));
+        return m_next_listener++;
     }
+    void remove_entry_listener(size_t id) { m_listeners.erase(id); }
 
     void start(uint32_t output);
     void stop(uint32_t output);
@@ -105,7 +109,8 @@ private:
 
     EventLoop& m_loop;
     std::array<Ring, virtio_gpu::MAX_SCANOUTS> m_rings {};
-    std::function<void(uint32_t, const CrcEntry&)> m_listener;
+    std::map<size_t, std::function<void(uint32_t, const CrcEntry&)>> m_listeners;
+    size_t m_next_listener = 1;
     uint64_t m_entries_total = 0;
     uint64_t m_inline_jobs = 0;
     // Posted tasks are guarded: a capture destroyed before its task runs is not touched.

@@ -693,4 +693,29 @@ void ExportServer::output_damaged(const Output& output, Rect damage)
 
 void ExportServer::cursor_changed(uint32_t, const CursorState&, bool) { }
 
+void ExportServer::crc_entry(uint32_t output, uint64_t generation, uint32_t crc)
+{
+    // A CRC computed at once (a small frame) reaches us from CRC capture's own sink call,
+    // before the display has told us of the flush: the record waits until it has, so that it
+    // follows its FLIP.
+    if (m_outputs[output].generation < generation) {
+        m_loop.post(m_lifetime.guard(
+            [this, output, generation, crc] { send_crc(output, generation, crc); }));
+        return;
+    }
+    send_crc(output, generation, crc);
+}
+
+void ExportServer::send_crc(uint32_t output, uint64_t generation, uint32_t crc)
+{
+    std::vector<std::pair<uint64_t, uint32_t>> targets;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            if (lease.output == output)
+                targets.emplace_back(id, lease_id);
+    for (auto [id, lease_id] : targets)
+        if (auto* c = find(id); c && c->leases.count(lease_id))
+            queue(*c, { ex::encode(ex::Crc { lease_id, crc, generation }, 0), {}, lease_id });
+}
+
 } // namespace vgpu::display

@@ -72,6 +72,8 @@ public:
     void output_changed(const Output& output) override;
     void output_damaged(const Output& output, Rect damage) override;
     void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) override;
+    // A CRC capture entry (CrcCapture's listener): a CRC record for every lease on the output.
+    void crc_entry(uint32_t output, uint64_t generation, uint32_t crc);
 
     struct LeaseInfo {
         uint32_t lease;
@@ -158,6 +160,7 @@ private:
     // shared framebuffer, or a ring slot with the changes copied in.
     void prepare_frame(uint32_t output, OutputView& view, const Rect& damage);
     bool leased(uint32_t output) const;
+    void send_crc(uint32_t output, uint64_t generation, uint32_t crc);
     // Frees the frames and rings of outputs nobody leases any more.
     void release_unleased();
 

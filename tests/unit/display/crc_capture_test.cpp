@@ -75,7 +75,7 @@ TEST_F(CrcCaptureTest, Flush_IsChecksummedOffTheLoopAndHeardOnIt)
     capture->start(0);
     auto frame = draw(0x112233);
     std::vector<CrcEntry> heard;
-    capture->set_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
+    capture->add_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
 
     flush();
     EXPECT_TRUE(heard.empty()); // the listener only runs from the loop
@@ -99,7 +99,7 @@ TEST_F(CrcCaptureTest, CheapFlush_IsChecksummedAtOnce)
     std::vector<uint32_t> frame(size_t(W) * H, 0x00abcdef);
     pixels->copy_in(0, reinterpret_cast<const std::byte*>(frame.data()), pixels->size(), true);
     std::vector<CrcEntry> heard;
-    capture->set_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
+    capture->add_entry_listener([&](uint32_t, const CrcEntry& e) { heard.push_back(e); });
 
     flush();
 
