@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "export/wire.h"
+
 namespace vgpu::control {
 
 // RESOURCE_BLOB is offered to every frontend; with --blob (`blob_forced`) the blob commands are
@@ -13,7 +15,15 @@ namespace vgpu::control {
 inline nlohmann::json device_capabilities(
     bool blob_forced, unsigned release_timeout_ms, const char* dmabuf, bool outputs_from_backend)
 {
+    // The export socket (docs/export.md): what a consumer's probe would say about plane types,
+    // so that management knows it without connecting. Only what this build can hand out.
+    nlohmann::json export_caps = {
+        { "protocol",
+            nlohmann::json::array({ exporting::VERSION_MAJOR, exporting::VERSION_MINOR }) },
+        { "plane-types", nlohmann::json::array({ "region" }) }
+    };
     return { { "outputs-from", outputs_from_backend ? "backend" : "qemu" },
+        { "export", export_caps },
         { "blob",
             { { "offered", true }, { "forced", blob_forced },
                 { "blob-mem", nlohmann::json::array({ "guest" }) },

@@ -251,7 +251,7 @@ Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receiv
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)] {};
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n;
+    ssize_t n = 0;
     do
         n = ::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
@@ -267,7 +267,7 @@ Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receiv
             continue;
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t i = 0; i < count; ++i) {
-            int fd;
+            int fd = -1;
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
             fds.emplace_back(fd);
         }

@@ -142,6 +142,14 @@ TEST_F(Export, Socket_Is0600_AndAProbeNeedsNoLease)
     EXPECT_EQ(probe->outputs[0].generation, 1u);
     EXPECT_FALSE(probe->outputs[1].enabled);
     EXPECT_EQ(stats()["consumers"], 1);
+    // Management learns the same without connecting.
+    auto caps = control->call("query-capabilities")["vgpu-display"]["export"];
+    EXPECT_EQ(caps["plane-types"], json::array({ "region" }));
+    EXPECT_EQ(caps["protocol"], json::array({ 1, 0 }));
+    auto printed = BackendProcess::run_to_completion({ "--print-capabilities" });
+    auto parsed = json::parse(printed.out, nullptr, false);
+    ASSERT_FALSE(parsed.is_discarded()) << printed.out;
+    EXPECT_EQ(parsed["vgpu-display"]["export"], caps);
 }
 
 TEST_F(Export, SharedLease_MapsTheResourcesPixels_FlipsNameTheDamage_NoPixelsOnTheSocket)

@@ -641,6 +641,7 @@ void ExportServer::output_changed(const Output& output)
     for (auto& slot : view.ring.slots)
         slot->stale = output.full();
     std::vector<uint64_t> ids;
+    ids.reserve(m_consumers.size());
     for (const auto& [id, consumer] : m_consumers)
         ids.push_back(id);
     for (uint64_t id : ids) {
