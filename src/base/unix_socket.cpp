@@ -55,4 +55,39 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int ty
     return socket;
 }
 
+void attach_rights(msghdr& msg, RightsBuffer& buffer, std::span<const int> fds)
+{
+    VGPU_VERIFY(fds.size() <= MAX_RIGHTS);
+    if (fds.empty())
+        return;
+    msg.msg_control = buffer.data;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+}
+
+void expect_rights(msghdr& msg, RightsBuffer& buffer, size_t max)
+{
+    VGPU_VERIFY(max <= MAX_RIGHTS);
+    msg.msg_control = buffer.data;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * max);
+}
+
+void take_rights(const msghdr& msg, std::vector<Fd>& out)
+{
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+            int fd = -1;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            out.emplace_back(fd);
+        }
+    }
+}
+
 } // namespace vgpu

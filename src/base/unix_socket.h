@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -17,5 +19,18 @@ namespace vgpu {
 // `type` is SOCK_STREAM or SOCK_SEQPACKET.
 Result<Fd> listen_unix(
     const std::string& path, int backlog, mode_t mode = 0600, int type = SOCK_STREAM);
+
+// Descriptors carried with a message (SCM_RIGHTS): at most MAX_RIGHTS in one message here.
+constexpr size_t MAX_RIGHTS = 8;
+struct RightsBuffer {
+    alignas(cmsghdr) char data[CMSG_SPACE(sizeof(int) * MAX_RIGHTS)] {};
+};
+// Makes `msg` carry `fds` (at most MAX_RIGHTS) in `buffer`; nothing for none.
+void attach_rights(msghdr& msg, RightsBuffer& buffer, std::span<const int> fds);
+// Room in `buffer` for a received message's descriptors, `max` of them: more set MSG_CTRUNC.
+void expect_rights(msghdr& msg, RightsBuffer& buffer, size_t max);
+// The descriptors a received message carried, as owned Fds appended to `out` (so that they are
+// closed on every error path after).
+void take_rights(const msghdr& msg, std::vector<Fd>& out);
 
 } // namespace vgpu

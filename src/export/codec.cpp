@@ -1,5 +1,7 @@
 #include "export/codec.h"
 
+#include "base/unix_socket.h"
+
 #include <sys/socket.h>
 
 #include <bit>
@@ -8,6 +10,8 @@
 namespace vgpu::exporting {
 
 namespace {
+
+static_assert(MAX_FDS <= MAX_RIGHTS);
 
 struct TypeInfo {
     const char* name;
@@ -217,16 +221,8 @@ Result<bool> send_packet(int socket, std::span<const std::byte> packet, std::spa
     msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)] {};
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    RightsBuffer control;
+    attach_rights(msg, control, fds);
     for (;;) {
         ssize_t n = ::sendmsg(socket, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n == ssize_t(packet.size()))
@@ -248,9 +244,8 @@ Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receiv
     msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)] {};
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    RightsBuffer control;
+    expect_rights(msg, control, MAX_FDS);
     ssize_t n = 0;
     do
         n = ::recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -262,16 +257,7 @@ Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receiv
     }
     // Descriptors first, so that they are closed on every error below.
     std::vector<Fd> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-            int fd = -1;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            fds.emplace_back(fd);
-        }
-    }
+    take_rights(msg, fds);
     if (n == 0)
         return Error::format("the peer closed the connection");
     if (msg.msg_flags & MSG_CTRUNC)

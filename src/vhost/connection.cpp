@@ -5,25 +5,19 @@
 
 #include <cstring>
 
+#include "base/unix_socket.h"
 #include "vhost/message.h"
 
 namespace vgpu::vhost {
 
 namespace {
 
+static_assert(MAX_FDS <= MAX_RIGHTS);
+
 // Collects SCM_RIGHTS descriptors into owned Fds (so they are closed on any error path).
 Result<void> collect_fds(msghdr& msg, std::vector<Fd>& fds)
 {
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; ++i) {
-            int fd = -1;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            fds.emplace_back(fd);
-        }
-    }
+    take_rights(msg, fds);
     if (msg.msg_flags & MSG_CTRUNC)
         return Error::format("control data truncated (more than {} file descriptors?)", MAX_FDS);
     return {};
@@ -35,12 +29,11 @@ Result<std::optional<size_t>> receive_into(
     int socket, std::span<std::byte> out, std::vector<Fd>& fds)
 {
     iovec iov { out.data(), out.size() };
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    RightsBuffer control;
     msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    expect_rights(msg, control, MAX_FDS);
     ssize_t n = 0;
     do {
         n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
@@ -121,19 +114,11 @@ Result<void> Connection::send(
         return Error::format("too many descriptors to send ({})", fds.size());
     iovec iov[2] = { { const_cast<Header*>(&header), sizeof(Header) },
         { const_cast<std::byte*>(payload.data()), payload.size() } };
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * MAX_FDS)] {};
+    RightsBuffer control;
     msghdr msg {};
     msg.msg_iov = iov;
     msg.msg_iovlen = payload.empty() ? 1 : 2;
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    attach_rights(msg, control, fds);
     size_t total = sizeof(Header) + payload.size();
     ssize_t n = 0;
     do {

@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "base/unix_socket.h"
+
 #include "base/log.h"
 
 namespace vgpu::display::qemu {
@@ -85,17 +87,11 @@ void DisplayChannel::flush()
         if (int fd = m_queue.front()->fd(); fd >= 0) {
             // The descriptor rides on the message's first bytes (QEMU reads it with them).
             iovec iov { const_cast<std::byte*>(bytes.data()), bytes.size() };
-            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] {};
+            RightsBuffer control;
             msghdr msg {};
             msg.msg_iov = &iov;
             msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof(control);
-            cmsghdr* c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+            attach_rights(msg, control, std::span(&fd, 1));
             n = ::sendmsg(m_socket.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0)
                 m_queue.front()->fd_sent();
