@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "export/codec.h"
 #include "fuzz_virtqueue_input.h"
 #include "vhost/wire.h"
 #include "virtio/descriptor_chain.h"
@@ -579,6 +580,57 @@ std::vector<Seed> gpu_command_seeds()
     };
 }
 
+// fuzz_export_message: [descriptor count] [one packet of each type, and a few broken ones].
+std::vector<Seed> export_seeds()
+{
+    namespace ex = vgpu::exporting;
+    std::vector<Seed> seeds;
+    auto add = [&](const std::string& name, uint8_t fds, const Bytes& packet) {
+        Bytes content { std::byte(fds) };
+        content.insert(content.end(), packet.begin(), packet.end());
+        seeds.push_back({ name, content });
+    };
+    ex::Hello hello { ex::VERSION_MAJOR, ex::VERSION_MINOR, {} };
+    ex::set_text(hello.name, "vgpu-view");
+    add("hello", 0, ex::encode(hello, 1));
+    add("probe", 0, ex::encode(ex::Probe {}, 2));
+    add("lease", 0, ex::encode(ex::Lease { 0, 1, ex::PLANE_REGION, 0 }, 3));
+    add("leased", 1, ex::encode(ex::Leased { 1, 0, 2, ex::PLANE_REGION }, 3));
+    add("release", 0, ex::encode(ex::Release { 1, 0 }, 4));
+    add("ack", 0, ex::encode(ex::Ack { 1, 0, 7 }, 5));
+    ex::Buffer buffer {};
+    buffer.plane_type = ex::PLANE_GUEST_MEMORY;
+    buffer.extents = 2;
+    add("buffer", 1, ex::encode(buffer, 0));
+    ex::Extents extents {};
+    extents.count = 2;
+    add("extents", 0, ex::encode(extents, 0));
+    ex::Flip flip {};
+    flip.covers = 3;
+    flip.rects = 2;
+    add("flip", 0, ex::encode(flip, 0));
+    add("crc", 0, ex::encode(ex::Crc { 1, 0x1234, 9 }, 0));
+    add("cursor", 0, ex::encode(ex::Cursor { 1, 2, 3, 4, 5, 6, 1, 0 }, 0));
+    add("mode", 0, ex::encode(ex::Mode { 1, 0, 1, 640, 480, 0 }, 0));
+    add("revoked", 0, ex::encode(ex::Revoked { 1, 1 }, 0));
+    ex::ErrorReply error { 1, 2, {} };
+    ex::set_text(error.text, "a reason");
+    add("error", 0, ex::encode(error, 2));
+    add("probe-reply", 0, ex::encode(ex::ProbeReply { 1, 2, 3, 20 }, 2));
+    add("output-info", 0, ex::encode(ex::OutputInfo { 0, 1, 640, 480, 0x34325258, 0, 3 }, 2));
+    add("welcome", 0, ex::encode(ex::Welcome { 1, 0, 16, 0 }, 1));
+    add("buffer-gone", 0, ex::encode(ex::BufferGone { 1, 2 }, 0));
+    auto truncated = ex::encode(ex::Probe {}, 2);
+    truncated.pop_back();
+    add("truncated", 0, truncated);
+    add("probe-with-fd", 1, ex::encode(ex::Probe {}, 2));
+    ex::Header unknown { ex::MAGIC, 300, 0, sizeof(ex::Header), 1 };
+    Bytes unknown_bytes;
+    append(unknown_bytes, unknown);
+    add("unknown-type", 0, unknown_bytes);
+    return seeds;
+}
+
 bool write_corpus(const fs::path& dir, const std::vector<Seed>& seeds)
 {
     std::error_code error;
@@ -610,7 +662,8 @@ int main(int argc, char** argv)
     fs::path root = argv[1];
     if (!write_corpus(root / "fuzz_vhost_message", vhost_seeds())
         || !write_corpus(root / "fuzz_virtqueue", virtqueue_seeds())
-        || !write_corpus(root / "fuzz_gpu_command", gpu_command_seeds()))
+        || !write_corpus(root / "fuzz_gpu_command", gpu_command_seeds())
+        || !write_corpus(root / "fuzz_export_message", export_seeds()))
         return 1;
     return 0;
 }
