@@ -8,11 +8,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -491,6 +496,139 @@ TEST_F(Export, ControlSocket_ListsAndRevokesLeases_ADisconnectEndsThem)
     for (int i = 0; i < 100 && control->call("lease-list").size() != 1; ++i)
         std::this_thread::sleep_for(10ms);
     EXPECT_EQ(control->call("lease-list").size(), 1u);
+}
+
+// vgpu-ctl, run as a command: its exit code, stdout and stderr.
+struct Ctl {
+    int exit_code = -1;
+    std::string out, err;
+};
+std::string slurp(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+std::string ctl_command(
+    const std::string& dir, const std::vector<std::string>& args, const char* err = "ctl.err")
+{
+    std::string command = std::string("timeout -k 2 20 ") + VGPU_CTL_BINARY;
+    for (const auto& a : args)
+        command += " '" + a + "'";
+    return command + " 2>" + dir + "/" + err;
+}
+Ctl run_ctl(const std::string& dir, const std::vector<std::string>& args)
+{
+    Ctl result;
+    FILE* pipe = ::popen(ctl_command(dir, args).c_str(), "r");
+    if (!pipe)
+        return result;
+    char chunk[4096];
+    size_t n;
+    while ((n = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0)
+        result.out.append(chunk, n);
+    int status = ::pclose(pipe);
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.err = slurp(dir + "/ctl.err");
+    return result;
+}
+
+TEST_F(Export, VgpuCtl_PlanesWatchLeasesAndRevoke)
+{
+    start({ "--output", "640x480" }, /*display_socket=*/false);
+    auto pixels = picture(640, 480, 9);
+    show(1, 640, 480, pixels);
+
+    auto planes = run_ctl(dir, { "planes", "--export", export_path });
+    ASSERT_EQ(planes.exit_code, 0) << planes.err;
+    EXPECT_NE(planes.out.find("protocol 1.0, plane types region, crc yes"), std::string::npos)
+        << planes.out;
+    EXPECT_NE(planes.out.find("output 0: 640x480 XR24 generation 1\n"), std::string::npos)
+        << planes.out;
+    auto planes_json = run_ctl(dir, { "--json", "planes", "--export", export_path });
+    ASSERT_EQ(planes_json.exit_code, 0) << planes_json.err;
+    auto probe = json::parse(planes_json.out, nullptr, false);
+    ASSERT_FALSE(probe.is_discarded()) << planes_json.out;
+    EXPECT_EQ(probe["outputs"][0]["width"], 640);
+    EXPECT_EQ(probe["plane-types"], json::array({ "region" }));
+
+    // watch: a shared lease whose records come out as lines, read here as they come.
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    int watch_exit = -1;
+    std::string watch_err;
+    std::thread watcher([&] {
+        FILE* pipe = ::popen(
+            ctl_command(dir, { "watch", "0", "--export", export_path }, "watch.err").c_str(), "r");
+        ASSERT_NE(pipe, nullptr);
+        char line[512];
+        while (std::fgets(line, sizeof(line), pipe)) {
+            std::lock_guard lock(mutex);
+            lines.emplace_back(line);
+        }
+        int status = ::pclose(pipe);
+        std::lock_guard lock(mutex);
+        watch_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        watch_err = slurp(dir + "/watch.err");
+    });
+    auto line_count = [&] {
+        std::lock_guard lock(mutex);
+        return lines.size();
+    };
+    json list;
+    for (int i = 0; i < 300 && (list = control->call("lease-list")).empty(); ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0]["consumer"], "vgpu-ctl");
+    uint32_t lease = list[0]["lease"];
+    auto leases = run_ctl(dir, { "--control", control_path, "leases" });
+    EXPECT_EQ(leases.exit_code, 0) << leases.err;
+    EXPECT_EQ(
+        leases.out.find(fmt::format("lease {} output 0 shared region consumer vgpu-ctl", lease)),
+        0u)
+        << leases.out;
+
+    for (uint32_t y : { 100u, 200u, 300u }) {
+        Rect band { 0, y, 640, 20 };
+        ASSERT_EQ(gpu->transfer(1, band, uint64_t(y) * 640 * 4).type, OK);
+        ASSERT_EQ(gpu->flush(1, band).type, OK);
+        // One flush at a time, so that none coalesce.
+        for (int i = 0; i < 300 && line_count() < 4 + (y - 100) / 100; ++i)
+            std::this_thread::sleep_for(10ms);
+    }
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_EQ(lines.size(), 6u);
+        EXPECT_EQ(lines[0], "mode 640x480\n");
+        EXPECT_EQ(lines[1].find("buffer 1 640x480 XR24 stride=2560 size="), 0u) << lines[1];
+        EXPECT_EQ(lines[2], "flip generation=1 covers=1 buffer=1 damage=0,0,640x480\n");
+        EXPECT_EQ(lines[3], "flip generation=2 covers=1 buffer=1 damage=0,100,640x20\n");
+        EXPECT_EQ(lines[4], "flip generation=3 covers=1 buffer=1 damage=0,200,640x20\n");
+        EXPECT_EQ(lines[5], "flip generation=4 covers=1 buffer=1 damage=0,300,640x20\n");
+    }
+    // watch acknowledges every flip it prints.
+    EXPECT_EQ(control->call("lease-list")[0]["generation-acked"], 4);
+
+    auto revoke = run_ctl(
+        dir, { "--control", control_path, "lease-revoke", std::to_string(lease) });
+    EXPECT_EQ(revoke.exit_code, 0) << revoke.err;
+    watcher.join();
+    EXPECT_EQ(watch_exit, 1);
+    EXPECT_EQ(lines.back(), "revoked reason=control\n");
+    EXPECT_NE(watch_err.find("the lease was revoked"), std::string::npos) << watch_err;
+
+    auto again = run_ctl(dir, { "--control", control_path, "lease-revoke", std::to_string(lease) });
+    EXPECT_EQ(again.exit_code, 1);
+    EXPECT_NE(again.err.find("InvalidParameter"), std::string::npos) << again.err;
+    auto bad = run_ctl(dir, { "--control", control_path, "lease-revoke", "x" });
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    auto none = run_ctl(dir, { "watch", "0" });
+    EXPECT_EQ(none.exit_code, 2) << none.err;
+    EXPECT_NE(none.err.find("no export socket"), std::string::npos) << none.err;
+    auto no_output = run_ctl(dir, { "watch", "7", "--export", export_path });
+    EXPECT_EQ(no_output.exit_code, 1) << no_output.err;
+    EXPECT_NE(no_output.err.find("lease of output 7"), std::string::npos) << no_output.err;
 }
 
 } // namespace

@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "app/tools/ctl_connection.h"
+#include "app/tools/ctl_export.h"
 #include "app/tools/ctl_format.h"
 #include "display/capture/image.h"
 
@@ -107,6 +108,9 @@ struct Args {
     std::vector<std::string> events;
     bool inline_data = false;
     bool follow = false;
+    std::string export_path;
+    bool exclusive = false;
+    std::string lease;
 };
 
 class Context {
@@ -408,6 +412,58 @@ CtlResult<void> cmd_crc_file(Context& context)
     return {};
 }
 
+// ---- the export socket and its leases
+
+std::chrono::milliseconds timeout_of(const Args& args)
+{
+    return std::chrono::milliseconds(int64_t(args.timeout_seconds * 1000));
+}
+
+CtlResult<void> cmd_planes(Context& context)
+{
+    const Args& args = context.args();
+    return export_planes(args.export_path, args.json, timeout_of(args),
+        [](std::string_view text) { return print(text, true); });
+}
+
+// watch OUTPUT: lease it and print its records until Ctrl-C, --count flips, or a closed stdout.
+CtlResult<void> cmd_watch(Context& context)
+{
+    const Args& args = context.args();
+    WatchOptions options;
+    options.output = TRY(output_index(args));
+    options.exclusive = args.exclusive;
+    options.flips = TRY(count_argument(args));
+    options.json = args.json;
+    auto signals = TRY(SignalWatch::create());
+    options.interrupt_fd = signals->fd();
+    return export_watch(args.export_path, options, timeout_of(args),
+        [](std::string_view text) { return print(text, true); });
+}
+
+std::string format_leases(const json& value)
+{
+    if (!value.is_array() || value.empty())
+        return "no leases\n";
+    std::string out;
+    for (const auto& l : value)
+        out += fmt::format("lease {} output {} {} {} consumer {} pid {} acked {} queued {}\n",
+            text(field(l, "lease")), text(field(l, "output")), text(field(l, "kind")),
+            text(field(l, "plane-type")), text(field(l, "consumer")), text(field(l, "pid")),
+            text(field(l, "generation-acked")), text(field(l, "queued")));
+    return out;
+}
+
+CtlResult<void> cmd_lease_revoke(Context& context)
+{
+    auto lease = parse_index(context.args().lease);
+    if (!lease)
+        return failure(Exit::Usage, "LEASE: {}", lease.error().message);
+    auto value = TRY(context.execute("lease-revoke", { { "lease", *lease } }));
+    context.show(value, nothing);
+    return {};
+}
+
 CtlResult<void> cmd_raw(Context& context)
 {
     auto request = json::parse(context.args().raw, nullptr, false);
@@ -496,6 +552,27 @@ std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& 
         "crc-file", "the capture CRC of a PNG or PPM image (needs no backend)");
     crc_file->add_option("IMAGE", args.file, "a PNG or binary PPM file")->required();
     commands.emplace_back(crc_file, cmd_crc_file);
+
+    auto add_export = [&](CLI::App* sub) {
+        sub->add_option("--export", args.export_path,
+               "the backend's export socket (vgpu-display --export PATH)")
+            ->envname("VGPU_EXPORT");
+    };
+    auto* planes = cli.add_subcommand(
+        "planes", "probe the export socket: protocol, plane types, outputs (needs no lease)");
+    add_export(planes);
+    commands.emplace_back(planes, cmd_planes);
+    auto* watch = output_subcommand(cli, args, "watch",
+        "lease an output on the export socket and print its records (flips, CRCs, buffers)");
+    add_export(watch);
+    watch->add_flag("--exclusive", args.exclusive, "take the exclusive lease (default: shared)");
+    watch->add_option("--count", args.count, "stop after N flips")->type_name("N");
+    commands.emplace_back(watch, cmd_watch);
+    commands.emplace_back(cli.add_subcommand("leases", "the export socket's leases"),
+        [](Context& c) { return cmd_query(c, "lease-list", format_leases); });
+    auto* revoke = cli.add_subcommand("lease-revoke", "revoke an export lease");
+    revoke->add_option("LEASE", args.lease, "the lease id (see leases)")->required();
+    commands.emplace_back(revoke, cmd_lease_revoke);
 
     auto* raw = cli.add_subcommand("raw", "send a request object and print the reply");
     raw->add_option("JSON", args.raw, "the request, such as '{\"execute\": \"query-stats\"}'")

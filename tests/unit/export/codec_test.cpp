@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "export/codec.h"
+#include "export/describe.h"
 
 namespace vgpu::exporting {
 namespace {
@@ -96,6 +97,41 @@ TEST(ExportCodec, EveryType_RoundTrips_WithItsSerial)
     set_text(error.text, std::string(100, 'x'));
     auto e = parsed(error).as<ErrorReply>();
     EXPECT_EQ(get_text(e->text).size(), ERROR_TEXT_BYTES - 1) << "cut to fit, NUL-terminated";
+}
+
+TEST(ExportDescribe, Records_PrintAsOneLineEach)
+{
+    Flip flip {};
+    flip.lease = 1;
+    flip.buffer = 2;
+    flip.generation = 40;
+    flip.covers = 3;
+    flip.rects = 2;
+    flip.damage[0] = { 0, 0, 64, 32 };
+    flip.damage[1] = { 10, 20, 30, 40 };
+    EXPECT_EQ(record_line(parsed(flip)),
+        "flip generation=40 covers=3 buffer=2 damage=0,0,64x32;10,20,30x40");
+    EXPECT_EQ(record_line(parsed(Crc { 1, 0xdeadbeef, 41 })), "crc generation=41 0xdeadbeef");
+    Buffer buffer {};
+    buffer.lease = 1;
+    buffer.buffer = 5;
+    buffer.plane_type = PLANE_REGION;
+    buffer.fourcc = 0x34325258; // XR24
+    buffer.width = 640;
+    buffer.height = 480;
+    buffer.stride = 2560;
+    buffer.size = 2560 * 480;
+    EXPECT_EQ(
+        record_line(parsed(buffer)), "buffer 5 640x480 XR24 stride=2560 size=1228800 plane=region");
+    EXPECT_EQ(record_line(parsed(Mode { 1, 0, 1, 1024, 768, 0 })), "mode 1024x768");
+    EXPECT_EQ(record_line(parsed(Mode { 1, 0, 0, 0, 0, 0 })), "mode disabled");
+    EXPECT_EQ(
+        record_line(parsed(Revoked { 1, uint32_t(RevokeReason::NoAck) })), "revoked reason=no-ack");
+    EXPECT_EQ(record_line(parsed(Cursor { 1, 3, 100, 200, 4, 5, 1, 0 })),
+        "cursor buffer=3 at 100,200 hot 4,5 moved");
+    EXPECT_EQ(fourcc_name(0x01020358), "X???");
+    EXPECT_EQ(plane_type_names(PLANE_REGION | PLANE_GUEST_MEMORY), "region,guest-memory");
+    EXPECT_EQ(plane_type_names(0), "none");
 }
 
 TEST(ExportCodec, HeaderErrors_AreRefusedWithTheirReason)
