@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 namespace vgpu {
 
@@ -52,6 +55,24 @@ uint64_t eventfd_drain(int fd)
     if (::read(fd, &value, sizeof(value)) != sizeof(value))
         return 0;
     return value;
+}
+
+Result<Fd> make_memfd(const char* name, size_t size)
+{
+    Fd memfd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!memfd)
+        return Error::from_errno(fmt::format("memfd_create({})", name));
+    if (::ftruncate(memfd.get(), off_t(size)) != 0)
+        return Error::from_errno(fmt::format("ftruncate of memfd {} to {} bytes", name, size));
+    return memfd;
+}
+
+Result<void> seal_read_only(int memfd)
+{
+    if (::fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+        != 0)
+        return Error::from_errno("sealing a memfd");
+    return {};
 }
 
 } // namespace vgpu

@@ -1,6 +1,7 @@
 // Fd: a move-only owner of a file descriptor.
 #pragma once
 
+#include <cstddef>
 #include <utility>
 
 #include "base/result.h"
@@ -48,5 +49,10 @@ Result<void> set_nonblocking(int fd);
 Result<void> eventfd_signal(int fd);
 // Reads and clears an eventfd counter; returns 0 when nothing was pending.
 uint64_t eventfd_drain(int fd);
+// A memfd of `size` bytes that can be sealed.
+Result<Fd> make_memfd(const char* name, size_t size);
+// Seals a memfd so that nobody else can write it (a new PROT_WRITE|MAP_SHARED mapping fails;
+// mappings made before stay writable), shrink, grow or reseal it: what we hand to consumers.
+Result<void> seal_read_only(int memfd);
 
 } // namespace vgpu

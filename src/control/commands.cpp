@@ -190,7 +190,8 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
             { "evicted", e.evicted }, { "leases-granted", e.leases_granted },
             { "flips-sent", e.flips_sent }, { "flips-coalesced", e.flips_coalesced },
             { "buffers-sent", e.buffers_sent }, { "bytes-copied", e.bytes_copied },
-            { "share-failures", e.share_failures } };
+            { "share-failures", e.share_failures },
+            { "cursor-moves-coalesced", e.cursor_moves_coalesced } };
     }
     return json {
         { "commands", s.control_commands },

@@ -129,14 +129,16 @@ Result<std::shared_ptr<const Fd>> PixelStorage::share() const
     size_t length = mapped_size();
     if (!length)
         return Error::format("{} bytes of pixels are too few for a mapping of their own", m_size);
-    Fd memfd(::memfd_create("vgpu-pixels", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-    if (!memfd)
-        return Error::from_errno("memfd_create");
-    if (::ftruncate(memfd.get(), off_t(length)) != 0)
-        return Error::from_errno("ftruncate of the pixels' memfd");
+    Fd memfd = TRY(make_memfd("vgpu-pixels", length));
     void* fresh = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
     if (fresh == MAP_FAILED)
         return Error::from_errno("mmap of the pixels' memfd");
+    // Nobody else may write, shrink, grow or reseal it; this mapping stays writable. Sealed
+    // before the move, so that a failure leaves the pixels where they were.
+    if (auto sealed = seal_read_only(memfd.get()); !sealed) {
+        ::munmap(fresh, length);
+        return sealed.error();
+    }
     std::memcpy(fresh, m_pixels, length);
     // The new mapping takes the old one's place in one step: a worker reading the pixels (a CRC)
     // sees the same bytes before and after. Only the loop thread writes them, and it is here.
@@ -146,11 +148,6 @@ Result<std::shared_ptr<const Fd>> PixelStorage::share() const
         ::munmap(fresh, length);
         return error;
     }
-    // Nobody may write, shrink, grow or reseal it now; our mapping stays writable.
-    if (::fcntl(memfd.get(), F_ADD_SEALS,
-            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
-        != 0)
-        return Error::from_errno("sealing the pixels' memfd");
     m_shared = std::make_shared<const Fd>(std::move(memfd));
     return m_shared;
 }

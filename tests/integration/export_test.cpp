@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -46,6 +47,7 @@ namespace ex = vgpu::exporting;
 
 constexpr uint32_t OK = uint32_t(CtrlType::OkNodata);
 constexpr uint32_t XRGB = uint32_t(virtio_gpu::Format::B8G8R8X8Unorm);
+constexpr uint32_t ARGB = uint32_t(virtio_gpu::Format::B8G8R8A8Unorm);
 
 std::vector<std::byte> picture(uint32_t width, uint32_t height, uint32_t seed)
 {
@@ -496,6 +498,113 @@ TEST_F(Export, ControlSocket_ListsAndRevokesLeases_ADisconnectEndsThem)
     for (int i = 0; i < 100 && control->call("lease-list").size() != 1; ++i)
         std::this_thread::sleep_for(10ms);
     EXPECT_EQ(control->call("lease-list").size(), 1u);
+}
+
+TEST_F(Export, Cursor_ItsImageIsABufferOfItsOwn_MovesCoalesce_ANewImageRetiresTheOld)
+{
+    start();
+    show(1, 640, 480, picture(640, 480, 4));
+    auto arrow = picture(64, 64, 5);
+    auto hand = picture(64, 64, 6);
+    gpu->create_with_backing(6, 64, 64, ARGB, arrow);
+    ASSERT_EQ(gpu->transfer(6, Rect { 0, 0, 64, 64 }).type, OK);
+    gpu->create_with_backing(7, 64, 64, ARGB, hand);
+    ASSERT_EQ(gpu->transfer(7, Rect { 0, 0, 64, 64 }).type, OK);
+    ASSERT_TRUE(gpu->update_cursor(0, 6, 100, 200, 3, 4).has_value());
+
+    // A lease taken while a cursor is shown gets it after its first FLIP.
+    auto client = consumer("cursor");
+    auto probe = client.probe();
+    ASSERT_TRUE(probe.has_value());
+    EXPECT_TRUE(probe->flags & ex::PROBE_CURSOR);
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    std::vector<ex::Message> before;
+    auto cursor_message = next_of(client, ex::Type::Cursor, &before);
+    ASSERT_EQ(before.size(), 4u); // MODE, BUFFER (frame), FLIP, BUFFER (cursor)
+    EXPECT_EQ(before[2].type(), ex::Type::Flip);
+    auto image = before[3].as<ex::Buffer>();
+    ASSERT_TRUE(image.has_value());
+    ASSERT_EQ(before[3].fds.size(), 1u);
+    EXPECT_EQ(image->fourcc, virtio_gpu::drm_fourcc(virtio_gpu::Format::B8G8R8A8Unorm));
+    EXPECT_EQ((std::tuple { image->width, image->height, image->stride }),
+        (std::tuple { 64u, 64u, 256u }));
+    auto mapped = ex::MappedBuffer::map(*image, before[3].fds[0]);
+    ASSERT_TRUE(mapped.has_value()) << mapped.error().message;
+    EXPECT_EQ(std::memcmp(mapped->data(), arrow.data(), arrow.size()), 0);
+    EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, before[3].fds[0].get(), 0),
+        MAP_FAILED);
+    auto cursor = cursor_message.as<ex::Cursor>();
+    ASSERT_TRUE(cursor.has_value());
+    EXPECT_EQ(cursor->buffer, image->buffer);
+    EXPECT_EQ(
+        (std::tuple { cursor->x, cursor->y, cursor->hot_x, cursor->hot_y, cursor->moved_only }),
+        (std::tuple { 100u, 200u, 3u, 4u, 0u }));
+
+    // Moves name the same buffer; the last position is what the consumer ends up with.
+    for (uint32_t i = 1; i <= 50; ++i)
+        ASSERT_TRUE(gpu->move_cursor(0, 100 + i, 200 + i).has_value());
+    uint32_t moves = 0;
+    ex::Cursor last {};
+    while (last.x != 150) {
+        auto m = next_of(client, ex::Type::Cursor).as<ex::Cursor>();
+        ASSERT_TRUE(m.has_value());
+        EXPECT_EQ(m->buffer, image->buffer);
+        EXPECT_EQ(m->moved_only, 1u);
+        EXPECT_GT(m->x, last.x);
+        last = *m;
+        ++moves;
+    }
+    EXPECT_EQ(last.y, 250u);
+    // Every move was either read or replaced by a later one.
+    EXPECT_EQ(moves + uint32_t(stats()["cursor-moves-coalesced"]), 50u);
+
+    // A new image: its BUFFER, the CURSOR naming it, then the old buffer's BUFFER_GONE.
+    ASSERT_TRUE(gpu->update_cursor(0, 7, 10, 20, 30, 31).has_value());
+    auto next_image_message = next_of(client, ex::Type::Buffer);
+    auto next_image = next_image_message.as<ex::Buffer>();
+    ASSERT_TRUE(next_image.has_value());
+    EXPECT_NE(next_image->buffer, image->buffer);
+    auto hand_map = ex::MappedBuffer::map(*next_image, next_image_message.fds[0]);
+    ASSERT_TRUE(hand_map.has_value());
+    EXPECT_EQ(std::memcmp(hand_map->data(), hand.data(), hand.size()), 0);
+    auto shown = client.next(3000ms);
+    ASSERT_TRUE(shown.has_value() && *shown);
+    auto hand_cursor = (*shown)->as<ex::Cursor>();
+    ASSERT_TRUE(hand_cursor.has_value()) << ex::type_name((*shown)->header.type);
+    EXPECT_EQ(hand_cursor->buffer, next_image->buffer);
+    EXPECT_EQ((std::tuple { hand_cursor->hot_x, hand_cursor->hot_y }), (std::tuple { 30u, 31u }));
+    auto gone = next_of(client, ex::Type::BufferGone).as<ex::BufferGone>();
+    ASSERT_TRUE(gone.has_value());
+    EXPECT_EQ(gone->buffer, image->buffer);
+    // The arrow stays readable in the consumer's mapping after its BUFFER_GONE.
+    EXPECT_EQ(std::memcmp(mapped->data(), arrow.data(), arrow.size()), 0);
+
+    // Hidden: CURSOR {buffer 0}, then the hand's BUFFER_GONE.
+    ASSERT_TRUE(gpu->update_cursor(0, 0, 0, 0, 0, 0).has_value());
+    auto hidden = next_of(client, ex::Type::Cursor).as<ex::Cursor>();
+    ASSERT_TRUE(hidden.has_value());
+    EXPECT_EQ(hidden->buffer, 0u);
+    auto hand_gone = next_of(client, ex::Type::BufferGone).as<ex::BufferGone>();
+    ASSERT_TRUE(hand_gone.has_value());
+    EXPECT_EQ(hand_gone->buffer, next_image->buffer);
+    // A hidden cursor's moves say nothing; a lease taken now gets no CURSOR.
+    ASSERT_TRUE(gpu->move_cursor(0, 1, 1).has_value());
+    auto second = consumer("second");
+    ASSERT_TRUE(second.lease(0, ex::LeaseKind::Shared).has_value());
+    std::vector<ex::Message> records;
+    for (;;) {
+        auto m = second.next(300ms);
+        ASSERT_TRUE(m.has_value());
+        if (!*m)
+            break;
+        records.push_back(std::move(**m));
+    }
+    ASSERT_EQ(records.size(), 3u);
+    EXPECT_EQ(records[2].type(), ex::Type::Flip);
+    auto quiet = client.next(100ms);
+    ASSERT_TRUE(quiet.has_value());
+    EXPECT_FALSE(quiet->has_value()) << ex::type_name((**quiet).header.type);
 }
 
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.

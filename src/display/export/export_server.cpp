@@ -477,26 +477,21 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
         for (size_t i = 0; i < m_options.ring_slots; ++i) {
             auto slot = std::make_shared<RingSlot>();
             size_t size = size_t(width) * height * 4;
-            slot->memfd = Fd(::memfd_create("vgpu-export-frame", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-            if (!slot->memfd || ::ftruncate(slot->memfd.get(), off_t(size)) != 0) {
+            auto made = [&]() -> Result<void> {
+                slot->memfd = TRY(make_memfd("vgpu-export-frame", size));
+                auto map = TRY(
+                    MemoryMap::map(slot->memfd.get(), size, 0, MemoryMap::Access::ReadWrite));
+                TRY(seal_read_only(slot->memfd.get()));
+                slot->map = std::move(map);
+                return {};
+            }();
+            if (!made) {
                 VGPU_LOG_WARN(
-                    "export: output {}: a frame buffer: {}", output, std::strerror(errno));
+                    "export: output {}: a frame buffer: {}", output, made.error().message);
                 ring = Ring {};
                 view.frame.reset();
                 return;
             }
-            auto map = MemoryMap::map(slot->memfd.get(), size, 0, MemoryMap::Access::ReadWrite);
-            if (!map
-                || ::fcntl(slot->memfd.get(), F_ADD_SEALS,
-                       F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
-                    != 0) {
-                VGPU_LOG_WARN("export: output {}: a frame buffer: {}", output,
-                    map ? std::strerror(errno) : map.error().message);
-                ring = Ring {};
-                view.frame.reset();
-                return;
-            }
-            slot->map = std::move(map.value());
             slot->stale = Rect { 0, 0, width, height };
             ring.slots.push_back(std::move(slot));
         }
@@ -578,6 +573,9 @@ void ExportServer::send_state(Consumer& c, LeaseState& lease)
     if (!view.frame)
         prepare_frame(lease.output, m_outputs[lease.output], full);
     send_flip(*consumer, consumer->leases[lease_id], full, true);
+    if (view.cursor.image)
+        if (auto* again = find(id); again && again->leases.count(lease_id))
+            send_cursor(*again, again->leases[lease_id], false);
 }
 
 void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage, bool whole)
@@ -676,11 +674,7 @@ void ExportServer::output_damaged(const Output& output, Rect damage)
     auto& view = m_outputs[output.index];
     view.source = output.source;
     view.generation = output.generation;
-    std::vector<std::pair<uint64_t, uint32_t>> targets;
-    for (const auto& [id, consumer] : m_consumers)
-        for (const auto& [lease_id, lease] : consumer->leases)
-            if (lease.output == output.index)
-                targets.emplace_back(id, lease_id);
+    auto targets = leases_on(output.index);
     if (targets.empty())
         return; // nothing is copied while nobody is attached
     prepare_frame(output.index, view, damage);
@@ -692,7 +686,91 @@ void ExportServer::output_damaged(const Output& output, Rect damage)
     }
 }
 
-void ExportServer::cursor_changed(uint32_t, const CursorState&, bool) { }
+std::vector<std::pair<uint64_t, uint32_t>> ExportServer::leases_on(uint32_t output) const
+{
+    std::vector<std::pair<uint64_t, uint32_t>> out;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            if (lease.output == output)
+                out.emplace_back(id, lease_id);
+    return out;
+}
+
+void ExportServer::cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only)
+{
+    auto& view = m_outputs[scanout].cursor;
+    view.x = cursor.x;
+    view.y = cursor.y;
+    if (!moved_only) {
+        view.image = cursor.image;
+        view.fd.reset(); // a new image is a new buffer
+    }
+    if (moved_only && !view.image)
+        return; // a hidden cursor moved: nothing to see
+    for (auto [id, lease_id] : leases_on(scanout))
+        if (auto* c = find(id); c && c->leases.count(lease_id))
+            send_cursor(*c, c->leases[lease_id], moved_only);
+}
+
+void ExportServer::send_cursor(Consumer& c, LeaseState& lease, bool moved_only)
+{
+    auto& view = m_outputs[lease.output].cursor;
+    const size_t size = size_t(virtio_gpu::CURSOR_SIZE) * virtio_gpu::CURSOR_SIZE * 4;
+    if (view.image && !view.fd) {
+        auto made = [&]() -> Result<Fd> {
+            Fd fd = TRY(make_memfd("vgpu-export-cursor", size));
+            const auto& argb = view.image->argb;
+            if (argb.size() * 4 != size
+                || ::pwrite(fd.get(), argb.data(), size, 0) != ssize_t(size))
+                return Error::format("writing the cursor image: {}", std::strerror(errno));
+            TRY(seal_read_only(fd.get()));
+            return fd;
+        }();
+        if (!made) {
+            VGPU_LOG_WARN("export: output {}: cursor: {}", lease.output, made.error().message);
+            return;
+        }
+        view.fd = std::make_shared<const Fd>(std::move(made.value()));
+    }
+    uint64_t id = c.id;
+    uint32_t lease_id = lease.id;
+    uint32_t old = 0;
+    if (!view.image) {
+        old = std::exchange(lease.cursor_buffer, 0);
+        lease.cursor_key = nullptr;
+    } else if (lease.cursor_key != view.fd.get()) {
+        old = lease.cursor_buffer;
+        lease.cursor_buffer = lease.next_buffer++;
+        lease.cursor_key = view.fd.get();
+        uint32_t stride = virtio_gpu::CURSOR_SIZE * 4;
+        ex::Buffer buffer { lease_id, lease.cursor_buffer, ex::PLANE_REGION,
+            virtio_gpu::drm_fourcc(virtio_gpu::Format::B8G8R8A8Unorm), 0, virtio_gpu::CURSOR_SIZE,
+            virtio_gpu::CURSOR_SIZE, stride, 0, 0, size };
+        ++m_stats.buffers_sent;
+        queue(c, { ex::encode(buffer, 0), { view.fd }, lease_id });
+    }
+    auto* consumer = find(id);
+    if (!consumer || !consumer->leases.count(lease_id))
+        return;
+    auto& l = consumer->leases[lease_id];
+    ex::Cursor record { lease_id, l.cursor_buffer, view.x, view.y,
+        view.image ? view.image->hot_x : 0, view.image ? view.image->hot_y : 0,
+        moved_only ? 1u : 0u, 0 };
+    // A move that the consumer has not read yet is replaced by the next one.
+    if (moved_only && !consumer->queue.empty() && consumer->queue.back().cursor_move
+        && consumer->queue.back().lease == lease_id) {
+        std::memcpy(
+            consumer->queue.back().bytes.data() + sizeof(ex::Header), &record, sizeof(record));
+        ++m_stats.cursor_moves_coalesced;
+        return;
+    }
+    Packet packet { ex::encode(record, 0), {}, lease_id };
+    packet.cursor_move = moved_only;
+    queue(*consumer, std::move(packet));
+    if (old)
+        if (auto* again = find(id); again && again->leases.count(lease_id))
+            queue(*again, { ex::encode(ex::BufferGone { lease_id, old }, 0), {}, lease_id });
+}
 
 void ExportServer::crc_entry(uint32_t output, uint64_t generation, uint32_t crc)
 {
@@ -709,12 +787,7 @@ void ExportServer::crc_entry(uint32_t output, uint64_t generation, uint32_t crc)
 
 void ExportServer::send_crc(uint32_t output, uint64_t generation, uint32_t crc)
 {
-    std::vector<std::pair<uint64_t, uint32_t>> targets;
-    for (const auto& [id, consumer] : m_consumers)
-        for (const auto& [lease_id, lease] : consumer->leases)
-            if (lease.output == output)
-                targets.emplace_back(id, lease_id);
-    for (auto [id, lease_id] : targets)
+    for (auto [id, lease_id] : leases_on(output))
         if (auto* c = find(id); c && c->leases.count(lease_id))
             queue(*c, { ex::encode(ex::Crc { lease_id, crc, generation }, 0), {}, lease_id });
 }

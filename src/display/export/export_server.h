@@ -56,6 +56,7 @@ struct ExportStats {
     uint64_t buffers_sent = 0;
     uint64_t bytes_copied = 0;
     uint64_t share_failures = 0; // a framebuffer that could not move to a memfd
+    uint64_t cursor_moves_coalesced = 0; // unread moves replaced by a later one
 };
 
 class ExportServer : public DisplaySink {
@@ -98,6 +99,7 @@ private:
         std::vector<std::shared_ptr<const Fd>> fds;
         uint32_t lease = 0; // 0: not a lease's record
         bool flip = false; // a FLIP that may still take later damage
+        bool cursor_move = false; // a CURSOR {moved_only} that a later move may replace
     };
     // A frame buffer of ours that a consumer may map: a ring slot (the output's picture copied
     // in) for framebuffers that cannot move into a memfd (blobs: guest memory; small 2D ones).
@@ -137,6 +139,9 @@ private:
         uint32_t last_buffer = 0;
         uint32_t next_buffer = 1;
         std::vector<SentBuffer> buffers; // most recently shown last
+        // The cursor image buffer this lease was sent (0: none) and which image it holds.
+        uint32_t cursor_buffer = 0;
+        const void* cursor_key = nullptr;
     };
     struct Consumer {
         uint64_t id = 0;
@@ -149,12 +154,19 @@ private:
         std::deque<Packet> queue;
         std::map<uint32_t, LeaseState> leases;
     };
+    // An output's cursor: its image goes out as a 64x64 ARGB8888 REGION buffer of its own.
+    struct CursorView {
+        std::optional<virtio_gpu::CursorImage> image; // nullopt: hidden
+        uint32_t x = 0, y = 0;
+        std::shared_ptr<const Fd> fd; // the image in a sealed memfd, made when a lease needs it
+    };
     // What an output shows, as the server last heard.
     struct OutputView {
         std::optional<virtio_gpu::ScanoutSource> source;
         uint64_t generation = 0;
         std::optional<Frame> frame; // the current frame, once a lease needed it
         Ring ring;
+        CursorView cursor;
     };
     // Makes `view.frame` the output's current frame after `damage` (output coordinates): the
     // shared framebuffer, or a ring slot with the changes copied in.
@@ -183,6 +195,10 @@ private:
     // The id of the output's current buffer for this lease, sending BUFFER first when new; 0
     // when it cannot be exported.
     uint32_t buffer_for(Consumer& consumer, LeaseState& lease);
+    // The CURSOR record (after a BUFFER of a new image, before the BUFFER_GONE of the old).
+    void send_cursor(Consumer& consumer, LeaseState& lease, bool moved_only);
+    // The leases on an output, as (consumer, lease) ids: stable while records are queued.
+    std::vector<std::pair<uint64_t, uint32_t>> leases_on(uint32_t output) const;
     Consumer* find(uint64_t id);
 
     EventLoop& m_loop;
