@@ -69,8 +69,10 @@ Result<std::optional<Message>> Client::receive(milliseconds timeout)
     auto deadline = Clock::now() + timeout;
     for (;;) {
         auto packet = TRY(receive_packet(m_socket.get()));
-        if (packet) {
-            auto message = parse(packet->first, std::move(packet->second));
+        if (packet.state == Received::State::Closed)
+            return Error::format("the backend closed the export socket");
+        if (packet.state == Received::State::Packet) {
+            auto message = parse(packet.bytes, std::move(packet.fds));
             if (!message)
                 return Error::format("the backend sent a bad packet: {}", message.error().reason);
             return std::optional<Message>(std::move(message.value()));

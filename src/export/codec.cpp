@@ -237,7 +237,7 @@ Result<bool> send_packet(int socket, std::span<const std::byte> packet, std::spa
     }
 }
 
-Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receive_packet(int socket)
+Result<Received> receive_packet(int socket)
 {
     std::vector<std::byte> buffer(MAX_PACKET + 1);
     iovec iov { buffer.data(), buffer.size() };
@@ -252,20 +252,20 @@ Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receiv
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>> {};
+            return Received {};
         return Error::from_errno("recvmsg");
     }
     // Descriptors first, so that they are closed on every error below.
     std::vector<Fd> fds;
     take_rights(msg, fds);
     if (n == 0)
-        return Error::format("the peer closed the connection");
+        return Received { Received::State::Closed, {}, {} };
     if (msg.msg_flags & MSG_CTRUNC)
         return Error::format("more than {} descriptors in one packet", MAX_FDS);
     if ((msg.msg_flags & MSG_TRUNC) || size_t(n) > MAX_PACKET)
         return Error::format("a packet longer than {} bytes", MAX_PACKET);
     buffer.resize(size_t(n));
-    return std::optional(std::pair { std::move(buffer), std::move(fds) });
+    return Received { Received::State::Packet, std::move(buffer), std::move(fds) };
 }
 
 } // namespace vgpu::exporting

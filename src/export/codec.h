@@ -81,10 +81,19 @@ std::string get_text(const std::array<char, N>& field)
 // One packet with its descriptors, never blocking: false with errno EAGAIN when the socket is
 // full (the caller queues), an error for anything else (the peer is gone).
 Result<bool> send_packet(int socket, std::span<const std::byte> packet, std::span<const int> fds);
-// The next packet, never blocking: nullopt when there is none (EAGAIN), an error when the peer
-// closed (errno_value 0) or the packet or its descriptors were cut short.
-Result<std::optional<std::pair<std::vector<std::byte>, std::vector<Fd>>>> receive_packet(
-    int socket);
+// What one non-blocking read of the socket found.
+struct Received {
+    enum class State {
+        Empty, // nothing to read now (EAGAIN)
+        Packet, // a packet, with its descriptors
+        Closed, // the peer closed its end (an empty packet reads the same)
+    };
+    State state = State::Empty;
+    std::vector<std::byte> bytes;
+    std::vector<Fd> fds;
+};
+// The next packet, never blocking; an error when it or its descriptors were cut short.
+Result<Received> receive_packet(int socket);
 
 // The largest packet of this protocol: a receiver's buffer (a longer one is refused).
 constexpr size_t MAX_PACKET = 512;

@@ -439,10 +439,10 @@ TEST_F(Export, HostileConsumers_GetAPreciseError_OthersAreServed)
         pollfd p { s.get(), POLLIN, 0 };
         EXPECT_EQ(::poll(&p, 1, 3000), 1);
         auto packet = ex::receive_packet(s.get());
-        EXPECT_TRUE(packet.has_value() && packet->has_value());
-        if (!packet || !*packet)
+        EXPECT_TRUE(packet.has_value() && packet->state == ex::Received::State::Packet);
+        if (!packet || packet->state != ex::Received::State::Packet)
             return ex::ErrorCode(0);
-        auto m = ex::parse((*packet)->first, std::move((*packet)->second));
+        auto m = ex::parse(packet->bytes, std::move(packet->fds));
         return m && m->as<ex::ErrorReply>() ? ex::ErrorCode(m->as<ex::ErrorReply>()->code)
                                             : ex::ErrorCode(0);
     };

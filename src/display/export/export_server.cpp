@@ -159,21 +159,23 @@ void ExportServer::readable(Consumer& consumer)
             return;
         auto packet = ex::receive_packet(c->socket.get());
         if (!packet) {
-            if (packet.error().message.find("closed") == std::string::npos) {
-                ++m_stats.bad_messages;
-                error(*c, 0, ex::ErrorCode::BadMessage, packet.error().message);
-            }
+            ++m_stats.bad_messages;
+            error(*c, 0, ex::ErrorCode::BadMessage, packet.error().message);
             drop(id, packet.error().message);
             return;
         }
-        if (!*packet)
+        if (packet->state == ex::Received::State::Closed) {
+            drop(id, "it closed the connection");
             return;
-        auto message = ex::parse((*packet)->first, std::move((*packet)->second));
+        }
+        if (packet->state == ex::Received::State::Empty)
+            return;
+        auto message = ex::parse(packet->bytes, std::move(packet->fds));
         if (!message) {
             ++m_stats.bad_messages;
             uint32_t serial = 0;
-            if ((*packet)->first.size() >= sizeof(ex::Header))
-                std::memcpy(&serial, (*packet)->first.data() + offsetof(ex::Header, serial),
+            if (packet->bytes.size() >= sizeof(ex::Header))
+                std::memcpy(&serial, packet->bytes.data() + offsetof(ex::Header, serial),
                     sizeof(serial));
             error(*c, serial, message.error().code, message.error().reason);
             drop(id, message.error().reason);
