@@ -607,6 +607,116 @@ TEST_F(Export, Cursor_ItsImageIsABufferOfItsOwn_MovesCoalesce_ANewImageRetiresTh
     EXPECT_FALSE(quiet->has_value()) << ex::type_name((**quiet).header.type);
 }
 
+// The records up to and including the first of `type`, as "TYPE" names (what a lease was told).
+std::vector<std::string> names_until(ex::Client& client, ex::Type type)
+{
+    std::vector<std::string> names;
+    for (int i = 0; i < 32; ++i) {
+        auto m = client.next(3000ms);
+        if (!m || !*m) {
+            names.emplace_back("(nothing)");
+            return names;
+        }
+        names.emplace_back(ex::type_name((*m)->header.type));
+        if ((*m)->type() == type)
+            return names;
+    }
+    return names;
+}
+
+TEST_F(Export, ResourceUnref_ItsBufferIsGoneBeforeTheNextFlip_TheMappingStaysReadable)
+{
+    start();
+    auto first = picture(640, 480, 7);
+    show(1, 640, 480, first);
+    auto client = consumer();
+    ASSERT_TRUE(client.lease(0, ex::LeaseKind::Shared).has_value());
+    auto buffer_message = next_of(client, ex::Type::Buffer);
+    auto one = buffer_message.as<ex::Buffer>();
+    ASSERT_TRUE(one.has_value());
+    auto mapped = ex::MappedBuffer::map(*one, buffer_message.fds[0]);
+    ASSERT_TRUE(mapped.has_value());
+    next_of(client, ex::Type::Flip);
+
+    // A flip to resource 2, then resource 1 is unreferenced while the consumer holds its buffer.
+    auto second = picture(640, 480, 8);
+    uint64_t gpa = show(2, 640, 480, second);
+    auto two = next_of(client, ex::Type::Buffer).as<ex::Buffer>();
+    ASSERT_TRUE(two.has_value());
+    EXPECT_NE(two->buffer, one->buffer);
+    EXPECT_EQ(next_of(client, ex::Type::Flip).as<ex::Flip>()->buffer, two->buffer);
+    ASSERT_EQ(gpu->unref(1).type, OK);
+    session->ram().write(gpa, picture(640, 480, 9));
+    Rect band { 0, 0, 640, 10 };
+    ASSERT_EQ(gpu->transfer(2, band).type, OK);
+    ASSERT_EQ(gpu->flush(2, band).type, OK);
+    auto gone = client.next(3000ms);
+    ASSERT_TRUE(gone.has_value() && *gone);
+    auto gone_record = (*gone)->as<ex::BufferGone>();
+    ASSERT_TRUE(gone_record.has_value()) << ex::type_name((*gone)->header.type);
+    EXPECT_EQ(gone_record->buffer, one->buffer);
+    auto flip = next_of(client, ex::Type::Flip).as<ex::Flip>();
+    EXPECT_EQ(flip->buffer, two->buffer);
+    // The consumer's mapping of the freed resource still reads its last pixels, never freed memory.
+    EXPECT_EQ(std::memcmp(mapped->data(), first.data(), first.size()), 0);
+}
+
+TEST_F(Export, DeviceResetAndNewFrontend_TheLeaseSeesTheOutputGoAndComeBack)
+{
+    start();
+    show(1, 640, 480, picture(640, 480, 10));
+    auto client = consumer();
+    auto lease = client.lease(0, ex::LeaseKind::Shared);
+    ASSERT_TRUE(lease.has_value());
+    EXPECT_EQ(names_until(client, ex::Type::Flip),
+        (std::vector<std::string> { "MODE", "BUFFER", "FLIP" }));
+
+    // A device reset disables the output: MODE {enabled 0}; the lease stays.
+    session->reset_and_reinit(vhost::Request::ResetDevice);
+    auto off = next_of(client, ex::Type::Mode).as<ex::Mode>();
+    ASSERT_TRUE(off.has_value());
+    EXPECT_EQ(off->enabled, 0u);
+    // The driver starts over with the same resource id: the old buffer is gone first, then the
+    // new mode, its buffer and the whole output.
+    gpu = std::make_unique<GpuDriver>(*session);
+    show(1, 800, 600, picture(800, 600, 11));
+    std::vector<ex::Message> after_reset;
+    auto second = next_of(client, ex::Type::Flip, &after_reset).as<ex::Flip>();
+    ASSERT_TRUE(second.has_value());
+    ASSERT_EQ(after_reset.size(), 3u);
+    EXPECT_EQ(after_reset[0].as<ex::BufferGone>()->buffer, 1u);
+    auto on = after_reset[1].as<ex::Mode>();
+    EXPECT_EQ((std::tuple { on->enabled, on->width, on->height }), (std::tuple { 1u, 800u, 600u }));
+    EXPECT_EQ(after_reset[2].as<ex::Buffer>()->buffer, second->buffer);
+
+    // The frontend goes away (QEMU quits or crashes) and another one comes.
+    gpu.reset();
+    session.reset();
+    auto gone = next_of(client, ex::Type::Mode).as<ex::Mode>();
+    ASSERT_TRUE(gone.has_value());
+    EXPECT_EQ(gone->enabled, 0u);
+    session = std::make_unique<QemuSession>(backend->socket_path(), harness::SessionOptions {});
+    session->start();
+    gpu = std::make_unique<GpuDriver>(*session);
+    auto pixels = picture(640, 480, 12);
+    show(1, 640, 480, pixels);
+    std::vector<ex::Message> after_reconnect;
+    auto third = next_of(client, ex::Type::Flip, &after_reconnect).as<ex::Flip>();
+    ASSERT_TRUE(third.has_value());
+    // The old frontend's resources are gone, and the new one comes with its fd.
+    ASSERT_EQ(after_reconnect.size(), 3u);
+    EXPECT_EQ(after_reconnect[0].as<ex::BufferGone>()->buffer, second->buffer);
+    auto back = after_reconnect[1].as<ex::Mode>();
+    EXPECT_EQ((std::tuple { back->enabled, back->width }), (std::tuple { 1u, 640u }));
+    auto buffer = after_reconnect[2].as<ex::Buffer>();
+    ASSERT_TRUE(buffer.has_value());
+    EXPECT_EQ(third->buffer, buffer->buffer);
+    auto mapped = ex::MappedBuffer::map(*buffer, after_reconnect[2].fds[0]);
+    ASSERT_TRUE(mapped.has_value());
+    EXPECT_EQ(std::memcmp(mapped->data(), pixels.data(), pixels.size()), 0);
+    EXPECT_EQ(control->call("lease-list").size(), 1u);
+}
+
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.
 struct Ctl {
     int exit_code = -1;

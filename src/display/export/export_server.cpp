@@ -175,8 +175,8 @@ void ExportServer::readable(Consumer& consumer)
             ++m_stats.bad_messages;
             uint32_t serial = 0;
             if (packet->bytes.size() >= sizeof(ex::Header))
-                std::memcpy(&serial, packet->bytes.data() + offsetof(ex::Header, serial),
-                    sizeof(serial));
+                std::memcpy(
+                    &serial, packet->bytes.data() + offsetof(ex::Header, serial), sizeof(serial));
             error(*c, serial, message.error().code, message.error().reason);
             drop(id, message.error().reason);
             return;
@@ -525,7 +525,7 @@ uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
     if (!frame)
         return 0;
     auto known = std::find_if(lease.buffers.begin(), lease.buffers.end(),
-        [&](const SentBuffer& b) { return b.key == frame->key; });
+        [&](const SentBuffer& b) { return b.key == frame->key && !b.alive.expired(); });
     if (known != lease.buffers.end()) {
         SentBuffer b = *known;
         lease.buffers.erase(known);
@@ -553,6 +553,35 @@ uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
             return 0;
     }
     return buffer.buffer;
+}
+
+void ExportServer::retire_gone_buffers()
+{
+    std::vector<std::pair<uint64_t, uint32_t>> targets;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            for (const auto& buffer : lease.buffers)
+                if (buffer.alive.expired()) {
+                    targets.emplace_back(id, lease_id);
+                    break;
+                }
+    for (auto [id, lease_id] : targets) {
+        auto* c = find(id);
+        if (!c || !c->leases.count(lease_id))
+            continue;
+        auto& buffers = c->leases[lease_id].buffers;
+        std::vector<uint32_t> gone;
+        for (const auto& buffer : buffers)
+            if (buffer.alive.expired())
+                gone.push_back(buffer.id);
+        std::erase_if(buffers, [](const SentBuffer& b) { return b.alive.expired(); });
+        for (uint32_t buffer : gone) {
+            c = find(id);
+            if (!c)
+                break;
+            queue(*c, { ex::encode(ex::BufferGone { lease_id, buffer }, 0), {}, lease_id });
+        }
+    }
 }
 
 void ExportServer::send_state(Consumer& c, LeaseState& lease)
@@ -632,6 +661,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
 
 void ExportServer::output_changed(const Output& output)
 {
+    retire_gone_buffers();
     auto& view = m_outputs[output.index];
     view.source = output.source;
     view.generation = output.generation;
@@ -673,6 +703,7 @@ void ExportServer::output_changed(const Output& output)
 
 void ExportServer::output_damaged(const Output& output, Rect damage)
 {
+    retire_gone_buffers();
     auto& view = m_outputs[output.index];
     view.source = output.source;
     view.generation = output.generation;

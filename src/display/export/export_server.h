@@ -116,15 +116,17 @@ private:
     // What the current frame of an output is handed out as: a shared framebuffer, or a slot.
     struct Frame {
         const void* key = nullptr; // identifies the buffer (PixelStorage or RingSlot)
-        std::shared_ptr<const void> keep; // keeps it alive while a lease has it
+        std::shared_ptr<const void> keep; // keeps it alive while it is the current frame
         std::shared_ptr<const Fd> fd;
         exporting::Buffer info {}; // lease and buffer filled in per lease
         Rect source {}; // the output's picture in the buffer
     };
+    // A buffer a lease was sent. It is not kept alive for the lease: once the resource (or ring
+    // slot) is gone, the lease is told BUFFER_GONE (the consumer's mapping stays readable).
     struct SentBuffer {
         uint32_t id;
         const void* key;
-        std::shared_ptr<const void> keep;
+        std::weak_ptr<const void> alive;
     };
     struct LeaseState {
         uint32_t id = 0;
@@ -175,6 +177,8 @@ private:
     void send_crc(uint32_t output, uint64_t generation, uint32_t crc);
     // Frees the frames and rings of outputs nobody leases any more.
     void release_unleased();
+    // BUFFER_GONE for every sent buffer whose resource or ring slot no longer exists.
+    void retire_gone_buffers();
 
     ExportServer(EventLoop& loop, Fd listener, ExportOptions options);
     void accept_consumers();
