@@ -191,7 +191,9 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
             { "flips-sent", e.flips_sent }, { "flips-coalesced", e.flips_coalesced },
             { "buffers-sent", e.buffers_sent }, { "bytes-copied", e.bytes_copied },
             { "share-failures", e.share_failures },
-            { "cursor-moves-coalesced", e.cursor_moves_coalesced } };
+            { "cursor-moves-coalesced", e.cursor_moves_coalesced }, { "holds", e.holds },
+            { "ack-timeouts", e.ack_timeouts }, { "held-overwritten", e.held_overwritten },
+            { "no-ack-revoked", e.no_ack_revoked } };
     }
     return json {
         { "commands", s.control_commands },
@@ -201,6 +203,8 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
         { "flips", s.scanout_changes },
         { "flushes", s.flushes },
         { "transfers", s.transfers },
+        { "transfer-waits", s.transfer_waits },
+        { "transfer-wait-timeouts", s.transfer_wait_timeouts },
         { "bytes-copied", s.bytes_transferred + s.bytes_gathered },
         { "bytes-transferred", s.bytes_transferred },
         { "blob",

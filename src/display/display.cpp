@@ -89,7 +89,8 @@ bool Display::pixels_will_change(const virtio_gpu::PixelStorage& pixels)
 }
 
 void Display::when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixels,
-    std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done)
+    std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done,
+    virtio_gpu::PixelStorage::Readers which)
 {
     struct Wait {
         std::function<void(bool)> done;
@@ -110,23 +111,24 @@ void Display::when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixe
         m_loop.post(m_lifetime.guard(
             [done = std::move(wait->done), timed_out = wait->timed_out] { done(timed_out); }));
     });
-    pixels->when_unread(finish);
+    pixels->when_unread(finish, which);
     if (wait->finished)
         return;
-    auto timer = m_loop.add_timer(timeout, std::chrono::nanoseconds(0), [wait, pixels, finish] {
-        wait->timer.reset(); // a one-shot timer removes itself
-        wait->timed_out = true;
-        // Each reader copies what it still needs; the last one leaving finishes the wait.
-        pixels->make_readers_let_go();
-        auto again = finish;
-        again();
-    });
+    auto timer = m_loop.add_timer(
+        timeout, std::chrono::nanoseconds(0), [wait, pixels, finish, which] {
+            wait->timer.reset(); // a one-shot timer removes itself
+            wait->timed_out = true;
+            // Each reader copies what it still needs; the last one leaving finishes the wait.
+            pixels->make_readers_let_go(which);
+            auto again = finish;
+            again();
+        });
     if (timer) {
         wait->timer = *timer;
         return;
     }
     wait->timed_out = true;
-    pixels->make_readers_let_go();
+    pixels->make_readers_let_go(which);
     auto again = finish;
     again();
 }

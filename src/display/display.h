@@ -41,7 +41,8 @@ public:
     void scanout_damaged(uint32_t scanout, Rect damage) override;
     bool pixels_will_change(const virtio_gpu::PixelStorage& pixels) override;
     void when_released(std::shared_ptr<const virtio_gpu::PixelStorage> pixels,
-        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done) override;
+        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done,
+        virtio_gpu::PixelStorage::Readers which) override;
     void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x,
         uint32_t y) override;
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;

@@ -148,30 +148,60 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     }
     if (rect_empty(c.r))
         return nodata();
+    if (!m_display || resource->pixels->consumer_holds() == 0)
+        return transfer_2d(*resource, c);
+    // An exclusive export consumer still reads these pixels: the copy waits for its ACK, up to
+    // the release timeout (then it lets go). Later commands wait behind this one, in order.
+    ++m_stats.transfer_waits;
+    auto copy = [this, c] {
+        auto* r = m_resources.find(ResourceId(c.resource_id));
+        HandlerResult result = r ? transfer_2d(*r, c) : HandlerResult(GpuError::InvalidResourceId);
+        CtrlHdr header {};
+        if (!result)
+            header.type = uint32_t(result.error());
+        std::vector<std::byte> bytes(sizeof(header));
+        std::memcpy(bytes.data(), &header, sizeof(header));
+        return bytes;
+    };
+    uint64_t serial = defer(copy);
+    m_display->when_released(resource->pixels, m_options.release_timeout,
+        m_lifetime.guard([this, serial, copy](bool timed_out) {
+            if (!deferral_current(serial))
+                return;
+            if (timed_out)
+                ++m_stats.transfer_wait_timeouts;
+            complete_deferred(serial, copy());
+        }),
+        PixelStorage::Readers::ConsumerHolds);
+    return Response(Deferred {});
+}
+
+Device::HandlerResult Device::transfer_2d(Resource& resource, const cmd::TransferToHost2d& c)
+{
     // The backing is the resource laid out linearly with its stride; row h of the rectangle
     // starts at offset + h * stride (as the Linux driver and QEMU compute it). Rows that lie
     // (partly) beyond the backing are copied as far as the backing goes, as QEMU does.
     uint64_t row_bytes = uint64_t(c.r.width) * BYTES_PER_PIXEL;
-    auto last = checked_add<uint64_t>(c.offset, uint64_t(c.r.height - 1) * resource->stride);
-    if (!last || !range_within<uint64_t>(*last, row_bytes, resource->backing_bytes))
+    auto last = checked_add<uint64_t>(c.offset, uint64_t(c.r.height - 1) * resource.stride);
+    if (!last || !range_within<uint64_t>(*last, row_bytes, resource.backing_bytes))
         VGPU_LOG_GUEST(Debug, "TRANSFER_TO_HOST_2D {}: offset {} runs past the {}-byte backing",
-            c.resource_id, c.offset, resource->backing_bytes);
-    const size_t dst = size_t(c.r.y) * resource->stride + size_t(c.r.x) * BYTES_PER_PIXEL;
+            c.resource_id, c.offset, resource.backing_bytes);
+    const size_t dst = size_t(c.r.y) * resource.stride + size_t(c.r.x) * BYTES_PER_PIXEL;
     // Sinks still reading these pixels (a CRC not computed yet) take them before they change.
-    const bool checksum = m_display && m_display->pixels_will_change(*resource->pixels);
-    if (c.r.x == 0 && c.r.width == resource->width) {
+    const bool checksum = m_display && m_display->pixels_will_change(*resource.pixels);
+    if (c.r.x == 0 && c.r.width == resource.width) {
         // Whole rows are contiguous on both sides (at most the resource's size, checked at
         // creation): one copy per backing entry.
         if (auto r = copy_from_backing(
-                *resource, c.offset, dst, size_t(row_bytes) * c.r.height, checksum);
+                resource, c.offset, dst, size_t(row_bytes) * c.r.height, checksum);
             !r)
             return r.release_error();
     } else {
         for (uint32_t h = 0; h < c.r.height; ++h) {
-            auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource->stride);
+            auto offset = checked_add<uint64_t>(c.offset, uint64_t(h) * resource.stride);
             if (!offset)
                 break; // past any backing
-            if (auto r = copy_from_backing(*resource, *offset, dst + size_t(h) * resource->stride,
+            if (auto r = copy_from_backing(resource, *offset, dst + size_t(h) * resource.stride,
                     size_t(row_bytes), checksum);
                 !r)
                 return r.release_error();

@@ -79,6 +79,8 @@ struct DeviceStats {
     uint64_t bytes_gathered = 0; // blob bytes copied at flush (views that could not be mapped)
     uint64_t release_waits = 0; // fenced blob flushes that waited for a sink to let go
     uint64_t release_timeouts = 0; // ... and hit --release-timeout
+    uint64_t transfer_waits = 0; // 2D transfers that waited for an exclusive export consumer
+    uint64_t transfer_wait_timeouts = 0; // ... and hit --release-timeout
     uint64_t view_rebuilds = 0; // blob views built again after a memory-table change
     uint64_t dmabufs_exported = 0;
     uint64_t dmabuf_failures = 0; // shareable blobs sent as UPDATEs: the exporter refused
@@ -178,6 +180,8 @@ private:
     HandlerResult handle(const cmd::GetDisplayInfo&);
     HandlerResult handle(const cmd::ResourceCreate2d&);
     HandlerResult handle(const cmd::ResourceUnref&);
+    // TRANSFER_TO_HOST_2D's copy, once the command is checked (and waited for, if it had to).
+    HandlerResult transfer_2d(Resource& resource, const cmd::TransferToHost2d& c);
     HandlerResult handle(const cmd::SetScanout&);
     HandlerResult handle(const cmd::ResourceFlush&);
     HandlerResult handle(const cmd::TransferToHost2d&);

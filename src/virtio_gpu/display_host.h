@@ -70,8 +70,10 @@ public:
     // the one that replaced it): `done` runs once no sink reads `pixels` any more, at once if
     // none does, or after `timeout` with true, once the sinks still reading copied what they
     // need and let go. It runs on the loop, never from inside this call.
+    // `which`: ConsumerHolds waits only for readers that hold the pixels for a consumer.
     virtual void when_released(std::shared_ptr<const PixelStorage> pixels,
-        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done)
+        std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done,
+        PixelStorage::Readers which = PixelStorage::Readers::All)
         = 0;
     // A new cursor image (nullopt: hide) at x, y on `scanout`, or a move of the current one.
     virtual void cursor_set(

@@ -162,6 +162,12 @@ void PixelStorage::add_reader(StorageReader* reader) const { m_readers.push_back
 void PixelStorage::remove_reader(StorageReader* reader) const
 {
     std::erase(m_readers, reader);
+    if (consumer_holds() == 0 && !m_unheld_callbacks.empty()) {
+        auto callbacks = std::move(m_unheld_callbacks);
+        m_unheld_callbacks.clear();
+        for (auto& callback : callbacks)
+            callback();
+    }
     if (!m_readers.empty())
         return;
     auto callbacks = std::move(m_unread_callbacks);
@@ -170,16 +176,30 @@ void PixelStorage::remove_reader(StorageReader* reader) const
         callback();
 }
 
-void PixelStorage::make_readers_let_go() const
+size_t PixelStorage::consumer_holds() const
+{
+    return size_t(std::count_if(m_readers.begin(), m_readers.end(),
+        [](const StorageReader* r) { return r->holds_for_consumer(); }));
+}
+
+void PixelStorage::make_readers_let_go(Readers which) const
 {
     // Each reader removes itself; a copy, since that changes the list.
     auto readers = m_readers;
     for (auto* reader : readers)
-        reader->let_go();
+        if (which == Readers::All || reader->holds_for_consumer())
+            reader->let_go();
 }
 
-void PixelStorage::when_unread(std::function<void()> callback) const
+void PixelStorage::when_unread(std::function<void()> callback, Readers which) const
 {
+    if (which == Readers::ConsumerHolds) {
+        if (consumer_holds() == 0)
+            callback();
+        else
+            m_unheld_callbacks.push_back(std::move(callback));
+        return;
+    }
     if (m_readers.empty()) {
         callback();
         return;

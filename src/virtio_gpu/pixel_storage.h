@@ -26,10 +26,16 @@ namespace vgpu::virtio_gpu {
 // export consumer holding a frame). For a blob's storage, which is guest memory, the device
 // waits for these readers before it lets the guest reuse the buffer, and when it cannot wait any
 // longer asks them to let go: each copies what it still needs and stops reading.
+//
+// A 2D resource's storage is ours, and readers of it normally read at once when its pixels are
+// about to change (DisplaySink::pixels_will_change). A reader that holds the pixels for another
+// process (an exclusive export lease until its consumer acknowledges) says so with
+// holds_for_consumer(): a transfer into the storage then waits for it, up to the release timeout.
 class StorageReader {
 public:
     virtual ~StorageReader() = default;
     virtual void let_go() = 0;
+    virtual bool holds_for_consumer() const { return false; }
 };
 
 // Shared between the resource and any sink still reading it (an UPDATE in flight to QEMU, a CRC
@@ -72,10 +78,18 @@ public:
     void add_reader(StorageReader* reader) const;
     void remove_reader(StorageReader* reader) const;
     size_t readers() const { return m_readers.size(); }
-    // Asks every reader to let go (each removes itself).
-    void make_readers_let_go() const;
-    // Runs once, on the loop, when the last reader leaves (at once if there is none).
-    void when_unread(std::function<void()> callback) const;
+    // Readers whose holds_for_consumer() is true.
+    size_t consumer_holds() const;
+    // Which readers a wait is for: all of them (a blob's release), or only those that hold the
+    // pixels for a consumer (a 2D transfer; the others read at once in pixels_will_change).
+    enum class Readers {
+        All,
+        ConsumerHolds
+    };
+    // Asks those readers to let go (each removes itself).
+    void make_readers_let_go(Readers which = Readers::All) const;
+    // Runs once, on the loop, when the last of those readers leaves (at once if there is none).
+    void when_unread(std::function<void()> callback, Readers which = Readers::All) const;
     size_t size() const { return m_size; }
     uint32_t width() const { return m_width; }
     uint32_t height() const { return m_height; }
@@ -136,6 +150,7 @@ private:
     size_t m_size = 0;
     mutable std::vector<StorageReader*> m_readers;
     mutable std::vector<std::function<void()>> m_unread_callbacks;
+    mutable std::vector<std::function<void()>> m_unheld_callbacks;
     uint32_t m_width = 0, m_height = 0, m_stride = 0;
     FormatInfo m_format {};
     mutable Mutex m_cache_mutex;

@@ -11,12 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -715,6 +717,142 @@ TEST_F(Export, DeviceResetAndNewFrontend_TheLeaseSeesTheOutputGoAndComeBack)
     ASSERT_TRUE(mapped.has_value());
     EXPECT_EQ(std::memcmp(mapped->data(), pixels.data(), pixels.size()), 0);
     EXPECT_EQ(control->call("lease-list").size(), 1u);
+}
+
+// An exclusive lease on a 2D framebuffer: the consumer maps the resource's own pixels, so the
+// guest's next transfer into them waits for its ACK (up to the release timeout).
+TEST_F(Export, Exclusive2D_ATransferIntoAHeldFrameWaitsForTheAck_UpToTheReleaseTimeout)
+{
+    // A long release timeout, so that only the ACK ends the wait below.
+    start({ "--release-timeout", "10000" });
+    auto before = picture(640, 480, 20);
+    uint64_t gpa = show(1, 640, 480, before);
+    auto client = consumer("exclusive");
+    auto lease = client.lease(0, ex::LeaseKind::Exclusive);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    auto buffer_message = next_of(client, ex::Type::Buffer);
+    auto mapped = ex::MappedBuffer::map(*buffer_message.as<ex::Buffer>(), buffer_message.fds[0]);
+    ASSERT_TRUE(mapped.has_value());
+    auto first = next_of(client, ex::Type::Flip).as<ex::Flip>();
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(stats()["holds"], 1);
+
+    // The guest draws into the held framebuffer: its transfer waits, and the consumer still
+    // reads the frame it was shown.
+    auto after = picture(640, 480, 21);
+    session->ram().write(gpa, after);
+    std::atomic<uint32_t> transfer_type { 0 };
+    std::thread guest([&] { transfer_type = gpu->transfer(1, Rect { 0, 0, 640, 480 }).type; });
+    json device;
+    for (int i = 0; i < 500 && (device = control->call("query-stats"))["transfer-waits"] != 1; ++i)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(device["transfer-waits"], 1) << device.dump();
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(transfer_type.load(), 0u) << "the transfer was answered before the ACK";
+    EXPECT_EQ(std::memcmp(mapped->data(), before.data(), before.size()), 0)
+        << "the held frame changed under its consumer";
+    ASSERT_TRUE(client.ack(lease->lease, first->generation).has_value());
+    guest.join();
+    EXPECT_EQ(transfer_type.load(), OK);
+    EXPECT_EQ(std::memcmp(mapped->data(), after.data(), after.size()), 0);
+    device = control->call("query-stats");
+    EXPECT_EQ(device["transfer-wait-timeouts"], 0);
+    EXPECT_EQ(stats()["ack-timeouts"], 0);
+
+    // Acknowledged before the guest draws: no wait at all.
+    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 640, 480 }).type, OK);
+    auto second = next_of(client, ex::Type::Flip).as<ex::Flip>();
+    ASSERT_TRUE(client.ack(lease->lease, second->generation).has_value());
+    for (int i = 0;
+         i < 100 && control->call("lease-list")[0]["generation-acked"] != second->generation; ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, 640, 480 }).type, OK);
+    EXPECT_EQ(control->call("query-stats")["transfer-waits"], 1);
+    // A shared lease never holds anything.
+    auto viewer = consumer("shared");
+    ASSERT_TRUE(viewer.lease(0, ex::LeaseKind::Shared).has_value());
+    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 640, 480 }).type, OK);
+    ASSERT_TRUE(client.release(lease->lease).has_value());
+    for (int i = 0; i < 100 && control->call("lease-list").size() != 1; ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, 640, 480 }).type, OK);
+    EXPECT_EQ(control->call("query-stats")["transfer-waits"], 1);
+}
+
+TEST_F(Export, Exclusive2D_AConsumerThatNeverAcks_HoldsTheGuestOnlyUpToTheTimeout_ThenIsRevoked)
+{
+    start(); // --release-timeout 20 ms
+    show(1, 640, 480, picture(640, 480, 22));
+    auto client = consumer("silent");
+    auto lease = client.lease(0, ex::LeaseKind::Exclusive);
+    ASSERT_TRUE(lease.has_value());
+    auto viewer = consumer("shared");
+    ASSERT_TRUE(viewer.lease(0, ex::LeaseKind::Shared).has_value());
+    next_of(client, ex::Type::Flip);
+    // Frames keep coming for longer than the no-ACK rule's second; each transfer into the held
+    // framebuffer waits out the release timeout and goes on.
+    uint32_t frames = 0;
+    bool revoked = false;
+    for (; frames < 200 && !revoked; ++frames) {
+        ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, 640, 16 }).type, OK);
+        ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 640, 16 }).type, OK);
+        std::this_thread::sleep_for(10ms);
+        for (;;) {
+            auto m = client.next(0ms);
+            ASSERT_TRUE(m.has_value()) << m.error().message;
+            if (!*m)
+                break;
+            if (auto r = (*m)->as<ex::Revoked>()) {
+                EXPECT_EQ(r->reason, uint32_t(ex::RevokeReason::NoAck));
+                revoked = true;
+            }
+        }
+    }
+    EXPECT_TRUE(revoked) << frames << " frames without an ACK and no REVOKED";
+    auto s = stats();
+    EXPECT_EQ(s["no-ack-revoked"], 1);
+    EXPECT_GE(s["ack-timeouts"], 1);
+    EXPECT_EQ(s["ack-timeouts"], control->call("query-stats")["transfer-wait-timeouts"]);
+    // The shared lease that never acked either is still served.
+    auto list = control->call("lease-list");
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0]["consumer"], "shared");
+    // With the exclusive lease gone, transfers wait for nobody.
+    uint64_t waits = control->call("query-stats")["transfer-waits"];
+    ASSERT_EQ(gpu->transfer(1, Rect { 0, 0, 640, 16 }).type, OK);
+    EXPECT_EQ(control->call("query-stats")["transfer-waits"], waits);
+}
+
+// A small framebuffer goes out through the ring: an exclusive consumer's unacknowledged slots
+// are passed over while others are free, and written anyway (counted) once it holds them all.
+TEST_F(Export, ExclusiveRing_HeldSlotsArePassedOver_UntilTheConsumerHoldsThemAll)
+{
+    start();
+    show(1, 64, 64, picture(64, 64, 23));
+    auto client = consumer("exclusive");
+    auto lease = client.lease(0, ex::LeaseKind::Exclusive);
+    ASSERT_TRUE(lease.has_value());
+    std::vector<uint32_t> shown { next_of(client, ex::Type::Flip).as<ex::Flip>()->buffer };
+    auto flush = [&] {
+        EXPECT_EQ(gpu->flush(1, Rect { 0, 0, 64, 64 }).type, OK);
+        auto f = next_of(client, ex::Type::Flip).as<ex::Flip>();
+        shown.push_back(f->buffer);
+        return f->generation;
+    };
+    flush();
+    uint64_t third = flush();
+    // Three slots, three frames unacknowledged: three different buffers, nothing overwritten.
+    EXPECT_EQ(std::set<uint32_t>(shown.begin(), shown.end()).size(), 3u);
+    EXPECT_EQ(stats()["held-overwritten"], 0);
+    flush();
+    EXPECT_EQ(stats()["held-overwritten"], 1);
+    // An ACK frees them: the next frames overwrite nothing held.
+    ASSERT_TRUE(client.ack(lease->lease, third + 1).has_value());
+    flush();
+    flush();
+    EXPECT_EQ(stats()["held-overwritten"], 1);
+    EXPECT_EQ(shown[3], shown[0]) << "the oldest held slot is the one written";
+    EXPECT_EQ(shown[4], shown[1]) << "then the ring goes round";
 }
 
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.

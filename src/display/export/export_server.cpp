@@ -17,6 +17,46 @@ namespace vgpu::display {
 
 namespace ex = vgpu::exporting;
 
+// An exclusive lease's hold on a 2D resource's storage that its consumer still reads: a transfer
+// into the storage waits for it (Device::handle(TransferToHost2d)) until the consumer
+// acknowledges the generation, or until the release timeout makes it let go.
+class ExportServer::Hold final : public virtio_gpu::StorageReader {
+public:
+    Hold(std::shared_ptr<const virtio_gpu::PixelStorage> pixels, uint64_t generation,
+        uint64_t& timeouts)
+        : m_pixels(std::move(pixels))
+        , m_generation(generation)
+        , m_timeouts(timeouts)
+    {
+        m_pixels->add_reader(this);
+    }
+    ~Hold() override { release(); }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    void let_go() override
+    {
+        ++m_timeouts;
+        release();
+    }
+    bool holds_for_consumer() const override { return true; }
+
+    const void* key() const { return m_key; }
+    bool active() const { return m_pixels != nullptr; }
+    uint64_t generation() const { return m_generation; }
+    void shown_again(uint64_t generation) { m_generation = generation; }
+
+private:
+    void release()
+    {
+        if (auto pixels = std::move(m_pixels))
+            pixels->remove_reader(this);
+    }
+    std::shared_ptr<const virtio_gpu::PixelStorage> m_pixels;
+    const void* m_key = m_pixels.get();
+    uint64_t m_generation;
+    uint64_t& m_timeouts;
+};
+
 namespace {
 
 ex::Rect32 rect32(const Rect& r) { return { r.x, r.y, r.width, r.height }; }
@@ -262,8 +302,7 @@ void ExportServer::handle(Consumer& c, const ex::Message& m)
             return;
         }
         // A generation not shown yet acknowledges only what was shown.
-        it->second.acked = std::max(
-            it->second.acked, std::min(ack.generation, m_outputs[it->second.output].generation));
+        acknowledged(it->second, std::min(ack.generation, m_outputs[it->second.output].generation));
         return;
     }
     default:
@@ -326,6 +365,8 @@ void ExportServer::handle_lease(Consumer& c, uint32_t serial, const ex::Lease& r
 
 void ExportServer::end_lease(Consumer& c, uint32_t lease, std::optional<ex::RevokeReason> why)
 {
+    if (auto it = c.leases.find(lease); it != c.leases.end())
+        release_holds(it->second);
     c.leases.erase(lease);
     release_unleased();
     if (why)
@@ -407,6 +448,8 @@ void ExportServer::drop(uint64_t id, std::string_view why)
     VGPU_LOG_INFO("export: consumer {} ({}, pid {}) leaves: {}", id,
         it->second->name.empty() ? "no name" : it->second->name, it->second->pid, why);
     m_loop.unwatch(it->second->watch);
+    for (auto& [lease_id, lease] : it->second->leases)
+        release_holds(lease);
     // Freed after the callback that dropped it returns: it may be on the stack above us.
     m_dropped.push_back(std::move(it->second));
     m_consumers.erase(it);
@@ -460,6 +503,7 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
             Frame frame;
             frame.key = source.pixels.get();
             frame.keep = source.pixels;
+            frame.storage = source.pixels;
             frame.fd = *shared;
             frame.info = { 0, 0, ex::PLANE_REGION, fourcc, 0, pixels.width(), pixels.height(),
                 pixels.stride(), 0, 0, pixels.size() };
@@ -500,8 +544,20 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
     }
     for (auto& slot : ring.slots)
         slot->stale = united(slot->stale, damage);
-    auto slot = ring.slots[ring.next];
-    ring.next = (ring.next + 1) % ring.slots.size();
+    // The next slot, passing over those an exclusive consumer still reads; when it holds all of
+    // them, the oldest is written anyway (counted).
+    size_t pick = ring.next;
+    for (size_t i = 0; i < ring.slots.size(); ++i)
+        if (size_t k = (ring.next + i) % ring.slots.size(); !ring.slots[k]->held) {
+            pick = k;
+            break;
+        }
+    auto slot = ring.slots[pick];
+    if (slot->held) {
+        ++m_stats.held_overwritten;
+        slot->held.reset();
+    }
+    ring.next = (pick + 1) % ring.slots.size();
     const Rect& r = slot->stale;
     size_t stride = size_t(width) * 4;
     for (uint32_t y = r.y; y < r.y + r.height; ++y)
@@ -513,6 +569,7 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
     frame.key = slot.get();
     frame.fd = std::shared_ptr<const Fd>(slot, &slot->memfd);
     frame.keep = slot;
+    frame.slot = slot.get();
     frame.info = { 0, 0, ex::PLANE_REGION, fourcc, 0, width, height, uint32_t(stride), 0, 0,
         stride * height };
     frame.source = Rect { 0, 0, width, height };
@@ -584,6 +641,66 @@ void ExportServer::retire_gone_buffers()
     }
 }
 
+bool ExportServer::hold_frame(Consumer& c, LeaseState& lease)
+{
+    auto& view = m_outputs[lease.output];
+    auto now = std::chrono::steady_clock::now();
+    if (lease.unacked_since && now - *lease.unacked_since > m_options.no_ack_timeout) {
+        ++m_stats.evicted;
+        ++m_stats.no_ack_revoked;
+        VGPU_LOG_INFO("export: lease {} ({}): no ACK for {} ms: revoked", lease.id, c.name,
+            m_options.no_ack_timeout.count());
+        end_lease(c, lease.id, ex::RevokeReason::NoAck);
+        return false;
+    }
+    if (!lease.unacked_since)
+        lease.unacked_since = now;
+    lease.shown = view.generation;
+    if (!view.frame)
+        return true;
+    if (view.frame->slot) {
+        view.frame->slot->held = view.generation;
+        return true;
+    }
+    if (!view.frame->storage)
+        return true;
+    std::erase_if(lease.holds, [](const auto& h) { return !h->active(); });
+    for (auto& hold : lease.holds)
+        if (hold->key() == view.frame->storage.get()) {
+            hold->shown_again(view.generation);
+            return true;
+        }
+    lease.holds.push_back(
+        std::make_unique<Hold>(view.frame->storage, view.generation, m_stats.ack_timeouts));
+    ++m_stats.holds;
+    return true;
+}
+
+void ExportServer::acknowledged(LeaseState& lease, uint64_t generation)
+{
+    lease.acked = std::max(lease.acked, generation);
+    if (lease.kind != ex::LeaseKind::Exclusive)
+        return;
+    // Progress restarts the no-ACK clock; everything shown acknowledged stops it.
+    if (lease.acked >= lease.shown)
+        lease.unacked_since.reset();
+    else
+        lease.unacked_since = std::chrono::steady_clock::now();
+    std::erase_if(lease.holds, [&](const auto& h) { return h->generation() <= lease.acked; });
+    for (auto& slot : m_outputs[lease.output].ring.slots)
+        if (slot->held && *slot->held <= lease.acked)
+            slot->held.reset();
+}
+
+void ExportServer::release_holds(LeaseState& lease)
+{
+    lease.holds.clear();
+    if (lease.kind != ex::LeaseKind::Exclusive)
+        return;
+    for (auto& slot : m_outputs[lease.output].ring.slots)
+        slot->held.reset();
+}
+
 void ExportServer::send_state(Consumer& c, LeaseState& lease)
 {
     const auto& view = m_outputs[lease.output];
@@ -626,6 +743,8 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     // Another buffer: the consumer redraws all of it.
     Rect shown = whole || buffer != l.last_buffer ? full : damage;
     l.last_buffer = buffer;
+    if (l.kind == ex::LeaseKind::Exclusive && !hold_frame(*consumer, l))
+        return;
     signal(*l.eventfd);
     // A consumer that has not read its last FLIP yet gets this one merged into it, as long as
     // nothing of this lease was queued after it.

@@ -38,6 +38,9 @@ struct ExportOptions {
     // Frame buffers per output for framebuffers handed out as copies (blobs, small 2D ones).
     size_t ring_slots = 3;
     std::chrono::milliseconds release_timeout { 20 };
+    // An exclusive lease that leaves a frame unacknowledged this long while frames arrive is
+    // revoked (REVOKED {NO_ACK}).
+    std::chrono::milliseconds no_ack_timeout { 1000 };
     uint32_t plane_types = exporting::PLANE_REGION;
     // How many outputs a probe lists and a lease may name (num_scanouts, or 16 with QEMU's
     // display); asked at each probe and lease.
@@ -57,6 +60,10 @@ struct ExportStats {
     uint64_t bytes_copied = 0;
     uint64_t share_failures = 0; // a framebuffer that could not move to a memfd
     uint64_t cursor_moves_coalesced = 0; // unread moves replaced by a later one
+    uint64_t holds = 0; // frames an exclusive lease held for its consumer
+    uint64_t ack_timeouts = 0; // ... and let go of at the release timeout, unacknowledged
+    uint64_t held_overwritten = 0; // ring slots written while an exclusive lease held them all
+    uint64_t no_ack_revoked = 0; // exclusive leases revoked for not acknowledging
 };
 
 class ExportServer : public DisplaySink {
@@ -107,6 +114,9 @@ private:
         Fd memfd; // sealed against writes by others
         MemoryMap map; // ours, writable
         Rect stale {}; // what changed on the output since this slot was last written
+        // The output's exclusive lease has not acknowledged the generation it showed here yet:
+        // the next frames go to other slots while there are any.
+        std::optional<uint64_t> held;
     };
     struct Ring {
         uint32_t width = 0, height = 0, fourcc = 0;
@@ -117,6 +127,8 @@ private:
     struct Frame {
         const void* key = nullptr; // identifies the buffer (PixelStorage or RingSlot)
         std::shared_ptr<const void> keep; // keeps it alive while it is the current frame
+        std::shared_ptr<const virtio_gpu::PixelStorage> storage; // a 2D resource's, or null
+        RingSlot* slot = nullptr; // a ring slot, or null
         std::shared_ptr<const Fd> fd;
         exporting::Buffer info {}; // lease and buffer filled in per lease
         Rect source {}; // the output's picture in the buffer
@@ -128,6 +140,7 @@ private:
         const void* key;
         std::weak_ptr<const void> alive;
     };
+    class Hold;
     struct LeaseState {
         uint32_t id = 0;
         uint32_t output = 0;
@@ -144,6 +157,11 @@ private:
         // The cursor image buffer this lease was sent (0: none) and which image it holds.
         uint32_t cursor_buffer = 0;
         const void* cursor_key = nullptr;
+        // Exclusive leases: the 2D storages the consumer still reads (a transfer into one waits),
+        // and since when a shown frame has gone unacknowledged.
+        std::vector<std::unique_ptr<Hold>> holds;
+        uint64_t shown = 0; // the generation of the last FLIP
+        std::optional<std::chrono::steady_clock::time_point> unacked_since;
     };
     struct Consumer {
         uint64_t id = 0;
@@ -179,6 +197,13 @@ private:
     void release_unleased();
     // BUFFER_GONE for every sent buffer whose resource or ring slot no longer exists.
     void retire_gone_buffers();
+    // An exclusive lease's hold on the frame it was just shown; false when the lease was revoked
+    // for not acknowledging (it is gone then).
+    bool hold_frame(Consumer& consumer, LeaseState& lease);
+    // An ACK of `generation`: the holds it releases.
+    void acknowledged(LeaseState& lease, uint64_t generation);
+    // Lets go of everything a lease holds (it ends).
+    void release_holds(LeaseState& lease);
 
     ExportServer(EventLoop& loop, Fd listener, ExportOptions options);
     void accept_consumers();

@@ -144,14 +144,16 @@ public:
         return checksum_transfers;
     }
     void when_released(std::shared_ptr<const PixelStorage> pixels,
-        std::chrono::milliseconds timeout, std::function<void(bool)> done) override
+        std::chrono::milliseconds timeout, std::function<void(bool)> done,
+        PixelStorage::Readers which) override
     {
-        releases.push_back({ std::move(pixels), timeout, std::move(done) });
+        releases.push_back({ std::move(pixels), timeout, std::move(done), which });
     }
     struct Release {
         std::shared_ptr<const PixelStorage> pixels;
         std::chrono::milliseconds timeout;
         std::function<void(bool)> done;
+        PixelStorage::Readers which;
     };
     std::vector<Release> releases;
     bool checksum_transfers = false;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "virtio_gpu/pixel_storage.h"
 
@@ -205,6 +206,61 @@ TEST(PixelStorageCrc, CopyIn_OtherFormats_AreCopiedAndChecksummedLater)
 }
 
 // ---- share(): the pixels as a read-only memfd for the export socket ---------------------------
+
+// A reader that removes itself when asked to let go, holding for a consumer or not.
+class TestReader final : public StorageReader {
+public:
+    TestReader(const PixelStorage& pixels, bool holds)
+        : m_pixels(&pixels)
+        , m_holds(holds)
+    {
+        pixels.add_reader(this);
+    }
+    ~TestReader() override { leave(); }
+    TestReader(const TestReader&) = delete;
+    TestReader& operator=(const TestReader&) = delete;
+    void let_go() override
+    {
+        ++let_go_calls;
+        leave();
+    }
+    bool holds_for_consumer() const override { return m_holds; }
+    void leave()
+    {
+        if (auto* p = std::exchange(m_pixels, nullptr))
+            p->remove_reader(this);
+    }
+    int let_go_calls = 0;
+
+private:
+    const PixelStorage* m_pixels;
+    bool m_holds;
+};
+
+TEST(PixelStorageReaders, AWaitForConsumerHolds_IgnoresOtherReaders)
+{
+    auto pixels = make(64, 64);
+    TestReader update(*pixels, false);
+    TestReader consumer(*pixels, true);
+    EXPECT_EQ(pixels->readers(), 2u);
+    EXPECT_EQ(pixels->consumer_holds(), 1u);
+    int unheld = 0, unread = 0;
+    pixels->when_unread([&] { ++unheld; }, PixelStorage::Readers::ConsumerHolds);
+    pixels->when_unread([&] { ++unread; });
+    EXPECT_EQ(unheld, 0);
+    // Letting go of consumer holds asks only the holder.
+    pixels->make_readers_let_go(PixelStorage::Readers::ConsumerHolds);
+    EXPECT_EQ(consumer.let_go_calls, 1);
+    EXPECT_EQ(update.let_go_calls, 0);
+    EXPECT_EQ(unheld, 1);
+    EXPECT_EQ(unread, 0) << "the other reader still reads";
+    update.leave();
+    EXPECT_EQ(unread, 1);
+    EXPECT_EQ(unheld, 1);
+    // With no holder, a wait for holds ends at once.
+    pixels->when_unread([&] { ++unheld; }, PixelStorage::Readers::ConsumerHolds);
+    EXPECT_EQ(unheld, 2);
+}
 
 TEST(PixelStorageShare, Moves_ToASealedMemfd_AtTheSameAddress_WithTheSamePixels)
 {
