@@ -33,6 +33,7 @@ GUEST = os.path.join(ROOT, "guest")
 BACKEND = os.environ.get("VGPU_BACKEND", os.path.join(ROOT, "build", "bin", "vgpu-display"))
 CACHE = os.environ.get("VGPU_GUEST_CACHE", os.path.join(ROOT, "build", "guest"))
 CTL = os.environ.get("VGPU_CTL") or os.path.join(os.path.dirname(BACKEND), "vgpu-ctl")
+VIEW = os.environ.get("VGPU_VIEW") or os.path.join(os.path.dirname(BACKEND), "vgpu-view")
 SUMMARY = re.compile(r"GUEST-TEST-SUMMARY ok=(\d) steps_passed=(\d+) steps_failed=(\d+) frames_ok=(\d+) frames_bad=(\d+)")
 
 
@@ -93,10 +94,13 @@ class Control:
 class Backend:
     """Our backend on a unix socket, its log in a file; with control=True also its control socket."""
 
-    def __init__(self, *extra, control=False):
+    def __init__(self, *extra, control=False, export=False):
         self.dir = tempfile.mkdtemp(prefix="vgpu-e2e-")
         self.socket = os.path.join(self.dir, "vgpu.sock")
         self.control_path = os.path.join(self.dir, "control.sock") if control else None
+        self.export_path = os.path.join(self.dir, "export.sock") if export else None
+        if export:
+            extra = (*extra, "--export", self.export_path)
         self.log_path = os.path.join(self.dir, "backend.log")
         self.log_file = open(self.log_path, "wb")
         if control:
@@ -104,7 +108,7 @@ class Backend:
         self.proc = subprocess.Popen([BACKEND, "--socket-path", self.socket, "--log-level", "debug", *extra],
                                      stdout=subprocess.DEVNULL, stderr=self.log_file)
         deadline = time.monotonic() + 10
-        while not all(os.path.exists(p) for p in (self.socket, self.control_path) if p):
+        while not all(os.path.exists(p) for p in (self.socket, self.control_path, self.export_path) if p):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("backend did not start:\n" + self.log())
             time.sleep(0.02)
@@ -409,6 +413,118 @@ def with_control_socket(test):
     return test
 
 
+def with_export_socket(test):
+    """Marks a test whose backend opens its export socket (docs/export.md)."""
+    test.export_socket = True
+    return test
+
+
+class Xvfb:
+    """A private X server (Xvfb) on a display number it picks itself (-displayfd)."""
+
+    def __init__(self, size="1920x1200x24"):
+        if not shutil.which("Xvfb"):
+            raise AssertionError("no Xvfb: install xvfb (./run test does)")
+        read_end, write_end = os.pipe()
+        self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", size, "-nolisten", "tcp"],
+                                     pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write_end)
+        number = b""
+        with os.fdopen(read_end, "rb") as f:
+            number = f.readline().strip()
+        if not number:
+            self.close()
+            raise AssertionError("Xvfb did not start")
+        self.display = ":" + number.decode()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def read_xwd(path):
+    """An xwd dump (X Window Dump, version 7, ZPixmap, 24 or 32 bits per pixel) as (w, h, RGB bytes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    fields = struct.unpack(">25I", data[:100])
+    header_size, version, pixmap_format, depth, width, height = fields[:6]
+    byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
+    red_mask, green_mask, blue_mask, ncolors = fields[14], fields[15], fields[16], fields[19]
+    if version != 7 or pixmap_format != 2 or bits_per_pixel not in (24, 32):
+        raise ValueError(f"{path}: xwd version {version} format {pixmap_format} bpp {bits_per_pixel}")
+    start = header_size + ncolors * 12
+    step = bits_per_pixel // 8
+    order = "<" if byte_order == 0 else ">"
+
+    def shift(mask):
+        return (mask & -mask).bit_length() - 1
+
+    rs, gs, bs = shift(red_mask), shift(green_mask), shift(blue_mask)
+    out = bytearray()
+    for y in range(height):
+        row = data[start + y * bytes_per_line:start + y * bytes_per_line + width * step]
+        if step == 4:
+            for (v,) in struct.iter_unpack(order + "I", row):
+                out += bytes(((v >> rs) & 0xff, (v >> gs) & 0xff, (v >> bs) & 0xff))
+        else:
+            for x in range(width):
+                v = int.from_bytes(row[x * 3:x * 3 + 3], "little" if byte_order == 0 else "big")
+                out += bytes(((v >> rs) & 0xff, (v >> gs) & 0xff, (v >> bs) & 0xff))
+    return width, height, bytes(out)
+
+
+def write_png(path, w, h, rgb):
+    """RGB bytes as an 8-bit PNG (zlib, filter 0 on every row)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff)
+    raw = b"".join(b"\0" + rgb[y * w * 3:(y + 1) * w * 3] for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+class LineReader:
+    """A child's stdout read line by line on a thread, so that a test can wait for a line."""
+
+    def __init__(self, stream):
+        import queue
+        import threading
+        self.lines = []
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream):
+        for raw in iter(stream.readline, b""):
+            self._queue.put(raw.decode(errors="replace").rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern, timeout=10.0):
+        """The next line that matches (earlier ones are kept in .lines); None at EOF or timeout."""
+        import queue
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            self.lines.append(line)
+            match = regex.search(line)
+            if match:
+                return match
+
+    def rest(self, timeout=10.0):
+        """Every line until EOF."""
+        while self.wait_for(r"(?!)", timeout) is not None:
+            pass
+        self._thread.join(timeout)
+        return self.lines
+
+
 def with_backend_args(*args):
     """Marks a test whose backend gets these options too."""
     def mark(test):
@@ -460,8 +576,9 @@ class E2E(unittest.TestCase):
             self.fail(f"no backend binary at {BACKEND}")
         test = getattr(self, self._testMethodName)
         control = getattr(test, "control_socket", False)
+        export = getattr(test, "export_socket", False)
         extra = [*(["--blob"] if self.blob else []), *getattr(test, "backend_args", ())]
-        self.backend = Backend(*extra, control=control)
+        self.backend = Backend(*extra, control=control, export=export)
 
     def guest_console(self, steps, **kwargs):
         return GuestConsole(steps, self.backend.device_args(), blob=self.blob, **kwargs)
@@ -801,6 +918,135 @@ class E2E(unittest.TestCase):
         self.assertIn("VGPU-TEST-END pattern rc=0", guest.output())
         self.check_driver_mode(guest.output())
         shutil.rmtree(guest.workdir, ignore_errors=True)  # kept when the test fails
+
+    # ---- the export socket: vgpu-ctl watch and vgpu-view (docs/export.md) ----------------------
+
+    @with_control_socket
+    @with_export_socket
+    def test_vgpu_ctl_watch_accounts_for_every_flip(self):
+        """vgpu-ctl watch on the export socket while the guest page-flips: the first record is
+        the lease's whole-output flip of the current frame, generations increase, and the records'
+        covers add up to every flip the output counted."""
+        count = 16
+        self.ctl_available()
+        control = self.backend.control()
+        guest = self.guest_console(f"frames:{count}")
+        watch = reader = None
+        try:
+            ready = guest.wait_for(r"VGPU-FRAMES-READY (\d+)x(\d+) n=(\d+)")
+            self.assertIsNotNone(ready, "no VGPU-FRAMES-READY" + self.context(guest))
+            width, height, _ = (int(g) for g in ready.groups())
+            first = self.wait_until_shown(control, guest, width, height, 0)
+            watch = subprocess.Popen([CTL, "watch", "0", "--export", self.backend.export_path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            reader = LineReader(watch.stdout)
+            self.assertIsNotNone(reader.wait_for(r"^flip "), "vgpu-ctl watch printed no flip" + self.context(guest))
+            guest.release()
+            done = guest.wait_for(r"VGPU-FRAMES-DONE n=(\d+)")
+            self.assertIsNotNone(done, "no VGPU-FRAMES-DONE" + self.context(guest))
+            frames = self.wait_for_frames(control, first + count)
+            time.sleep(0.3)
+            leases = control.execute("lease-list")
+            watch.send_signal(signal.SIGINT)
+            lines = reader.rest()
+            watch_rc = watch.wait(10)
+            watch_err = watch.stderr.read().decode(errors="replace")
+            frames = control.execute("query-outputs")[0]["frames"]
+            guest.release()
+            rc = guest.finish()
+        finally:
+            if watch:
+                if watch.poll() is None:
+                    watch.kill()
+                    watch.wait()
+                watch.stdout.close()
+                watch.stderr.close()
+            guest.close()
+            control.close()
+        evidence = "\n--- vgpu-ctl watch ---\n" + "\n".join(lines) + "\n" + watch_err
+        self.assertEqual(watch_rc, 0, "vgpu-ctl watch did not exit 0 on SIGINT" + evidence)
+        self.assertEqual(len(leases), 1)
+        self.assertEqual(leases[0]["consumer"], "vgpu-ctl")
+        self.assertEqual(lines[0], f"mode {width}x{height}", evidence)
+        flips = [tuple(int(v) for v in m.groups()) for m in
+                 (re.match(r"flip generation=(\d+) covers=(\d+) buffer=(\d+) damage=", l) for l in lines) if m]
+        self.assertEqual(flips[0][0], first, "the lease's first flip is not the frame shown" + evidence)
+        generations = [g for g, _, _ in flips]
+        self.assertEqual(generations, sorted(set(generations)), "generations do not increase" + evidence)
+        self.assertEqual(sum(c for _, c, _ in flips[1:]), generations[-1] - first, "covers do not add up" + evidence)
+        self.assertEqual(generations[-1], frames, "the last record is not the output's last frame" + evidence)
+        self.assertGreaterEqual(frames - first, count, evidence)
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        shutil.rmtree(guest.workdir, ignore_errors=True)
+
+    @with_control_socket
+    @with_export_socket
+    def test_vgpu_view_under_xvfb_shows_the_guest_pattern(self):
+        """vgpu-view in an X server (Xvfb), at scale 1: a screenshot of its window (xwd) is the
+        guest's pattern pixel for pixel, with no pixels over the socket (the buffers are mapped);
+        for a 2D guest the backend copied nothing for it, for a blob guest one copy into its ring."""
+        if not os.access(VIEW, os.X_OK):
+            self.fail(f"no vgpu-view at {VIEW}: build it (./run test does)")
+        if not shutil.which("xwd"):
+            self.fail("no xwd: install x11-apps (./run test does)")
+        control = self.backend.control()
+        guest = self.guest_console("pattern")
+        xvfb = Xvfb()
+        view = reader = None
+        shot = None
+        try:
+            ready = guest.wait_for(r"VGPU-READY pattern (\d+)x(\d+) variant=(\d+)")
+            self.assertIsNotNone(ready, "no VGPU-READY" + self.context(guest))
+            width, height, variant = (int(g) for g in ready.groups())
+            self.wait_until_shown(control, guest, width, height, variant)
+            env = dict(os.environ, DISPLAY=xvfb.display, SDL_VIDEODRIVER="x11")
+            view = subprocess.Popen([VIEW, "--export", self.backend.export_path, "--scale", "1",
+                                     "--renderer", "software", "--print-frames"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            reader = LineReader(view.stdout)
+            window = reader.wait_for(r"^window (0x[0-9a-f]+)")
+            self.assertIsNotNone(window, "vgpu-view opened no X11 window: " + "\n".join(reader.lines))
+            self.assertIsNotNone(reader.wait_for(r"^shown generation=(\d+)"), "vgpu-view showed no frame")
+            expected = pattern_crop(width, height, variant, 0, 0, width, height)
+            xwd_path = os.path.join(guest.workdir, "view.xwd")
+            deadline = time.monotonic() + 10
+            while True:
+                subprocess.run(["xwd", "-display", xvfb.display, "-id", window.group(1), "-silent", "-out", xwd_path],
+                               check=True, timeout=30)
+                shot = read_xwd(xwd_path)
+                if shot[:2] == (width, height) and shot[2] == expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            stats = control.execute("query-stats")["export"]
+            view.terminate()
+            view.wait(10)
+            guest.release()
+            rc = guest.finish()
+        finally:
+            if view:
+                if view.poll() is None:
+                    view.kill()
+                    view.wait()
+                view.stdout.close()
+                view.stderr.close()
+            xvfb.close()
+            guest.close()
+            control.close()
+        sw, sh, rgb = shot
+        png = os.path.join(guest.workdir, "vgpu-view.png")
+        write_png(png, sw, sh, rgb)
+        print(f"vgpu-view screenshot: {png}", file=sys.stderr)
+        self.assertEqual((sw, sh), (width, height), f"the window is {sw}x{sh} ({png})")
+        self.assertTrue(rgb == expected, f"vgpu-view's window ({png}) is not the pattern: "
+                        + first_difference(width, rgb, expected))
+        self.assertGreaterEqual(stats["buffers-sent"], 1)
+        if self.blob:
+            # Guest memory is never handed out: each frame's damage is copied once into the ring.
+            self.assertGreater(stats["bytes-copied"], 0, stats)
+        else:
+            self.assertEqual(stats["bytes-copied"], 0, stats)
+        self.assertEqual(rc, 0, "QEMU did not exit 0" + self.context(guest))
+        shutil.rmtree(guest.workdir, ignore_errors=True)
 
     @with_control_socket
     def test_stats_and_outputs_after_page_flips(self):
