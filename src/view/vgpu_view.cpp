@@ -312,9 +312,9 @@ int run(const Args& args)
 } // namespace
 } // namespace vgpu::view
 
-int main(int argc, char** argv)
+namespace {
+int checked_main(int argc, char** argv)
 {
-    ::signal(SIGPIPE, SIG_IGN);
     vgpu::view::Args args;
     CLI::App cli { "vgpu-view: a window on an output of vgpu-display's export socket",
         "vgpu-view" };
@@ -342,4 +342,17 @@ int main(int argc, char** argv)
         return 2;
     }
     return vgpu::view::run(args);
+}
+} // namespace
+
+int main(int argc, char** argv)
+{
+    ::signal(SIGPIPE, SIG_IGN);
+    // Library exceptions (bad_alloc) are fatal: one line and a failure exit.
+    try {
+        return checked_main(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "vgpu-view: fatal: %s\n", e.what());
+        return 1;
+    }
 }
