@@ -16,7 +16,7 @@ std::string capabilities_json(const CapabilityOptions& options)
         { "features", nlohmann::json::array() },
         { "vgpu-display",
             control::device_capabilities(options.blob_forced, options.release_timeout_ms,
-                options.dmabuf, options.outputs_from_backend) },
+                options.dmabuf, options.outputs_from_backend, options.export_guest_memory) },
     };
     return caps.dump(2);
 }

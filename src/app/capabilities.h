@@ -12,6 +12,7 @@ struct CapabilityOptions {
     unsigned release_timeout_ms = 20;
     const char* dmabuf = nullptr; // what --dmabuf asks for
     bool outputs_from_backend = false; // --outputs-from backend
+    bool export_guest_memory = false; // --export-guest-memory
 };
 
 // The vhost-user.json fields ("type", "features": libvirt reads only these) and ours beside them.

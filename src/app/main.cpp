@@ -76,7 +76,8 @@ Result<int> run(const app::Options& options)
     pacing.dmabuf = exporter != nullptr;
     display::Display display(*loop, pacing);
     virtio_gpu::Device device(virtio_gpu::DeviceOptions { options.outputs, options.max_hostmem,
-        options.blob, options.release_timeout, exporter.get(), options.outputs_from_backend });
+        options.blob, options.release_timeout, exporter.get(), options.outputs_from_backend,
+        options.export_path && options.export_guest_memory });
     device.set_display_host(&display);
     // CRC capture watches every output; its checksums run on a worker, off the device loop.
     display::capture::CrcCapture crc(*loop);
@@ -88,6 +89,8 @@ Result<int> run(const app::Options& options)
         export_options.mode = options.export_mode;
         export_options.group = options.export_group;
         export_options.release_timeout = options.release_timeout;
+        if (options.export_guest_memory)
+            export_options.plane_types |= exporting::PLANE_GUEST_MEMORY;
         export_options.output_count = [&device] { return device.scanout_limit(); };
         exports = TRY(display::ExportServer::create(*loop, *options.export_path, export_options));
         display.add_sink(exports.get());
@@ -143,7 +146,7 @@ int checked_main(int argc, char** argv)
                         ? (vgpu::virtio::make_udmabuf_exporter() ? "udmabuf" : nullptr)
                         : options.dmabuf == vgpu::app::Options::Dmabuf::MemfdTest ? "memfd-test"
                                                                                   : nullptr,
-                    options.outputs_from_backend })
+                    options.outputs_from_backend, options.export_guest_memory })
                 .c_str());
         return 0;
     }

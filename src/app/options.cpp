@@ -70,7 +70,7 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
     cli.add_option("--max-control-clients", options.max_control_clients,
            "control clients served at once (default 16); more wait until one leaves")
         ->check(CLI::Range(size_t(1), size_t(1024)));
-    cli.add_option("--export", options.export_path,
+    auto* export_option = cli.add_option("--export", options.export_path,
         "open the export socket at this path: outputs handed to consumers in other processes "
         "(vgpu-view, vgpu-ctl watch) by file descriptor (docs/export.md)");
     std::string export_mode = "0600", export_group;
@@ -79,6 +79,12 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv)
         "sees the outputs it leases");
     cli.add_option("--export-group", export_group,
         "group of the --export socket (a name or number), for --export-mode 0660");
+    cli.add_flag("--export-guest-memory", options.export_guest_memory,
+           "let export consumers lease blobs as guest memory (zero copy): a read-only fd of guest "
+           "RAM "
+           "and the blob's extents. Such a consumer can read ALL of guest RAM and keeps it after a "
+           "revoke: trust it as you trust QEMU")
+        ->needs(export_option);
     std::string socket_mode = "0600", control_mode = "0600";
     cli.add_option("--socket-mode", socket_mode,
         "permissions of the --socket-path socket, octal (default 0600: only this user connects)");

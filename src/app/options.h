@@ -39,6 +39,8 @@ struct Options {
     std::optional<std::string> export_path;
     mode_t export_mode = 0600;
     std::optional<gid_t> export_group;
+    // --export-guest-memory: trusted consumers may get blobs as guest RAM (zero copy).
+    bool export_guest_memory = false;
     size_t max_control_clients = 16;
     mode_t socket_mode = 0600;
     mode_t control_mode = 0600;

@@ -12,15 +12,18 @@ namespace vgpu::control {
 // taken even when the driver did not negotiate it. `dmabuf` is how blobs reach QEMU's GL console
 // ("udmabuf", "memfd-test", or null: UPDATE messages). `outputs_from_backend` is
 // --outputs-from: who tells the guest its monitors when QEMU gives its display socket.
-inline nlohmann::json device_capabilities(
-    bool blob_forced, unsigned release_timeout_ms, const char* dmabuf, bool outputs_from_backend)
+// `export_guest_memory`: --export-guest-memory, the guest-memory plane for trusted consumers.
+inline nlohmann::json device_capabilities(bool blob_forced, unsigned release_timeout_ms,
+    const char* dmabuf, bool outputs_from_backend, bool export_guest_memory)
 {
     // The export socket (docs/export.md): what a consumer's probe would say about plane types,
     // so that management knows it without connecting. Only what this build can hand out.
     nlohmann::json export_caps = {
         { "protocol",
             nlohmann::json::array({ exporting::VERSION_MAJOR, exporting::VERSION_MINOR }) },
-        { "plane-types", nlohmann::json::array({ "region" }) }
+        { "plane-types",
+            export_guest_memory ? nlohmann::json::array({ "region", "guest-memory" })
+                                : nlohmann::json::array({ "region" }) }
     };
     return { { "outputs-from", outputs_from_backend ? "backend" : "qemu" },
         { "export", export_caps },

@@ -107,7 +107,7 @@ CommandResult ControlServer::cmd_query_capabilities(const json&, Client&)
             device_capabilities(m_device.options().blob,
                 unsigned(m_device.options().release_timeout.count()),
                 m_device.options().dmabuf ? m_device.options().dmabuf->name() : nullptr,
-                m_device.options().outputs_from_backend) },
+                m_device.options().outputs_from_backend, m_device.options().export_guest_memory) },
         { "blob-enabled", m_device.blob_enabled() } };
 }
 
@@ -213,6 +213,7 @@ CommandResult ControlServer::cmd_query_stats(const json&, Client&)
                 { "release-timeouts", s.release_timeouts }, { "view-rebuilds", s.view_rebuilds },
                 { "dmabufs-exported", s.dmabufs_exported },
                 { "dmabuf-failures", s.dmabuf_failures },
+                { "guest-plane-failures", s.guest_plane_failures },
                 { "views",
                     { { "span", m_device.resources().view_counts().span },
                         { "mapped", m_device.resources().view_counts().mapped },

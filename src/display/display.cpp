@@ -146,6 +146,11 @@ void Display::cursor_set(
     for_each_sink([&](DisplaySink& sink) { sink.cursor_changed(scanout, cursor, false); });
 }
 
+void Display::guest_memory_gone(bool frontend_gone)
+{
+    for_each_sink([&](DisplaySink& sink) { sink.guest_memory_gone(frontend_gone); });
+}
+
 void Display::cursor_move(uint32_t scanout, uint32_t x, uint32_t y)
 {
     auto& cursor = m_cursors[scanout];

@@ -46,6 +46,7 @@ public:
     void cursor_set(uint32_t scanout, std::optional<virtio_gpu::CursorImage> image, uint32_t x,
         uint32_t y) override;
     void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
+    void guest_memory_gone(bool frontend_gone) override;
 
     const Output& output(uint32_t index) const { return m_outputs[index]; }
     const CursorState& cursor(uint32_t index) const { return m_cursors[index]; }

@@ -20,6 +20,9 @@ public:
     virtual bool pixels_will_change(const virtio_gpu::PixelStorage&) { return false; }
     // A new cursor image or visibility (`moved_only`: just a new position).
     virtual void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) = 0;
+    // The guest's memory is no longer what it was: a device reset, or the frontend went away
+    // (`frontend_gone`). Sinks that handed guest memory to others take it back.
+    virtual void guest_memory_gone(bool /*frontend_gone*/) { }
 };
 
 } // namespace vgpu::display

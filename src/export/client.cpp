@@ -5,6 +5,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace vgpu::exporting {
 
 using std::chrono::milliseconds;
@@ -23,6 +26,96 @@ Result<MappedBuffer> MappedBuffer::map(const Buffer& info, const Fd& fd)
     out.m_map = TRY(
         MemoryMap::map(fd.get(), info.size + out.m_skip, start, MemoryMap::Access::ReadOnly));
     return out;
+}
+
+Result<MappedBuffer> MappedBuffer::map_extents(
+    const Buffer& info, const Fd& fd, std::span<const Extent> extents)
+{
+    if (extents.empty())
+        return Error::format("buffer {}: no extents", info.buffer);
+    uint64_t low = UINT64_MAX, high = 0, total = 0;
+    for (const auto& e : extents) {
+        if (e.length == 0 || e.offset + e.length < e.offset)
+            return Error::format("buffer {}: a bad extent", info.buffer);
+        low = std::min(low, e.offset);
+        high = std::max(high, e.offset + e.length);
+        total += e.length;
+    }
+    if (total != info.size || info.offset > info.size
+        || uint64_t(info.stride) * (info.height ? info.height - 1 : 0) + uint64_t(info.width) * 4
+            > info.size - info.offset)
+        return Error::format(
+            "buffer {}: {}x{} with stride {} at {} does not fit its {} bytes in {} "
+            "extents",
+            info.buffer, info.width, info.height, info.stride, info.offset, total, extents.size());
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    uint64_t start = low / page * page;
+    MappedBuffer out;
+    out.m_info = info;
+    out.m_map = TRY(MemoryMap::map(fd.get(), high - start, start, MemoryMap::Access::ReadOnly));
+    uint64_t at = 0;
+    for (const auto& e : extents) {
+        out.m_extents.push_back({ at, e.length, out.m_map.data() + (e.offset - start) });
+        at += e.length;
+    }
+    return out;
+}
+
+const std::byte* MappedBuffer::bytes(
+    uint64_t position, size_t length, std::vector<std::byte>& scratch) const
+{
+    if (!scattered()) {
+        if (position + length > m_info.size)
+            return nullptr;
+        return data() + position;
+    }
+    uint64_t at = m_info.offset + position;
+    if (at + length > m_info.size)
+        return nullptr;
+    // The extent that holds `at`: the last one starting at or before it.
+    auto it = std::upper_bound(m_extents.begin(), m_extents.end(), at,
+        [](uint64_t value, const Piece& p) { return value < p.start; });
+    --it;
+    if (at + length <= it->start + it->length)
+        return it->host + (at - it->start);
+    scratch.resize(length);
+    size_t done = 0;
+    for (; done < length && it != m_extents.end(); ++it) {
+        uint64_t from = at + done - it->start;
+        size_t piece = size_t(std::min<uint64_t>(length - done, it->length - from));
+        std::memcpy(scratch.data() + done, it->host + from, piece);
+        done += piece;
+    }
+    return scratch.data();
+}
+
+Result<std::optional<MappedBuffer>> BufferAssembler::add(Message& message)
+{
+    if (auto b = message.as<Buffer>()) {
+        if (b->extents == 0) {
+            m_buffer.reset();
+            return std::optional(TRY(MappedBuffer::map(*b, message.fds.at(0))));
+        }
+        m_buffer = *b;
+        m_fd = std::move(message.fds.at(0));
+        m_extents.clear();
+        return std::optional<MappedBuffer>();
+    }
+    auto e = message.as<Extents>();
+    if (!e)
+        return Error::format("{} is not part of a buffer", type_name(message.header.type));
+    if (!m_buffer || e->buffer != m_buffer->buffer || e->first != m_extents.size() || e->count == 0
+        || e->count > EXTENTS_PER_MESSAGE || m_extents.size() + e->count > m_buffer->extents)
+        return Error::format("EXTENTS of buffer {} from {} out of order", e->buffer, e->first);
+    m_extents.insert(m_extents.end(), e->entry.begin(), e->entry.begin() + e->count);
+    if (m_extents.size() < m_buffer->extents)
+        return std::optional<MappedBuffer>();
+    auto mapped = MappedBuffer::map_extents(*m_buffer, m_fd, m_extents);
+    m_buffer.reset();
+    m_fd.reset();
+    if (!mapped)
+        return mapped.error();
+    return std::optional(std::move(mapped.value()));
 }
 
 Result<Client> Client::connect(const std::string& path, std::string_view name, milliseconds timeout)

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,22 +43,51 @@ struct LeaseHandle {
     Fd eventfd; // signalled at each flip of the output
 };
 
-// A buffer mapped read-only from its BUFFER message's descriptor (PLANE_REGION; the guest memory
-// plane maps its extents the same way).
+// A buffer mapped read-only from its BUFFER message's descriptor: PLANE_REGION (one range of a
+// memfd), or PLANE_GUEST_MEMORY (guest RAM, the buffer scattered over its EXTENTS).
 class MappedBuffer {
 public:
     // Maps the page-aligned range around [offset, offset + size) read-only.
     static Result<MappedBuffer> map(const Buffer& info, const Fd& fd);
+    // A GUEST_MEMORY buffer: `extents` (in order) hold its `size` bytes; the image starts
+    // `offset` bytes into them. Maps the span of the fd that holds them all, read-only.
+    static Result<MappedBuffer> map_extents(
+        const Buffer& info, const Fd& fd, std::span<const Extent> extents);
 
-    const std::byte* data() const { return m_map.data() + m_skip; }
     const Buffer& info() const { return m_info; }
-    // The pixel row y of the buffer.
+    // Whether rows may straddle extents (GUEST_MEMORY); then only bytes() reads the pixels.
+    bool scattered() const { return !m_extents.empty(); }
+    // The image's first byte and row y (contiguous buffers only).
+    const std::byte* data() const { return m_map.data() + m_skip; }
     const std::byte* row(uint32_t y) const { return data() + size_t(y) * m_info.stride; }
+    // `length` bytes at `position` in the image (y * stride + x * 4): a pointer into the
+    // mapping, or, where they straddle extents, a copy gathered into `scratch`. nullptr when
+    // they run past the buffer.
+    const std::byte* bytes(uint64_t position, size_t length, std::vector<std::byte>& scratch) const;
 
 private:
+    struct Piece {
+        uint64_t start; // in the buffer's bytes
+        uint64_t length;
+        const std::byte* host;
+    };
     Buffer m_info {};
     MemoryMap m_map;
-    size_t m_skip = 0; // offset - the page-aligned start of the mapping
+    size_t m_skip = 0; // offset - the page-aligned start of the mapping (contiguous buffers)
+    std::vector<Piece> m_extents; // scattered buffers
+};
+
+// Gathers a BUFFER and the EXTENTS that follow it (GUEST_MEMORY) into one mapped buffer.
+class BufferAssembler {
+public:
+    // Takes a BUFFER or EXTENTS record; returns the buffer once it is whole (at once for a
+    // BUFFER without extents), nullopt while extents are still to come.
+    Result<std::optional<MappedBuffer>> add(Message& message);
+
+private:
+    std::optional<Buffer> m_buffer;
+    Fd m_fd;
+    std::vector<Extent> m_extents;
 };
 
 class Client {

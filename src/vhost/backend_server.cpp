@@ -171,6 +171,7 @@ void BackendServer::disconnect(std::string_view why)
 {
     VGPU_LOG_INFO("frontend disconnected: {}", why);
     cancel_message_deadline();
+    m_device.frontend_gone();
     reset_device();
     if (m_connection_watch)
         m_loop.unwatch(*m_connection_watch);

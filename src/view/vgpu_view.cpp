@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -35,6 +36,7 @@ struct Args {
     uint64_t frames = 0; // exit after this many flips shown (0: run until closed)
     bool print_frames = false;
     std::string renderer = "auto";
+    std::string plane = "region";
 };
 
 int fail(const std::string& message)
@@ -113,8 +115,23 @@ public:
         const auto& info = u.buffer->info();
         for (const auto& r : u.damage) {
             SDL_Rect rect { int(r.x), int(r.y), int(r.width), int(r.height) };
-            const std::byte* first = u.buffer->row(u.source.y + r.y) + size_t(u.source.x + r.x) * 4;
-            SDL_UpdateTexture(m_texture, &rect, first, int(info.stride));
+            if (!u.buffer->scattered()) {
+                const std::byte* first = u.buffer->row(u.source.y + r.y)
+                    + size_t(u.source.x + r.x) * 4;
+                SDL_UpdateTexture(m_texture, &rect, first, int(info.stride));
+            } else {
+                // Guest memory: rows that straddle pages of the blob are gathered here first.
+                size_t row_bytes = size_t(r.width) * 4;
+                m_gathered.resize(row_bytes * r.height);
+                for (uint32_t y = 0; y < r.height; ++y) {
+                    uint64_t at = uint64_t(u.source.y + r.y + y) * info.stride
+                        + uint64_t(u.source.x + r.x) * 4;
+                    const std::byte* row = u.buffer->bytes(at, row_bytes, m_scratch);
+                    if (row)
+                        std::memcpy(m_gathered.data() + y * row_bytes, row, row_bytes);
+                }
+                SDL_UpdateTexture(m_texture, &rect, m_gathered.data(), int(row_bytes));
+            }
             bytes += uint64_t(r.width) * r.height * 4;
         }
         return bytes;
@@ -195,6 +212,7 @@ private:
     uint32_t m_cursor_id = 0;
     CursorView m_cursor_at;
     uint32_t m_width = 0, m_height = 0;
+    std::vector<std::byte> m_gathered, m_scratch;
 };
 
 int run(const Args& args)
@@ -203,7 +221,8 @@ int run(const Args& args)
     if (!client)
         return fail(client.error().message);
     auto lease = client->lease(args.output,
-        args.exclusive ? exporting::LeaseKind::Exclusive : exporting::LeaseKind::Shared);
+        args.exclusive ? exporting::LeaseKind::Exclusive : exporting::LeaseKind::Shared,
+        args.plane == "guest-memory" ? exporting::PLANE_GUEST_MEMORY : exporting::PLANE_REGION);
     if (!lease)
         return fail(fmt::format("lease of output {}: {}", args.output, lease.error().message));
     // The fourcc comes with each BUFFER; the probe tells the first one before any.
@@ -329,6 +348,10 @@ int checked_main(int argc, char** argv)
         ->check(CLI::IsMember({ "fit", "1" }));
     cli.add_option("--frames", args.frames, "exit after N frames shown");
     cli.add_flag("--print-frames", args.print_frames, "print a line per frame shown");
+    cli.add_option("--plane", args.plane,
+           "region (default), or guest-memory: blobs as guest RAM, zero copy in the backend "
+           "(vgpu-display --export-guest-memory)")
+        ->check(CLI::IsMember({ "region", "guest-memory" }));
     cli.add_option("--renderer", args.renderer, "auto, software or accelerated")
         ->check(CLI::IsMember({ "auto", "software", "accelerated" }));
     try {

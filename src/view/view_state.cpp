@@ -31,12 +31,16 @@ Result<ViewState::Change> ViewState::apply(ex::Message& message)
         m_damage.clear();
         return Change::NewMode;
     }
-    if (auto b = message.as<ex::Buffer>()) {
-        if (b->plane_type != ex::PLANE_REGION)
+    if (message.type() == ex::Type::Buffer || message.type() == ex::Type::Extents) {
+        if (auto b = message.as<ex::Buffer>();
+            b && b->plane_type != ex::PLANE_REGION && b->plane_type != ex::PLANE_GUEST_MEMORY)
             return Error::format("buffer {}: plane type {} is not one vgpu-view maps", b->buffer,
                 ex::plane_type_names(b->plane_type));
-        auto mapped = TRY(ex::MappedBuffer::map(*b, message.fds.at(0)));
-        m_buffers.insert_or_assign(b->buffer, std::move(mapped));
+        auto mapped = TRY(m_assembler.add(message));
+        if (mapped) {
+            uint32_t id = mapped->info().buffer;
+            m_buffers.insert_or_assign(id, std::move(*mapped));
+        }
         return Change::Nothing;
     }
     if (auto g = message.as<ex::BufferGone>()) {

@@ -57,6 +57,7 @@ public:
 
 private:
     std::map<uint32_t, ex::MappedBuffer> m_buffers;
+    ex::BufferAssembler m_assembler; // a GUEST_MEMORY buffer waiting for its extents
     bool m_enabled = false;
     uint32_t m_width = 0, m_height = 0;
     uint32_t m_shown = 0; // the buffer of the last FLIP

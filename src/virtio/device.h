@@ -33,6 +33,8 @@ public:
     virtual void process_queue(SplitQueue& queue, const GuestMemory& memory) = 0;
     // Back to the power-on state: all resources and per-driver state are dropped.
     virtual void reset() = 0;
+    // The frontend went away; reset() follows.
+    virtual void frontend_gone() { }
     // The transport is about to stop `queue` (GET_VRING_BASE, SET_VRING_ENABLE 0, a new kick
     // fd). Buffers the device took from it and still holds must be answered now: once the ring
     // stops, the frontend takes everything before the next avail index as handled.

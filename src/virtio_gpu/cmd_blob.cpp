@@ -162,7 +162,7 @@ void Device::show_blob(uint32_t index, Resource& blob, const BlobLayout& layout,
     framebuffer->changed(Rect { 0, 0, layout.width, layout.height });
     if (m_display) {
         ScanoutSource source { blob.id, framebuffer->format(), layout.width, layout.height,
-            layout.stride, rect, framebuffer, blob.dmabuf, layout.offset };
+            layout.stride, rect, framebuffer, blob.dmabuf, layout.offset, blob.guest_plane };
         m_display->scanout_set(index, std::move(source));
     }
 }
@@ -250,12 +250,25 @@ Device::HandlerResult Device::give_back_stopped(uint32_t scanout_mask)
 void Device::export_dmabuf(Resource& blob)
 {
     blob.dmabuf.reset();
-    if (!m_options.dmabuf || !blob.view || !(blob.blob_flags & BLOB_FLAG_USE_SHAREABLE))
+    blob.guest_plane.reset();
+    bool want_dmabuf = m_options.dmabuf && (blob.blob_flags & BLOB_FLAG_USE_SHAREABLE);
+    if (!blob.view || (!want_dmabuf && !m_options.export_guest_memory))
         return;
     std::vector<virtio::GuestRange> ranges;
     ranges.reserve(blob.backing.size());
     for (const auto& e : blob.backing)
         ranges.push_back(virtio::GuestRange { e.addr, e.length });
+    if (m_options.export_guest_memory) {
+        if (auto plane = virtio::make_guest_plane(*m_memory, ranges, blob.blob_size)) {
+            blob.guest_plane = std::make_shared<const virtio::GuestPlane>(std::move(plane.value()));
+        } else {
+            ++m_stats.guest_plane_failures;
+            VGPU_LOG_GUEST(Debug, "blob {}: no guest memory plane: {}", blob.id.value(),
+                plane.error().message);
+        }
+    }
+    if (!want_dmabuf)
+        return;
     auto fd = m_options.dmabuf->export_ranges(*m_memory, ranges, blob.blob_size);
     if (!fd) {
         ++m_stats.dmabuf_failures;

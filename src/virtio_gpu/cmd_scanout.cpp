@@ -65,7 +65,7 @@ Device::HandlerResult Device::handle(const cmd::SetScanout& c)
     ++m_stats.scanout_changes;
     if (m_display) {
         ScanoutSource source { resource->id, resource->format, resource->width, resource->height,
-            resource->stride, c.r, resource->pixels, nullptr, 0 };
+            resource->stride, c.r, resource->pixels, nullptr, 0, nullptr };
         m_display->scanout_set(c.scanout_id, std::move(source));
     }
     return nodata();

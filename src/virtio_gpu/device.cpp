@@ -138,6 +138,8 @@ void Device::reset()
             release_blob_readers(r);
     });
     m_resources.clear();
+    if (m_display)
+        m_display->guest_memory_gone(std::exchange(m_frontend_gone, false));
     m_config = Config {};
     m_config.num_scanouts = uint32_t(m_options.outputs.size());
     m_acked_features = 0;

@@ -49,6 +49,9 @@ struct DeviceOptions {
     // display socket (which still gets every scanout's frames), and they can be hotplugged.
     // Off (--outputs-from qemu): those questions go to QEMU, whose UI owns the monitors.
     bool outputs_from_backend = false;
+    // --export-guest-memory: shown blobs also get a read-only plane of guest RAM for trusted
+    // export consumers (virtio/guest_plane.h).
+    bool export_guest_memory = false;
 };
 
 // Time from taking a RESOURCE_FLUSH off the queue to its (fenced) response: log2 buckets of
@@ -84,6 +87,7 @@ struct DeviceStats {
     uint64_t view_rebuilds = 0; // blob views built again after a memory-table change
     uint64_t dmabufs_exported = 0;
     uint64_t dmabuf_failures = 0; // shareable blobs sent as UPDATEs: the exporter refused
+    uint64_t guest_plane_failures = 0; // blobs with no guest memory plane (--export-guest-memory)
     LatencyHistogram flush_latency;
 };
 
@@ -104,6 +108,7 @@ public:
     void set_acked_features(uint64_t features) override { m_acked_features = features; }
     void process_queue(virtio::SplitQueue& queue, const virtio::GuestMemory& memory) override;
     void reset() override;
+    void frontend_gone() override { m_frontend_gone = true; }
     void queue_stopping(virtio::SplitQueue& queue) override;
     void memory_changed(const virtio::GuestMemory& memory) override;
     Result<void> set_display_socket(Fd socket) override;
@@ -241,6 +246,7 @@ private:
     // The serial of the latest deferral; bumped on reset and on a forced answer, so that late
     // answers for a command that is no longer waiting are dropped.
     uint64_t m_deferral = 0;
+    bool m_frontend_gone = false; // the next reset is because the frontend left
     std::function<std::vector<std::byte>()> m_deferred_fallback;
     // The request being handled (handlers that need its fence flag read it).
     CtrlHdr m_request {};

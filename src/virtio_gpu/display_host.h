@@ -12,6 +12,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "virtio/guest_plane.h"
 #include "virtio_gpu/resource_table.h"
 #include "virtio_gpu/wire.h"
 
@@ -30,6 +31,9 @@ struct ScanoutSource {
     // A blob's pages as a dmabuf (--dmabuf), and where this framebuffer starts in it.
     std::shared_ptr<const Fd> dmabuf;
     uint32_t dmabuf_offset = 0;
+    // The same pages for trusted export consumers (--export-guest-memory); the framebuffer starts
+    // at dmabuf_offset in them too.
+    std::shared_ptr<const virtio::GuestPlane> guest_plane;
 
     const std::byte* pixel(uint32_t x, uint32_t y) const
     {
@@ -75,6 +79,8 @@ public:
         std::chrono::milliseconds timeout, std::function<void(bool timed_out)> done,
         PixelStorage::Readers which = PixelStorage::Readers::All)
         = 0;
+    // A device reset (or the frontend gone): what was handed out of guest memory is taken back.
+    virtual void guest_memory_gone(bool /*frontend_gone*/) { }
     // A new cursor image (nullopt: hide) at x, y on `scanout`, or a move of the current one.
     virtual void cursor_set(
         uint32_t scanout, std::optional<CursorImage> image, uint32_t x, uint32_t y)

@@ -12,6 +12,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "base/strong_id.h"
+#include "virtio/guest_plane.h"
 #include "virtio/guest_view.h"
 #include "virtio_gpu/formats.h"
 #include "virtio_gpu/pixel_storage.h"
@@ -79,6 +80,8 @@ struct Resource {
     std::shared_ptr<virtio::GuestView> view; // null without backing
     uint64_t view_accounted = 0; // host bytes of a gathered view
     std::shared_ptr<const Fd> dmabuf; // its pages as a dmabuf, when exported
+    // Its pages for trusted export consumers (--export-guest-memory), when they can be had.
+    std::shared_ptr<const virtio::GuestPlane> guest_plane;
     std::vector<BlobFramebuffer> framebuffers;
 
     std::byte* row(uint32_t y) const { return pixels->data() + size_t(y) * stride; }

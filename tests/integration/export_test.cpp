@@ -855,6 +855,127 @@ TEST_F(Export, ExclusiveRing_HeldSlotsArePassedOver_UntilTheConsumerHoldsThemAll
     EXPECT_EQ(shown[4], shown[1]) << "then the ring goes round";
 }
 
+// --export-guest-memory: a GUEST_MEMORY lease gets the blob's own pages (a read-only fd of guest
+// RAM and the extents), the backend copies nothing, and an exclusive lease's unacknowledged frame
+// holds the blob's release fence.
+TEST_F(Export, GuestMemory_ABlobsOwnPagesWithTheirExtents_NoCopy_AnExclusiveAckReleasesTheFence)
+{
+    start({ "--blob", "--export-guest-memory", "--release-timeout", "10000" },
+        /*display_socket=*/false);
+    constexpr uint32_t w = 320, h = 240;
+    const Rect full { 0, 0, w, h };
+    auto a = picture(w, h, 30), b = picture(w, h, 31);
+    auto blob_a = harness::ScatteredBuffer::allocate(session->ram(), uint64_t(w) * h * 4, 5);
+    auto blob_b = harness::ScatteredBuffer::allocate(session->ram(), uint64_t(w) * h * 4, 6);
+    blob_a.write(session->ram(), 0, a);
+    blob_b.write(session->ram(), 0, b);
+    ASSERT_EQ(gpu->create_blob(1, blob_a.size, blob_a.entries).type, OK);
+    ASSERT_EQ(gpu->create_blob(2, blob_b.size, blob_b.entries).type, OK);
+    ASSERT_EQ(gpu->set_scanout_blob(0, 1, w, h, XRGB, w * 4, 0, full).type, OK);
+    ASSERT_EQ(gpu->flush(1, full).type, OK);
+
+    auto caps = control->call("query-capabilities")["vgpu-display"]["export"];
+    EXPECT_EQ(caps["plane-types"], json::array({ "region", "guest-memory" }));
+    auto client = consumer("trusted");
+    auto probe = client.probe();
+    ASSERT_TRUE(probe.has_value());
+    EXPECT_EQ(probe->plane_types, uint32_t(ex::PLANE_REGION | ex::PLANE_GUEST_MEMORY));
+    auto lease = client.lease(0, ex::LeaseKind::Exclusive, ex::PLANE_GUEST_MEMORY);
+    ASSERT_TRUE(lease.has_value()) << lease.error().message;
+    ex::BufferAssembler assembler;
+    std::map<uint32_t, ex::MappedBuffer> buffers;
+    int descriptor = -1;
+    uint32_t extents_messages = 0;
+    auto next_flip = [&] {
+        std::vector<ex::Message> before;
+        auto flip = next_of(client, ex::Type::Flip, &before).as<ex::Flip>();
+        for (auto& m : before) {
+            if (auto buffer = m.as<ex::Buffer>()) {
+                EXPECT_EQ(buffer->plane_type, uint32_t(ex::PLANE_GUEST_MEMORY));
+                EXPECT_GT(buffer->extents, 1u) << "the blob is scattered";
+                descriptor = ::dup(m.fds[0].get());
+            }
+            extents_messages += m.type() == ex::Type::Extents;
+            if (m.type() == ex::Type::Buffer || m.type() == ex::Type::Extents) {
+                auto mapped = assembler.add(m);
+                EXPECT_TRUE(mapped.has_value()) << (mapped ? "" : mapped.error().message);
+                if (mapped && *mapped)
+                    buffers.emplace((*mapped)->info().buffer, std::move(**mapped));
+            }
+        }
+        return flip;
+    };
+    // The image as a consumer reads it: row by row through the extents.
+    auto image = [&](uint32_t id) {
+        std::vector<std::byte> out, scratch;
+        const auto& buffer = buffers.at(id);
+        for (uint32_t y = 0; y < h; ++y) {
+            const std::byte* row = buffer.bytes(uint64_t(y) * w * 4, size_t(w) * 4, scratch);
+            if (!row)
+                return std::vector<std::byte> {};
+            out.insert(out.end(), row, row + size_t(w) * 4);
+        }
+        return out;
+    };
+    auto first = next_flip();
+    ASSERT_TRUE(first.has_value());
+    ASSERT_EQ(buffers.count(first->buffer), 1u);
+    EXPECT_TRUE(buffers.at(first->buffer).scattered());
+    EXPECT_GE(extents_messages, 1u);
+    EXPECT_EQ(image(first->buffer), a);
+    // Read-only guest RAM: a shared writable mapping is refused.
+    EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0), MAP_FAILED);
+    ::close(descriptor);
+    // The guest draws into the blob on screen: the consumer sees it in place, nothing copied.
+    blob_a.write(session->ram(), 0, b);
+    ASSERT_EQ(gpu->flush(1, full).type, OK);
+    auto second = next_flip();
+    ASSERT_TRUE(second.has_value());
+    EXPECT_EQ(second->buffer, first->buffer);
+    EXPECT_EQ(image(first->buffer), b);
+    EXPECT_EQ(stats()["bytes-copied"], 0);
+
+    // A flip to blob 2: its fenced flush waits while the consumer still holds blob 1.
+    ASSERT_EQ(gpu->set_scanout_blob(0, 2, w, h, XRGB, w * 4, 0, full).type, OK);
+    uint64_t response = gpu->submit_flush_fenced(2, full, 7);
+    auto third = next_flip();
+    ASSERT_TRUE(third.has_value());
+    EXPECT_NE(third->buffer, first->buffer);
+    EXPECT_EQ(image(third->buffer), b);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_FALSE(session->control().used_pending()) << "the fence came before the consumer's ACK";
+    ASSERT_TRUE(client.ack(lease->lease, third->generation).has_value());
+    ASSERT_TRUE(session->control().wait_used().has_value());
+    auto answer = session->ram().get<virtio_gpu::CtrlHdr>(response);
+    EXPECT_EQ(answer.type, OK);
+    EXPECT_EQ(answer.fence_id, 7u);
+    auto device = control->call("query-stats");
+    EXPECT_EQ(device["blob"]["release-waits"], 1) << device.dump();
+    EXPECT_EQ(device["blob"]["release-timeouts"], 0) << device.dump();
+    EXPECT_EQ(stats()["bytes-copied"], 0);
+
+    // A region lease beside it gets copies; the guest-memory lease still none of its own.
+    auto viewer = consumer("untrusted");
+    ASSERT_TRUE(viewer.lease(0, ex::LeaseKind::Shared).has_value());
+    auto copy = next_of(viewer, ex::Type::Buffer).as<ex::Buffer>();
+    EXPECT_EQ(copy->plane_type, uint32_t(ex::PLANE_REGION));
+
+    // A device reset takes guest memory back: BUFFER_GONE of each guest buffer, then REVOKED.
+    session->reset_and_reinit(vhost::Request::ResetDevice);
+    std::vector<ex::Message> before;
+    auto revoked = next_of(client, ex::Type::Revoked, &before).as<ex::Revoked>();
+    ASSERT_TRUE(revoked.has_value());
+    EXPECT_EQ(revoked->reason, uint32_t(ex::RevokeReason::DeviceReset));
+    std::set<uint32_t> gone;
+    for (const auto& m : before)
+        if (auto g = m.as<ex::BufferGone>())
+            gone.insert(g->buffer);
+    EXPECT_TRUE(gone.count(first->buffer) && gone.count(third->buffer));
+    auto list = control->call("lease-list");
+    ASSERT_EQ(list.size(), 1u) << "the region lease stays";
+    EXPECT_EQ(list[0]["consumer"], "untrusted");
+}
+
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.
 struct Ctl {
     int exit_code = -1;

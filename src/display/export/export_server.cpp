@@ -399,11 +399,12 @@ std::vector<ExportServer::LeaseInfo> ExportServer::leases() const
 
 void ExportServer::queue(Consumer& c, Packet packet)
 {
-    if (c.queue.size() >= m_options.max_queued) {
+    if (c.queue.size() - c.queued_extents >= m_options.max_queued) {
         ++m_stats.evicted;
         drop(c.id, fmt::format("{} records unread: it fell too far behind", c.queue.size()));
         return;
     }
+    c.queued_extents += packet.extents ? 1 : 0;
     c.queue.push_back(std::move(packet));
     flush(c);
 }
@@ -426,6 +427,7 @@ void ExportServer::flush(Consumer& c)
                 c.writable_watch = true;
             return;
         }
+        c.queued_extents -= c.queue.front().extents ? 1 : 0;
         c.queue.pop_front();
     }
     if (c.writable_watch && m_loop.modify(c.watch, EPOLLIN))
@@ -467,11 +469,23 @@ bool ExportServer::leased(uint32_t output) const
     return false;
 }
 
+const std::optional<ExportServer::Frame>& ExportServer::frame_for(const LeaseState& lease) const
+{
+    auto it = m_outputs.find(lease.output);
+    static const std::optional<Frame> none;
+    if (it == m_outputs.end())
+        return none;
+    if (lease.plane_type == ex::PLANE_GUEST_MEMORY && it->second.guest_frame)
+        return it->second.guest_frame;
+    return it->second.frame;
+}
+
 void ExportServer::release_unleased()
 {
     for (auto& [index, view] : m_outputs)
-        if ((view.frame || !view.ring.slots.empty()) && !leased(index)) {
+        if ((view.frame || view.guest_frame || !view.ring.slots.empty()) && !leased(index)) {
             view.frame.reset();
+            view.guest_frame.reset();
             view.ring = Ring {};
         }
 }
@@ -498,6 +512,30 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
     const auto& source = *view.source;
     const auto& pixels = *source.pixels;
     uint32_t fourcc = virtio_gpu::drm_fourcc(pixels.format().format);
+    bool region = false, guest = false;
+    for (auto [id, lease_id] : leases_on(output)) {
+        const auto& lease = m_consumers.at(id)->leases.at(lease_id);
+        (lease.plane_type == ex::PLANE_GUEST_MEMORY ? guest : region) = true;
+    }
+    view.guest_frame.reset();
+    if (guest && pixels.guest_memory() && source.guest_plane) {
+        // Zero copy for trusted consumers: the blob's pages, as the guest drew them.
+        const auto& plane = *source.guest_plane;
+        Frame frame;
+        frame.key = source.pixels.get();
+        frame.keep = source.pixels;
+        frame.storage = source.pixels;
+        frame.plane = source.guest_plane;
+        frame.fd = plane.fd;
+        frame.info = { 0, 0, ex::PLANE_GUEST_MEMORY, fourcc, 0, pixels.width(), pixels.height(),
+            pixels.stride(), uint32_t(plane.extents.size()), source.dmabuf_offset, plane.size };
+        frame.source = source.rect;
+        view.guest_frame = std::move(frame);
+    }
+    if (!region && view.guest_frame) {
+        view.frame.reset(); // nobody needs a copy
+        return;
+    }
     if (!pixels.guest_memory()) {
         if (auto shared = pixels.share()) {
             Frame frame;
@@ -578,7 +616,7 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
 
 uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
 {
-    const auto& frame = m_outputs[lease.output].frame;
+    const auto& frame = frame_for(lease);
     if (!frame)
         return 0;
     auto known = std::find_if(lease.buffers.begin(), lease.buffers.end(),
@@ -594,12 +632,26 @@ uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
     buffer.buffer = lease.next_buffer++;
     uint64_t id = c.id;
     uint32_t lease_id = lease.id;
-    lease.buffers.push_back({ buffer.buffer, frame->key, frame->keep });
+    lease.buffers.push_back({ buffer.buffer, frame->key, frame->keep, frame->plane != nullptr });
     ++m_stats.buffers_sent;
+    auto plane = frame->plane;
     queue(c, { ex::encode(buffer, 0), { frame->fd }, lease_id });
     auto* consumer = find(id);
     if (!consumer || !consumer->leases.count(lease_id))
         return 0;
+    // A scattered buffer's extents follow it, 16 to a packet.
+    for (size_t first = 0; plane && first < plane->extents.size();
+         first += ex::EXTENTS_PER_MESSAGE) {
+        ex::Extents e { lease_id, buffer.buffer, uint32_t(first), 0, {} };
+        for (size_t i = first; i < plane->extents.size() && e.count < ex::EXTENTS_PER_MESSAGE; ++i)
+            e.entry[e.count++] = { plane->extents[i].offset, plane->extents[i].length };
+        Packet packet { ex::encode(e, 0), {}, lease_id };
+        packet.extents = true;
+        queue(*consumer, std::move(packet));
+        consumer = find(id);
+        if (!consumer || !consumer->leases.count(lease_id))
+            return 0;
+    }
     auto& l = consumer->leases[lease_id];
     while (l.buffers.size() > m_options.buffers_per_lease) {
         uint32_t old = l.buffers.front().id;
@@ -656,22 +708,23 @@ bool ExportServer::hold_frame(Consumer& c, LeaseState& lease)
     if (!lease.unacked_since)
         lease.unacked_since = now;
     lease.shown = view.generation;
-    if (!view.frame)
+    const auto& frame = frame_for(lease);
+    if (!frame)
         return true;
-    if (view.frame->slot) {
-        view.frame->slot->held = view.generation;
+    if (frame->slot) {
+        frame->slot->held = view.generation;
         return true;
     }
-    if (!view.frame->storage)
+    if (!frame->storage)
         return true;
     std::erase_if(lease.holds, [](const auto& h) { return !h->active(); });
     for (auto& hold : lease.holds)
-        if (hold->key() == view.frame->storage.get()) {
+        if (hold->key() == frame->storage.get()) {
             hold->shown_again(view.generation);
             return true;
         }
     lease.holds.push_back(
-        std::make_unique<Hold>(view.frame->storage, view.generation, m_stats.ack_timeouts));
+        std::make_unique<Hold>(frame->storage, view.generation, m_stats.ack_timeouts));
     ++m_stats.holds;
     return true;
 }
@@ -718,7 +771,7 @@ void ExportServer::send_state(Consumer& c, LeaseState& lease)
     if (!consumer || !consumer->leases.count(lease_id) || !view.source)
         return;
     Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
-    if (!view.frame)
+    if (!frame_for(consumer->leases[lease_id]))
         prepare_frame(lease.output, m_outputs[lease.output], full);
     send_flip(*consumer, consumer->leases[lease_id], full, true);
     if (view.cursor.image)
@@ -739,7 +792,8 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
         return;
     auto& l = consumer->leases[lease_id];
     Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
-    Rect source = view.frame ? view.frame->source : view.source->rect;
+    const auto& frame = frame_for(l);
+    Rect source = frame ? frame->source : view.source->rect;
     // Another buffer: the consumer redraws all of it.
     Rect shown = whole || buffer != l.last_buffer ? full : damage;
     l.last_buffer = buffer;
@@ -787,6 +841,7 @@ void ExportServer::output_changed(const Output& output)
     // Another framebuffer or rectangle: the next flush decides how it is handed out, and every
     // ring slot is stale as a whole.
     view.frame.reset();
+    view.guest_frame.reset();
     for (auto& slot : view.ring.slots)
         slot->stale = output.full();
     std::vector<uint64_t> ids;
@@ -856,6 +911,7 @@ void ExportServer::cursor_changed(uint32_t scanout, const CursorState& cursor, b
     if (!moved_only) {
         view.image = cursor.image;
         view.fd.reset(); // a new image is a new buffer
+        ++view.serial;
     }
     if (moved_only && !view.image)
         return; // a hidden cursor moved: nothing to see
@@ -889,11 +945,11 @@ void ExportServer::send_cursor(Consumer& c, LeaseState& lease, bool moved_only)
     uint32_t old = 0;
     if (!view.image) {
         old = std::exchange(lease.cursor_buffer, 0);
-        lease.cursor_key = nullptr;
-    } else if (lease.cursor_key != view.fd.get()) {
+        lease.cursor_image = 0;
+    } else if (lease.cursor_image != view.serial) {
         old = lease.cursor_buffer;
         lease.cursor_buffer = lease.next_buffer++;
-        lease.cursor_key = view.fd.get();
+        lease.cursor_image = view.serial;
         uint32_t stride = virtio_gpu::CURSOR_SIZE * 4;
         ex::Buffer buffer { lease_id, lease.cursor_buffer, ex::PLANE_REGION,
             virtio_gpu::drm_fourcc(virtio_gpu::Format::B8G8R8A8Unorm), 0, virtio_gpu::CURSOR_SIZE,
@@ -922,6 +978,32 @@ void ExportServer::send_cursor(Consumer& c, LeaseState& lease, bool moved_only)
     if (old)
         if (auto* again = find(id); again && again->leases.count(lease_id))
             queue(*again, { ex::encode(ex::BufferGone { lease_id, old }, 0), {}, lease_id });
+}
+
+void ExportServer::guest_memory_gone(bool frontend_gone)
+{
+    for (auto& [index, view] : m_outputs)
+        view.guest_frame.reset();
+    auto reason = frontend_gone ? ex::RevokeReason::FrontendGone : ex::RevokeReason::DeviceReset;
+    std::vector<std::pair<uint64_t, uint32_t>> targets;
+    for (const auto& [id, consumer] : m_consumers)
+        for (const auto& [lease_id, lease] : consumer->leases)
+            if (lease.plane_type == ex::PLANE_GUEST_MEMORY)
+                targets.emplace_back(id, lease_id);
+    for (auto [id, lease_id] : targets) {
+        auto* c = find(id);
+        if (!c || !c->leases.count(lease_id))
+            continue;
+        std::vector<uint32_t> gone;
+        for (const auto& b : c->leases[lease_id].buffers)
+            if (b.guest)
+                gone.push_back(b.id);
+        for (uint32_t buffer : gone)
+            if (c = find(id); c)
+                queue(*c, { ex::encode(ex::BufferGone { lease_id, buffer }, 0), {}, lease_id });
+        if (c = find(id); c && c->leases.count(lease_id))
+            end_lease(*c, lease_id, reason);
+    }
 }
 
 void ExportServer::crc_entry(uint32_t output, uint64_t generation, uint32_t crc)

@@ -23,6 +23,7 @@
 #include "display/sink.h"
 #include "export/codec.h"
 #include "export/wire.h"
+#include "virtio/guest_plane.h"
 
 namespace vgpu::display {
 
@@ -80,6 +81,9 @@ public:
     void output_changed(const Output& output) override;
     void output_damaged(const Output& output, Rect damage) override;
     void cursor_changed(uint32_t scanout, const CursorState& cursor, bool moved_only) override;
+    // A device reset or the frontend gone: leases on guest memory are revoked (BUFFER_GONE of
+    // each guest-memory buffer, then REVOKED); the others stay.
+    void guest_memory_gone(bool frontend_gone) override;
     // A CRC capture entry (CrcCapture's listener): a CRC record for every lease on the output.
     void crc_entry(uint32_t output, uint64_t generation, uint32_t crc);
 
@@ -107,6 +111,7 @@ private:
         uint32_t lease = 0; // 0: not a lease's record
         bool flip = false; // a FLIP that may still take later damage
         bool cursor_move = false; // a CURSOR {moved_only} that a later move may replace
+        bool extents = false; // an EXTENTS of a BUFFER (not counted against max_queued)
     };
     // A frame buffer of ours that a consumer may map: a ring slot (the output's picture copied
     // in) for framebuffers that cannot move into a memfd (blobs: guest memory; small 2D ones).
@@ -127,7 +132,8 @@ private:
     struct Frame {
         const void* key = nullptr; // identifies the buffer (PixelStorage or RingSlot)
         std::shared_ptr<const void> keep; // keeps it alive while it is the current frame
-        std::shared_ptr<const virtio_gpu::PixelStorage> storage; // a 2D resource's, or null
+        std::shared_ptr<const virtio_gpu::PixelStorage> storage; // a 2D resource's or a blob's
+        std::shared_ptr<const virtio::GuestPlane> plane; // a GUEST_MEMORY frame's extents
         RingSlot* slot = nullptr; // a ring slot, or null
         std::shared_ptr<const Fd> fd;
         exporting::Buffer info {}; // lease and buffer filled in per lease
@@ -139,6 +145,7 @@ private:
         uint32_t id;
         const void* key;
         std::weak_ptr<const void> alive;
+        bool guest = false; // guest memory (GUEST_MEMORY)
     };
     class Hold;
     struct LeaseState {
@@ -156,7 +163,7 @@ private:
         std::vector<SentBuffer> buffers; // most recently shown last
         // The cursor image buffer this lease was sent (0: none) and which image it holds.
         uint32_t cursor_buffer = 0;
-        const void* cursor_key = nullptr;
+        uint64_t cursor_image = 0; // CursorView::serial of the image it holds
         // Exclusive leases: the 2D storages the consumer still reads (a transfer into one waits),
         // and since when a shown frame has gone unacknowledged.
         std::vector<std::unique_ptr<Hold>> holds;
@@ -172,6 +179,7 @@ private:
         std::string name;
         pid_t pid = 0;
         std::deque<Packet> queue;
+        size_t queued_extents = 0; // EXTENTS packets in `queue`
         std::map<uint32_t, LeaseState> leases;
     };
     // An output's cursor: its image goes out as a 64x64 ARGB8888 REGION buffer of its own.
@@ -179,12 +187,16 @@ private:
         std::optional<virtio_gpu::CursorImage> image; // nullopt: hidden
         uint32_t x = 0, y = 0;
         std::shared_ptr<const Fd> fd; // the image in a sealed memfd, made when a lease needs it
+        // Counts images (not addresses: a new fd may take a freed one's place).
+        uint64_t serial = 0;
     };
     // What an output shows, as the server last heard.
     struct OutputView {
         std::optional<virtio_gpu::ScanoutSource> source;
         uint64_t generation = 0;
         std::optional<Frame> frame; // the current frame, once a lease needed it
+        // The same frame as guest memory, for GUEST_MEMORY leases, when it is a blob's.
+        std::optional<Frame> guest_frame;
         Ring ring;
         CursorView cursor;
     };
@@ -192,6 +204,8 @@ private:
     // shared framebuffer, or a ring slot with the changes copied in.
     void prepare_frame(uint32_t output, OutputView& view, const Rect& damage);
     bool leased(uint32_t output) const;
+    // The frame a lease is shown: the guest-memory one for GUEST_MEMORY leases of a blob.
+    const std::optional<Frame>& frame_for(const LeaseState& lease) const;
     void send_crc(uint32_t output, uint64_t generation, uint32_t crc);
     // Frees the frames and rings of outputs nobody leases any more.
     void release_unleased();

@@ -131,7 +131,7 @@ protected:
         Output output;
         output.index = index;
         output.source = virtio_gpu::ScanoutSource { virtio_gpu::ResourceId(1), format, width,
-            height, width * 4, Rect { 0, 0, width, height }, pixels, nullptr, 0 };
+            height, width * 4, Rect { 0, 0, width, height }, pixels, nullptr, 0, nullptr };
         return output;
     }
 
@@ -185,7 +185,7 @@ TEST(UpdateMessage, PayloadOf4GiBOrMore_IsRefused)
     auto format = *virtio_gpu::format_info(uint32_t(virtio_gpu::Format::B8G8R8X8Unorm));
     virtio_gpu::ScanoutSource source { virtio_gpu::ResourceId(1), format, 65536, 16385, 65536 * 4,
         Rect { 0, 0, 65536, 16385 }, virtio_gpu::PixelStorage::allocate(1, 1, 4, format), nullptr,
-        0 };
+        0, nullptr };
     EXPECT_FALSE(UpdateMessage::create(0, source, Rect { 0, 0, 65536, 16384 }));
     auto fits = UpdateMessage::create(0, source, Rect { 0, 0, 65536, 16383 });
     ASSERT_TRUE(fits);
@@ -227,7 +227,7 @@ void check_let_go(uint32_t format_code, uint32_t stride_extra)
         memory, memory->data(), width, height, stride, format);
     ASSERT_TRUE(storage->guest_memory());
     virtio_gpu::ScanoutSource source { virtio_gpu::ResourceId(1), format, width, height, stride,
-        Rect { 0, 0, width, height }, storage, nullptr, 0 };
+        Rect { 0, 0, width, height }, storage, nullptr, 0, nullptr };
 
     // The whole message from an untouched copy, for comparison.
     auto reference_message = UpdateMessage::create(0, source, Rect { 0, 0, width, height });
