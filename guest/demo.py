@@ -35,6 +35,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     socket_path = os.path.join(work, "vgpu.sock")
     control_path = os.path.join(work, "control.sock")
+    export_path = os.path.join(work, "export.sock")
     qmp_path = os.path.join(work, "qmp.sock")
     latest = os.path.join(out, "screen.png")
 
@@ -48,7 +49,8 @@ def main():
     signal.signal(signal.SIGTERM, stop)
 
     backend_log = open(os.path.join(work, "backend.log"), "wb")
-    backend = subprocess.Popen([args.backend, "--socket-path", socket_path, "--control", control_path], stderr=backend_log,
+    backend = subprocess.Popen([args.backend, "--socket-path", socket_path, "--control", control_path,
+                                "--export", export_path], stderr=backend_log,
                                start_new_session=True)
     while not os.path.exists(socket_path):
         if backend.poll() is not None:
@@ -68,6 +70,10 @@ def main():
     print(f"        {ctl} --control {control_path} stats")
     print(f"        {ctl} --control {control_path} screendump 0 /tmp/vgpu-screen.png")
     print(f"        {ctl} --control {control_path} crc 0 --follow")
+    view = os.path.join(os.path.dirname(args.backend), "vgpu-view")
+    print(f"demo: a window on the guest's screen (needs a display: X11, Wayland or Xvfb):")
+    print(f"        {view} --export {export_path}")
+    print(f"        {ctl} watch 0 --export {export_path}")
     sys.stdout.flush()
 
     qmp = None
