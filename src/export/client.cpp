@@ -187,7 +187,10 @@ Result<Message> Client::reply(uint32_t serial, Type type)
         if (!message)
             return Error::format("no {} from the backend within {} ms", type_name(uint16_t(type)),
                 m_timeout.count());
-        if (message->header.serial == serial && message->type() == Type::Error) {
+        // An ERROR that answers nothing in particular (serial 0: BUSY when the backend has all
+        // the consumers it takes) ends the wait as well.
+        if ((message->header.serial == serial || message->header.serial == 0)
+            && message->type() == Type::Error) {
             auto e = *message->as<ErrorReply>();
             return Error::format("the backend refused it: {}", get_text(e.text));
         }

@@ -976,6 +976,70 @@ TEST_F(Export, GuestMemory_ABlobsOwnPagesWithTheirExtents_NoCopy_AnExclusiveAckR
     EXPECT_EQ(list[0]["consumer"], "untrusted");
 }
 
+// 64 consumers at once, each with a lease, all served; the 65th is answered BUSY and closed.
+// A consumer process killed while frames flow (SIGKILL, mid-read) leaves no lease, no hold and a
+// device that never waited for it.
+TEST_F(Export, SixtyFourConsumers_TheNextIsRefused_AConsumerKilledMidFrameLeavesNothing)
+{
+    start();
+    show(1, 640, 480, picture(640, 480, 40));
+    std::vector<ex::Client> clients;
+    for (int i = 0; i < 64; ++i) {
+        clients.push_back(consumer("many"));
+        ASSERT_TRUE(clients.back().lease(0, ex::LeaseKind::Shared).has_value()) << i;
+    }
+    auto refused = ex::Client::connect(export_path, "one too many", 3000ms);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_NE(refused.error().message.find("consumers already"), std::string::npos)
+        << refused.error().message;
+    EXPECT_EQ(stats()["refused"], 1);
+    ASSERT_EQ(gpu->flush(1, Rect { 0, 0, 640, 480 }).type, OK);
+    for (auto& c : clients) {
+        next_of(c, ex::Type::Flip); // the lease's
+        auto second = next_of(c, ex::Type::Flip).as<ex::Flip>();
+        ASSERT_TRUE(second.has_value());
+        EXPECT_EQ(second->generation, 2u);
+    }
+    clients.clear();
+    for (int i = 0; i < 200 && stats()["consumers"] != 0; ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(stats()["consumers"], 0);
+
+    // An exclusive consumer in a process of its own, killed while it reads frames.
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+        auto c = ex::Client::connect(export_path, "doomed", 3000ms);
+        if (!c || !c->lease(0, ex::LeaseKind::Exclusive))
+            ::_exit(1);
+        char one = 1;
+        [[maybe_unused]] ssize_t n = ::write(ready[1], &one, 1);
+        for (;;)
+            (void)c->next(1000ms); // reads, never acknowledges
+    }
+    ::close(ready[1]);
+    char one = 0;
+    ASSERT_EQ(::read(ready[0], &one, 1), 1);
+    ::close(ready[0]);
+    for (uint32_t i = 0; i < 20; ++i) {
+        ASSERT_EQ(gpu->transfer(1, Rect { 0, i, 640, 1 }, uint64_t(i) * 640 * 4).type, OK);
+        ASSERT_EQ(gpu->flush(1, Rect { 0, i, 640, 1 }).type, OK);
+        if (i == 10)
+            ::kill(child, SIGKILL);
+    }
+    ::waitpid(child, nullptr, 0);
+    for (int i = 0; i < 200 && !control->call("lease-list").empty(); ++i)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(control->call("lease-list").empty());
+    // Its holds went with it: the next transfers wait for nobody.
+    uint64_t waits = control->call("query-stats")["transfer-waits"];
+    for (uint32_t i = 0; i < 5; ++i)
+        ASSERT_EQ(gpu->transfer(1, Rect { 0, i, 640, 1 }, uint64_t(i) * 640 * 4).type, OK);
+    EXPECT_EQ(control->call("query-stats")["transfer-waits"], waits);
+    EXPECT_TRUE(backend->alive());
+}
+
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.
 struct Ctl {
     int exit_code = -1;

@@ -127,6 +127,8 @@ ExportServer::ExportServer(EventLoop& loop, Fd listener, ExportOptions options)
 
 ExportServer::~ExportServer()
 {
+    for (auto& [id, refused] : m_refused)
+        m_loop.unwatch(refused.watch);
     for (auto& [id, consumer] : m_consumers)
         m_loop.unwatch(consumer->watch);
     if (m_listen_watch)
@@ -152,11 +154,7 @@ void ExportServer::accept_consumers()
         }
         Fd socket(raw);
         if (m_consumers.size() >= m_options.max_consumers) {
-            ++m_stats.consumers_refused;
-            ex::ErrorReply e { uint32_t(ex::ErrorCode::Busy), 0, {} };
-            ex::set_text(e.text, fmt::format("{} consumers already", m_consumers.size()));
-            auto packet = ex::encode(e, 0);
-            (void)ex::send_packet(socket.get(), packet, {});
+            refuse(std::move(socket));
             continue;
         }
         auto consumer = std::make_unique<Consumer>();
@@ -187,6 +185,50 @@ void ExportServer::accept_consumers()
         VGPU_LOG_DEBUG("export: consumer {} connected (pid {})", id, consumer->pid);
         m_consumers[id] = std::move(consumer);
     }
+}
+
+void ExportServer::refuse(Fd socket)
+{
+    ++m_stats.consumers_refused;
+    ex::ErrorReply e { uint32_t(ex::ErrorCode::Busy), 0, {} };
+    ex::set_text(e.text, fmt::format("{} consumers already", m_consumers.size()));
+    auto packet = ex::encode(e, 0);
+    (void)ex::send_packet(socket.get(), packet, {});
+    ::shutdown(socket.get(), SHUT_WR);
+    // Those kept longest go first: at most as many as consumers, none for more than a second.
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = m_refused.begin(); it != m_refused.end();) {
+        if (m_refused.size() < m_options.max_consumers
+            && now - it->second.since < std::chrono::seconds(1)) {
+            ++it;
+            continue;
+        }
+        m_loop.unwatch(it->second.watch);
+        it = m_refused.erase(it);
+    }
+    uint64_t id = m_next_refused++;
+    int raw = socket.get();
+    auto watch = m_loop.watch(raw, EPOLLIN, [this, id, raw](uint32_t) {
+        // Read what it sent; its close (or an error) ends it.
+        std::byte buffer[ex::MAX_PACKET];
+        for (;;) {
+            ssize_t n = ::recv(raw, buffer, sizeof(buffer), MSG_DONTWAIT);
+            if (n > 0)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+            break;
+        }
+        auto it = m_refused.find(id);
+        if (it == m_refused.end())
+            return;
+        m_loop.unwatch(it->second.watch);
+        // Freed after this callback: the loop may still hold the watch's closure.
+        m_loop.post(m_lifetime.guard([this, id] { m_refused.erase(id); }));
+    });
+    if (!watch)
+        return; // closed now: the ERROR may be lost, nothing worse
+    m_refused[id] = Refused { std::move(socket), *watch, now };
 }
 
 void ExportServer::readable(Consumer& consumer)

@@ -221,6 +221,10 @@ private:
 
     ExportServer(EventLoop& loop, Fd listener, ExportOptions options);
     void accept_consumers();
+    // A consumer over the limit: its ERROR {BUSY}, then our side shut; the socket is kept until
+    // the consumer closes (or for a second), since closing it with the consumer's HELLO unread
+    // would reset the connection and lose the ERROR.
+    void refuse(Fd socket);
     void readable(Consumer& consumer);
     void handle(Consumer& consumer, const exporting::Message& message);
     void handle_lease(Consumer& consumer, uint32_t serial, const exporting::Lease& request);
@@ -250,6 +254,13 @@ private:
     ExportOptions m_options;
     std::map<uint64_t, std::unique_ptr<Consumer>> m_consumers;
     std::vector<std::unique_ptr<Consumer>> m_dropped; // freed after the current callback
+    struct Refused {
+        Fd socket;
+        EventLoop::WatchId watch = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::map<uint64_t, Refused> m_refused;
+    uint64_t m_next_refused = 1;
     std::map<uint32_t, OutputView> m_outputs;
     uint64_t m_next_consumer = 1;
     uint32_t m_next_lease = 1;
