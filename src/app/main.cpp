@@ -91,6 +91,8 @@ Result<int> run(const app::Options& options)
         export_options.release_timeout = options.release_timeout;
         if (options.export_guest_memory)
             export_options.plane_types |= exporting::PLANE_GUEST_MEMORY;
+        if (options.export_guest_memory && exporter)
+            export_options.plane_types |= exporting::PLANE_DMABUF;
         export_options.output_count = [&device] { return device.scanout_limit(); };
         exports = TRY(display::ExportServer::create(*loop, *options.export_path, export_options));
         display.add_sink(exports.get());

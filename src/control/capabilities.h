@@ -18,12 +18,17 @@ inline nlohmann::json device_capabilities(bool blob_forced, unsigned release_tim
 {
     // The export socket (docs/export.md): what a consumer's probe would say about plane types,
     // so that management knows it without connecting. Only what this build can hand out.
+    // With --export-guest-memory, the blob's pages too: always as guest memory, and as a dmabuf
+    // where blobs have one (--dmabuf: /dev/udmabuf opens, or the test stand-in).
+    nlohmann::json plane_types = nlohmann::json::array({ "region" });
+    if (export_guest_memory)
+        plane_types.push_back("guest-memory");
+    if (export_guest_memory && dmabuf)
+        plane_types.push_back("dmabuf");
     nlohmann::json export_caps = {
         { "protocol",
             nlohmann::json::array({ exporting::VERSION_MAJOR, exporting::VERSION_MINOR }) },
-        { "plane-types",
-            export_guest_memory ? nlohmann::json::array({ "region", "guest-memory" })
-                                : nlohmann::json::array({ "region" }) }
+        { "plane-types", plane_types }
     };
     return { { "outputs-from", outputs_from_backend ? "backend" : "qemu" },
         { "export", export_caps },

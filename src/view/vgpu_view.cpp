@@ -222,7 +222,9 @@ int run(const Args& args)
         return fail(client.error().message);
     auto lease = client->lease(args.output,
         args.exclusive ? exporting::LeaseKind::Exclusive : exporting::LeaseKind::Shared,
-        args.plane == "guest-memory" ? exporting::PLANE_GUEST_MEMORY : exporting::PLANE_REGION);
+        args.plane == "guest-memory" ? exporting::PLANE_GUEST_MEMORY
+            : args.plane == "dmabuf" ? exporting::PLANE_DMABUF
+                                     : exporting::PLANE_REGION);
     if (!lease)
         return fail(fmt::format("lease of output {}: {}", args.output, lease.error().message));
     // The fourcc comes with each BUFFER; the probe tells the first one before any.
@@ -349,9 +351,9 @@ int checked_main(int argc, char** argv)
     cli.add_option("--frames", args.frames, "exit after N frames shown");
     cli.add_flag("--print-frames", args.print_frames, "print a line per frame shown");
     cli.add_option("--plane", args.plane,
-           "region (default), or guest-memory: blobs as guest RAM, zero copy in the backend "
-           "(vgpu-display --export-guest-memory)")
-        ->check(CLI::IsMember({ "region", "guest-memory" }));
+           "region (default), or guest-memory or dmabuf: blobs as guest RAM or as their dmabuf, "
+           "zero copy in the backend (vgpu-display --export-guest-memory; dmabuf also --dmabuf)")
+        ->check(CLI::IsMember({ "region", "guest-memory", "dmabuf" }));
     cli.add_option("--renderer", args.renderer, "auto, software or accelerated")
         ->check(CLI::IsMember({ "auto", "software", "accelerated" }));
     try {

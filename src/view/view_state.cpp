@@ -32,8 +32,8 @@ Result<ViewState::Change> ViewState::apply(ex::Message& message)
         return Change::NewMode;
     }
     if (message.type() == ex::Type::Buffer || message.type() == ex::Type::Extents) {
-        if (auto b = message.as<ex::Buffer>();
-            b && b->plane_type != ex::PLANE_REGION && b->plane_type != ex::PLANE_GUEST_MEMORY)
+        if (auto b = message.as<ex::Buffer>(); b && b->plane_type != ex::PLANE_REGION
+            && b->plane_type != ex::PLANE_GUEST_MEMORY && b->plane_type != ex::PLANE_DMABUF)
             return Error::format("buffer {}: plane type {} is not one vgpu-view maps", b->buffer,
                 ex::plane_type_names(b->plane_type));
         auto mapped = TRY(m_assembler.add(message));

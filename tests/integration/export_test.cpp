@@ -1040,6 +1040,45 @@ TEST_F(Export, SixtyFourConsumers_TheNextIsRefused_AConsumerKilledMidFrameLeaves
     EXPECT_TRUE(backend->alive());
 }
 
+// The DMABUF plane: with --export-guest-memory and a dmabuf exporter (here the memfd stand-in,
+// since these machines have no /dev/udmabuf), a DMABUF lease gets the blob's own dmabuf.
+TEST_F(Export, Dmabuf_WithAnExporter_ADmabufLeaseGetsTheBlobsDmabuf_NoCopy)
+{
+    start({ "--blob", "--export-guest-memory", "--dmabuf", "memfd-test" });
+    constexpr uint32_t w = 320, h = 240;
+    const Rect full { 0, 0, w, h };
+    auto pixels = picture(w, h, 50);
+    auto blob = harness::ScatteredBuffer::allocate(session->ram(), uint64_t(w) * h * 4, 8);
+    blob.write(session->ram(), 0, pixels);
+    ASSERT_EQ(gpu->create_blob(1, blob.size, blob.entries).type, OK);
+    ASSERT_EQ(gpu->set_scanout_blob(0, 1, w, h, XRGB, w * 4, 0, full).type, OK);
+    ASSERT_EQ(gpu->flush(1, full).type, OK);
+    auto caps = control->call("query-capabilities")["vgpu-display"]["export"];
+    EXPECT_EQ(caps["plane-types"], json::array({ "region", "guest-memory", "dmabuf" }));
+    auto client = consumer("dmabuf");
+    auto probe = client.probe();
+    ASSERT_TRUE(probe.has_value());
+    EXPECT_TRUE(probe->plane_types & ex::PLANE_DMABUF);
+    ASSERT_TRUE(client.lease(0, ex::LeaseKind::Shared, ex::PLANE_DMABUF).has_value());
+    auto message = next_of(client, ex::Type::Buffer);
+    auto buffer = message.as<ex::Buffer>();
+    ASSERT_TRUE(buffer.has_value());
+    EXPECT_EQ(buffer->plane_type, uint32_t(ex::PLANE_DMABUF));
+    EXPECT_EQ(buffer->extents, 0u);
+    auto mapped = ex::MappedBuffer::map(*buffer, message.fds[0]);
+    ASSERT_TRUE(mapped.has_value()) << mapped.error().message;
+    EXPECT_EQ(std::memcmp(mapped->data(), pixels.data(), pixels.size()), 0);
+    EXPECT_EQ(next_of(client, ex::Type::Flip).as<ex::Flip>()->buffer, buffer->buffer);
+    EXPECT_EQ(stats()["bytes-copied"], 0);
+    // Without an exporter there is no dmabuf plane to lease.
+    auto plain = BackendProcess::run_to_completion(
+        { "--print-capabilities", "--export", dir + "/x.sock", "--export-guest-memory" });
+    auto printed = json::parse(plain.out, nullptr, false);
+    ASSERT_FALSE(printed.is_discarded()) << plain.out << plain.err;
+    EXPECT_EQ(printed["vgpu-display"]["export"]["plane-types"],
+        json::array({ "region", "guest-memory" }));
+}
+
 // vgpu-ctl, run as a command: its exit code, stdout and stderr.
 struct Ctl {
     int exit_code = -1;

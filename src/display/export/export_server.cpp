@@ -519,15 +519,19 @@ const std::optional<ExportServer::Frame>& ExportServer::frame_for(const LeaseSta
         return none;
     if (lease.plane_type == ex::PLANE_GUEST_MEMORY && it->second.guest_frame)
         return it->second.guest_frame;
+    if (lease.plane_type == ex::PLANE_DMABUF && it->second.dmabuf_frame)
+        return it->second.dmabuf_frame;
     return it->second.frame;
 }
 
 void ExportServer::release_unleased()
 {
     for (auto& [index, view] : m_outputs)
-        if ((view.frame || view.guest_frame || !view.ring.slots.empty()) && !leased(index)) {
+        if ((view.frame || view.guest_frame || view.dmabuf_frame || !view.ring.slots.empty())
+            && !leased(index)) {
             view.frame.reset();
             view.guest_frame.reset();
+            view.dmabuf_frame.reset();
             view.ring = Ring {};
         }
 }
@@ -554,27 +558,41 @@ void ExportServer::prepare_frame(uint32_t output, OutputView& view, const Rect& 
     const auto& source = *view.source;
     const auto& pixels = *source.pixels;
     uint32_t fourcc = virtio_gpu::drm_fourcc(pixels.format().format);
-    bool region = false, guest = false;
+    bool region = false, guest = false, dmabuf = false;
     for (auto [id, lease_id] : leases_on(output)) {
         const auto& lease = m_consumers.at(id)->leases.at(lease_id);
-        (lease.plane_type == ex::PLANE_GUEST_MEMORY ? guest : region) = true;
+        (lease.plane_type == ex::PLANE_GUEST_MEMORY    ? guest
+                : lease.plane_type == ex::PLANE_DMABUF ? dmabuf
+                                                       : region)
+            = true;
     }
     view.guest_frame.reset();
-    if (guest && pixels.guest_memory() && source.guest_plane) {
-        // Zero copy for trusted consumers: the blob's pages, as the guest drew them.
-        const auto& plane = *source.guest_plane;
+    view.dmabuf_frame.reset();
+    // Zero copy for trusted consumers: the blob's pages, as the guest draws them.
+    auto zero_copy = [&](uint32_t plane_type, std::shared_ptr<const Fd> fd, uint32_t extents,
+                         uint64_t size) {
         Frame frame;
         frame.key = source.pixels.get();
         frame.keep = source.pixels;
         frame.storage = source.pixels;
-        frame.plane = source.guest_plane;
-        frame.fd = plane.fd;
-        frame.info = { 0, 0, ex::PLANE_GUEST_MEMORY, fourcc, 0, pixels.width(), pixels.height(),
-            pixels.stride(), uint32_t(plane.extents.size()), source.dmabuf_offset, plane.size };
+        frame.fd = std::move(fd);
+        frame.info = { 0, 0, plane_type, fourcc, 0, pixels.width(), pixels.height(),
+            pixels.stride(), extents, source.dmabuf_offset, size };
         frame.source = source.rect;
-        view.guest_frame = std::move(frame);
+        return frame;
+    };
+    if (guest && pixels.guest_memory() && source.guest_plane) {
+        const auto& plane = *source.guest_plane;
+        view.guest_frame = zero_copy(
+            ex::PLANE_GUEST_MEMORY, plane.fd, uint32_t(plane.extents.size()), plane.size);
+        view.guest_frame->plane = source.guest_plane;
     }
-    if (!region && view.guest_frame) {
+    if (dmabuf && pixels.guest_memory() && source.dmabuf)
+        view.dmabuf_frame = zero_copy(
+            ex::PLANE_DMABUF, source.dmabuf, 0, uint64_t(source.dmabuf_offset) + pixels.size());
+    // Leases whose plane this frame cannot be (a 2D resource, a blob without one) get REGION.
+    bool need_region = region || (guest && !view.guest_frame) || (dmabuf && !view.dmabuf_frame);
+    if (!need_region) {
         view.frame.reset(); // nobody needs a copy
         return;
     }
@@ -674,7 +692,8 @@ uint32_t ExportServer::buffer_for(Consumer& c, LeaseState& lease)
     buffer.buffer = lease.next_buffer++;
     uint64_t id = c.id;
     uint32_t lease_id = lease.id;
-    lease.buffers.push_back({ buffer.buffer, frame->key, frame->keep, frame->plane != nullptr });
+    lease.buffers.push_back(
+        { buffer.buffer, frame->key, frame->keep, frame->info.plane_type != ex::PLANE_REGION });
     ++m_stats.buffers_sent;
     auto plane = frame->plane;
     queue(c, { ex::encode(buffer, 0), { frame->fd }, lease_id });
@@ -884,6 +903,7 @@ void ExportServer::output_changed(const Output& output)
     // ring slot is stale as a whole.
     view.frame.reset();
     view.guest_frame.reset();
+    view.dmabuf_frame.reset();
     for (auto& slot : view.ring.slots)
         slot->stale = output.full();
     std::vector<uint64_t> ids;
@@ -1024,13 +1044,15 @@ void ExportServer::send_cursor(Consumer& c, LeaseState& lease, bool moved_only)
 
 void ExportServer::guest_memory_gone(bool frontend_gone)
 {
-    for (auto& [index, view] : m_outputs)
+    for (auto& [index, view] : m_outputs) {
         view.guest_frame.reset();
+        view.dmabuf_frame.reset();
+    }
     auto reason = frontend_gone ? ex::RevokeReason::FrontendGone : ex::RevokeReason::DeviceReset;
     std::vector<std::pair<uint64_t, uint32_t>> targets;
     for (const auto& [id, consumer] : m_consumers)
         for (const auto& [lease_id, lease] : consumer->leases)
-            if (lease.plane_type == ex::PLANE_GUEST_MEMORY)
+            if (lease.plane_type == ex::PLANE_GUEST_MEMORY || lease.plane_type == ex::PLANE_DMABUF)
                 targets.emplace_back(id, lease_id);
     for (auto [id, lease_id] : targets) {
         auto* c = find(id);

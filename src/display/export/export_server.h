@@ -197,6 +197,8 @@ private:
         std::optional<Frame> frame; // the current frame, once a lease needed it
         // The same frame as guest memory, for GUEST_MEMORY leases, when it is a blob's.
         std::optional<Frame> guest_frame;
+        // ... and as the blob's dmabuf, for DMABUF leases.
+        std::optional<Frame> dmabuf_frame;
         Ring ring;
         CursorView cursor;
     };
