@@ -1,19 +1,25 @@
 // The export socket's benchmark (issue 12): through the real backend process driven by the
 // harness's frontend, with consumers in other processes or threads.
 //  1. Flip to consumer wake-up: from the frontend's kick of a RESOURCE_FLUSH to a consumer
-//     process returning from poll() on its lease's eventfd (both read CLOCK_MONOTONIC), against
-//     a plain eventfd between the same two processes, one write to one wake-up, in the same run.
+//     process returning from poll() on its lease's eventfd (both read CLOCK_MONOTONIC), split at
+//     the backend's signal (FLIP's time_ns), against a plain eventfd between the same two
+//     processes, one write to one wake-up, in the same run; with the scheduler placing everything
+//     and with the consumer pinned alone to CPU 1 (frontend and backend on CPU 0); 5 rounds of
+//     each, reported: the round of the median p99/p50 and every round's ratio.
 //  2. Bytes the backend copies per flip for 1920x1080 page flips with one exclusive (acking every
 //     flip) and three shared consumers: a 2D guest, a blob guest (REGION leases: the ring copy),
 //     a blob guest with --export-guest-memory (GUEST_MEMORY leases: none).
 //  3. vgpu-view at 1920x1080 under Xvfb (when both are given/found): frames shown per second
-//     while the frontend flips as fast as it can, and vgpu-view's CPU per frame shown.
+//     and vgpu-view's CPU per frame shown, while the frontend flips whole frames at 60 Hz and
+//     as fast as it can (then all compete for the 2 cores).
 // Writes JSON (default bench/results/export.json).
 //
 //   bench_export [OUT.json [VGPU_VIEW]]
+//   bench_export --wakeup-only FLIPS                 (part 1 only, JSON on stdout)
 //   bench_export --consumer EXPORT_SOCKET OUT_FD      (internal: the wake-up consumer)
 //   bench_export --eventfd-consumer EVENT_FD OUT_FD   (internal: the plain eventfd baseline)
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
@@ -25,12 +31,14 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "export/client.h"
@@ -51,13 +59,6 @@ using virtio_gpu::Rect;
 constexpr uint32_t W = 1920, H = 1080;
 constexpr uint32_t XRGB = uint32_t(virtio_gpu::Format::B8G8R8X8Unorm);
 
-uint64_t now_ns()
-{
-    timespec t {};
-    ::clock_gettime(CLOCK_MONOTONIC, &t);
-    return uint64_t(t.tv_sec) * 1000000000u + uint64_t(t.tv_nsec);
-}
-
 json summary(std::vector<double> us)
 {
     std::sort(us.begin(), us.end());
@@ -71,8 +72,15 @@ json summary(std::vector<double> us)
 
 // ---- the consumer processes ----------------------------------------------------------------
 
-// Waits on `fd` (an eventfd), and for each wake-up writes the time to `out`; `drain` empties
-// whatever else must be read (the export socket's records).
+// One wake-up: when the consumer returned from poll(), and when the backend says it signalled
+// (FLIP's time_ns; 0 for the plain eventfd).
+struct Wake {
+    uint64_t woken = 0;
+    uint64_t signalled = 0;
+};
+
+// Waits on `fd` (an eventfd), and for each wake-up writes a Wake to `out`; `drain` reads
+// whatever else must be read (the export socket's records) and returns the signal time.
 template <typename Drain>
 int wake_loop(int fd, int out, Drain drain)
 {
@@ -80,13 +88,13 @@ int wake_loop(int fd, int out, Drain drain)
         pollfd p { fd, POLLIN, 0 };
         if (::poll(&p, 1, 10000) <= 0)
             return 0;
-        uint64_t t = now_ns();
+        Wake w { ex::monotonic_ns(), 0 };
         uint64_t count = 0;
         if (::read(fd, &count, sizeof(count)) != ssize_t(sizeof(count)))
             return 1;
-        if (::write(out, &t, sizeof(t)) != ssize_t(sizeof(t)))
+        w.signalled = drain();
+        if (::write(out, &w, sizeof(w)) != ssize_t(sizeof(w)))
             return 0; // the parent is done
-        drain();
     }
 }
 
@@ -98,14 +106,17 @@ int consumer_main(const std::string& path, int out)
     auto lease = client->lease(0, ex::LeaseKind::Shared);
     if (!lease)
         return 1;
-    uint64_t ready = 0;
+    Wake ready;
     if (::write(out, &ready, sizeof(ready)) != ssize_t(sizeof(ready)))
         return 1;
-    return wake_loop(lease->eventfd.get(), out, [&] {
+    // The eventfd is signalled before the FLIP is sent: wait for it.
+    return wake_loop(lease->eventfd.get(), out, [&]() -> uint64_t {
         for (;;) {
-            auto m = client->next(0ms);
+            auto m = client->next(100ms);
             if (!m || !*m)
-                return;
+                return 0;
+            if (auto flip = (*m)->as<ex::Flip>())
+                return flip->time_ns;
         }
     });
 }
@@ -140,13 +151,13 @@ Child spawn(const std::vector<std::string>& args)
     return { pid, p[0] };
 }
 
-uint64_t read_time(const Child& c)
+Wake read_wake(const Child& c)
 {
-    uint64_t t = 0;
+    Wake w;
     pollfd p { c.in, POLLIN, 0 };
-    if (::poll(&p, 1, 5000) != 1 || ::read(c.in, &t, sizeof(t)) != ssize_t(sizeof(t)))
+    if (::poll(&p, 1, 5000) != 1 || ::read(c.in, &w, sizeof(w)) != ssize_t(sizeof(w)))
         throw std::runtime_error("the consumer did not wake up");
-    return t;
+    return w;
 }
 
 void finish(Child& c)
@@ -190,18 +201,35 @@ std::vector<std::byte> frame(uint32_t seed)
     return out;
 }
 
-json wakeup(int flips)
+// Pins every thread of `pid` to `cpu` (placement "pinned"); a no-op for "any".
+void place(pid_t pid, int cpu, bool pinned)
+{
+    if (!pinned)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid)))
+        if (::sched_setaffinity(std::stoi(task.path().filename()), sizeof(set), &set) != 0)
+            throw std::runtime_error(fmt::format("sched_setaffinity: {}", std::strerror(errno)));
+}
+
+// placement "any": the scheduler places everything; "pinned": this process (the frontend) and
+// the backend on CPU 0, the consumer alone on CPU 1.
+json wakeup(int flips, bool pinned)
 {
     // The baseline: one eventfd between this process and a child.
     std::vector<double> plain;
     {
         int efd = ::eventfd(0, 0); // inherited by the child
         Child c = spawn({ "--eventfd-consumer", std::to_string(efd) });
+        place(::getpid(), 0, pinned);
+        place(c.pid, 1, pinned);
         for (int i = 0; i < flips; ++i) {
-            uint64_t t0 = now_ns(), one = 1;
+            uint64_t t0 = ex::monotonic_ns(), one = 1;
             if (::write(efd, &one, sizeof(one)) != ssize_t(sizeof(one)))
                 throw std::runtime_error("eventfd write");
-            plain.push_back(double(read_time(c) - t0) / 1000.0);
+            plain.push_back(double(read_wake(c).woken - t0) / 1000.0);
             std::this_thread::sleep_for(200us);
         }
         finish(c);
@@ -209,30 +237,59 @@ json wakeup(int flips)
     }
     // A flush of the shown 2D resource, its damage a 64x64 square.
     Rig rig({});
-    uint64_t gpa = rig.gpu->create_with_backing(1, W, H, XRGB, frame(1));
+    rig.gpu->create_with_backing(1, W, H, XRGB, frame(1));
     Rect all { 0, 0, W, H };
     rig.gpu->transfer(1, all);
     rig.gpu->set_scanout(0, 1, all);
     rig.gpu->flush(1, all);
-    (void)gpa;
     Child c = spawn({ "--consumer", rig.export_path });
-    read_time(c); // leased
-    read_time(c); // the lease's first FLIP
-    std::vector<double> flip, response;
+    read_wake(c); // leased
+    read_wake(c); // the lease's first FLIP
+    place(::getpid(), 0, pinned);
+    place(rig.backend->pid(), 0, pinned);
+    place(c.pid, 1, pinned);
+    // flip = kick to wake-up = kick to the backend's signal (FLIP's time_ns) + signal to wake-up.
+    std::vector<double> flip, to_signal, to_wake, response;
     for (int i = 0; i < flips; ++i) {
         Rect damage { uint32_t(i % 16) * 64, 0, 64, 64 };
-        uint64_t t0 = now_ns();
+        uint64_t t0 = ex::monotonic_ns();
         rig.gpu->flush(1, damage);
-        uint64_t answered = now_ns();
-        flip.push_back(double(read_time(c) - t0) / 1000.0);
+        uint64_t answered = ex::monotonic_ns();
+        Wake w = read_wake(c);
+        if (w.signalled < t0 || w.signalled > w.woken)
+            throw std::runtime_error("a FLIP's time_ns is outside its flush and wake-up");
+        flip.push_back(double(w.woken - t0) / 1000.0);
+        to_signal.push_back(double(w.signalled - t0) / 1000.0);
+        to_wake.push_back(double(w.woken - w.signalled) / 1000.0);
         response.push_back(double(answered - t0) / 1000.0);
         std::this_thread::sleep_for(200us);
     }
     finish(c);
-    json out = { { "eventfd", summary(plain) }, { "flip", summary(flip) },
-        { "flush_response", summary(response) } };
+    json out = { { "placement", pinned ? "pinned" : "any" }, { "eventfd", summary(plain) },
+        { "flip", summary(flip) }, { "kick_to_signal", summary(to_signal) },
+        { "signal_to_wakeup", summary(to_wake) }, { "flush_response", summary(response) } };
     out["ratio_p50"] = out["flip"]["p50_us"].get<double>() / out["eventfd"]["p50_us"].get<double>();
+    out["flip_p99_over_p50"] = out["flip"]["p99_us"].get<double>()
+        / out["flip"]["p50_us"].get<double>();
     return out;
+}
+
+// `rounds` rounds of wakeup(): all their p99/p50 ratios, and the round of the median ratio (the
+// tail on a 2-core VM varies from round to round: one round alone says little about it).
+json wakeup_rounds(int rounds, int flips, bool pinned)
+{
+    std::vector<json> all;
+    for (int i = 0; i < rounds; ++i)
+        all.push_back(wakeup(flips, pinned));
+    std::sort(all.begin(), all.end(), [](const json& a, const json& b) {
+        return a["flip_p99_over_p50"].get<double>() < b["flip_p99_over_p50"].get<double>();
+    });
+    json median = all[all.size() / 2];
+    median["rounds"] = rounds;
+    median["round_ratios"] = json::array();
+    for (const auto& r : all)
+        median["round_ratios"].push_back(r["flip_p99_over_p50"]);
+    return median;
 }
 
 // Four consumers on threads: lease 0 exclusive (acks every FLIP), 1..3 shared.
@@ -356,7 +413,8 @@ double cpu_seconds(pid_t pid)
         : 0;
 }
 
-json view(const std::string& binary, double seconds)
+// `rate`: the frontend's flips per second (a 60 Hz guest), 0: as fast as it can.
+json view(const std::string& binary, double seconds, double rate)
 {
     if (binary.empty() || ::access(binary.c_str(), X_OK) != 0)
         return { { "skipped", "no vgpu-view binary given" } };
@@ -412,10 +470,10 @@ json view(const std::string& binary, double seconds)
         while (f && std::fgets(line, sizeof(line), f))
             if (std::strncmp(line, "shown ", 6) == 0) {
                 if (shown++ == 0) {
-                    first_ns = now_ns();
+                    first_ns = ex::monotonic_ns();
                     cpu_first = cpu_seconds(viewer);
                 }
-                last_ns = now_ns();
+                last_ns = ex::monotonic_ns();
             }
         if (f)
             std::fclose(f);
@@ -424,12 +482,18 @@ json view(const std::string& binary, double seconds)
         std::this_thread::sleep_for(10ms);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     uint64_t flips = 0;
+    auto next = std::chrono::steady_clock::now();
     while (std::chrono::steady_clock::now() < deadline) {
         uint32_t id = uint32_t(flips % 2) + 1;
         rig.gpu->transfer(id, all);
         rig.gpu->set_scanout(0, id, all);
         rig.gpu->flush(id, all);
         ++flips;
+        if (rate > 0) {
+            next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(1.0 / rate));
+            std::this_thread::sleep_until(next);
+        }
     }
     std::this_thread::sleep_for(200ms);
     double cpu = cpu_seconds(viewer) - cpu_first;
@@ -441,6 +505,7 @@ json view(const std::string& binary, double seconds)
     ::kill(xvfb, SIGTERM);
     ::waitpid(xvfb, nullptr, 0);
     return { { "mode", "1920x1080" }, { "renderer", "software (SDL), Xvfb" },
+        { "guest", rate > 0 ? fmt::format("{:.0f} flips/s", rate) : std::string("flood") },
         { "backend_flips_per_s", double(flips) / seconds },
         { "frames_shown_per_s", double(frames) / (double(span) / 1e9) },
         { "cpu_ms_per_frame", frames ? cpu * 1000.0 / double(frames) : 0.0 },
@@ -456,12 +521,17 @@ int main(int argc, char** argv)
         return consumer_main(argv[2], std::stoi(argv[3]));
     if (argc == 4 && std::string(argv[1]) == "--eventfd-consumer") {
         int out = std::stoi(argv[3]);
-        return wake_loop(std::stoi(argv[2]), out, [] {});
+        return wake_loop(std::stoi(argv[2]), out, [] { return uint64_t(0); });
     }
     ::signal(SIGPIPE, SIG_IGN);
     std::string path = argc > 1 ? argv[1] : "bench/results/export.json";
     std::string viewer = argc > 2 ? argv[2] : "";
     try {
+        if (argc == 3 && path == "--wakeup-only") { // a quick look: both placements
+            json both = { wakeup(std::stoi(argv[2]), false), wakeup(std::stoi(argv[2]), true) };
+            std::cout << both.dump(2) << "\n";
+            return 0;
+        }
         json result;
         std::time_t t = std::time(nullptr);
         char date[32];
@@ -469,12 +539,13 @@ int main(int argc, char** argv)
         result["date"] = date;
         result["cores"] = std::thread::hardware_concurrency();
         std::cerr << "bench_export: flip to consumer wake-up vs a plain eventfd\n";
-        result["wakeup"] = wakeup(2000);
+        result["wakeup"] = wakeup_rounds(5, 2000, false);
+        result["wakeup_pinned"] = wakeup_rounds(5, 2000, true);
         std::cerr << "bench_export: bytes copied per flip, 1 exclusive + 3 shared consumers\n";
         result["copies"] = json::array({ copies("2d", false, false, 100),
             copies("blob", true, false, 100), copies("blob-guest-memory", true, true, 100) });
         std::cerr << "bench_export: vgpu-view at 1920x1080\n";
-        result["view"] = view(viewer, 5.0);
+        result["view"] = json::array({ view(viewer, 5.0, 60.0), view(viewer, 5.0, 0.0) });
         std::ofstream(path) << result.dump(2) << "\n";
         std::cout << result.dump(2) << "\n";
     } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "export/describe.h"
 #include "export/wire.h"
 
 namespace vgpu::control {
@@ -20,15 +21,15 @@ inline nlohmann::json device_capabilities(bool blob_forced, unsigned release_tim
     // so that management knows it without connecting. Only what this build can hand out.
     // With --export-guest-memory, the blob's pages too: always as guest memory, and as a dmabuf
     // where blobs have one (--dmabuf: /dev/udmabuf opens, or the test stand-in).
-    nlohmann::json plane_types = nlohmann::json::array({ "region" });
+    uint32_t plane_types = exporting::PLANE_REGION;
     if (export_guest_memory)
-        plane_types.push_back("guest-memory");
+        plane_types |= exporting::PLANE_GUEST_MEMORY;
     if (export_guest_memory && dmabuf)
-        plane_types.push_back("dmabuf");
+        plane_types |= exporting::PLANE_DMABUF;
     nlohmann::json export_caps = {
         { "protocol",
             nlohmann::json::array({ exporting::VERSION_MAJOR, exporting::VERSION_MINOR }) },
-        { "plane-types", plane_types }
+        { "plane-types", exporting::plane_type_list(plane_types) }
     };
     return { { "outputs-from", outputs_from_backend ? "backend" : "qemu" },
         { "export", export_caps },

@@ -11,6 +11,7 @@
 #include "control/control_server.h"
 #include "display/capture/frame.h"
 #include "display/capture/image.h"
+#include "export/describe.h"
 #include "virtio_gpu/edid.h"
 
 namespace vgpu::control {
@@ -406,12 +407,8 @@ CommandResult ControlServer::cmd_lease_list(const json&, Client&)
     for (const auto& l : m_export->leases())
         list.push_back({ { "lease", l.lease }, { "output", l.output },
             { "kind", l.kind == exporting::LeaseKind::Exclusive ? "exclusive" : "shared" },
-            { "plane-type",
-                l.plane_type == exporting::PLANE_REGION       ? "region"
-                    : l.plane_type == exporting::PLANE_DMABUF ? "dmabuf"
-                                                              : "guest-memory" },
-            { "consumer", l.consumer }, { "pid", l.pid }, { "generation-acked", l.acked },
-            { "queued", l.queued } });
+            { "plane-type", exporting::plane_type_names(l.plane_type) }, { "consumer", l.consumer },
+            { "pid", l.pid }, { "generation-acked", l.acked }, { "queued", l.queued } });
     return list;
 }
 

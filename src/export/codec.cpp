@@ -3,6 +3,7 @@
 #include "base/unix_socket.h"
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include <bit>
 #include <cerrno>
@@ -266,6 +267,13 @@ Result<Received> receive_packet(int socket)
         return Error::format("a packet longer than {} bytes", MAX_PACKET);
     buffer.resize(size_t(n));
     return Received { Received::State::Packet, std::move(buffer), std::move(fds) };
+}
+
+uint64_t monotonic_ns()
+{
+    timespec now {};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec);
 }
 
 } // namespace vgpu::exporting

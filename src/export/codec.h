@@ -95,6 +95,9 @@ struct Received {
 // The next packet, never blocking; an error when it or its descriptors were cut short.
 Result<Received> receive_packet(int socket);
 
+// The clock of FLIP's time_ns (CLOCK_MONOTONIC, ns): flip to now is a consumer's latency.
+uint64_t monotonic_ns();
+
 // The largest packet of this protocol: a receiver's buffer (a longer one is refused).
 constexpr size_t MAX_PACKET = 512;
 

@@ -14,14 +14,29 @@ std::string fourcc_name(uint32_t fourcc)
     return out;
 }
 
+std::vector<std::string> plane_type_list(uint32_t plane_types)
+{
+    std::vector<std::string> out;
+    for (auto [bit, name] : PLANE_TYPE_NAMES)
+        if (plane_types & bit)
+            out.emplace_back(name);
+    return out;
+}
+
 std::string plane_type_names(uint32_t plane_types)
 {
     std::string out;
-    for (auto [bit, name] : { std::pair { PLANE_REGION, "region" }, { PLANE_DMABUF, "dmabuf" },
-             { PLANE_GUEST_MEMORY, "guest-memory" } })
-        if (plane_types & bit)
-            out += (out.empty() ? "" : ",") + std::string(name);
+    for (const auto& name : plane_type_list(plane_types))
+        out += (out.empty() ? "" : ",") + name;
     return out.empty() ? "none" : out;
+}
+
+std::optional<PlaneType> plane_type_named(std::string_view name)
+{
+    for (auto [bit, known] : PLANE_TYPE_NAMES)
+        if (name == known)
+            return bit;
+    return std::nullopt;
 }
 
 namespace {

@@ -46,6 +46,13 @@ enum PlaneType : uint32_t {
     PLANE_GUEST_MEMORY = 1u << 2, // a read-only fd of guest RAM and the buffer's extents
 };
 constexpr uint32_t ALL_PLANE_TYPES = PLANE_REGION | PLANE_DMABUF | PLANE_GUEST_MEMORY;
+// Their names wherever they are text (docs, JSON, command lines), in bit order.
+struct PlaneTypeName {
+    PlaneType bit;
+    const char* name;
+};
+constexpr std::array<PlaneTypeName, 3> PLANE_TYPE_NAMES { { { PLANE_REGION, "region" },
+    { PLANE_DMABUF, "dmabuf" }, { PLANE_GUEST_MEMORY, "guest-memory" } } };
 
 enum class LeaseKind : uint32_t {
     Exclusive = 1,
@@ -209,6 +216,8 @@ struct Flip {
     uint32_t rects; // damage rectangles used, 1..FLIP_RECTS
     Rect32 source; // the output's picture in the buffer
     std::array<Rect32, FLIP_RECTS> damage; // output coordinates
+    uint64_t
+        time_ns; // CLOCK_MONOTONIC when the backend signalled this flip (the latest if coalesced)
 };
 
 struct Crc {
@@ -278,7 +287,7 @@ static_assert(sizeof(Release) == 8);
 static_assert(sizeof(Buffer) == 56);
 static_assert(sizeof(Extents) == 16 + 16 * EXTENTS_PER_MESSAGE);
 static_assert(sizeof(BufferGone) == 8);
-static_assert(sizeof(Flip) == 40 + 16 * FLIP_RECTS);
+static_assert(sizeof(Flip) == 48 + 16 * FLIP_RECTS);
 static_assert(sizeof(Crc) == 16);
 static_assert(sizeof(Cursor) == 32);
 static_assert(sizeof(Mode) == 24);

@@ -93,8 +93,10 @@ public:
         m_height = height;
         if (!width || !height)
             return {};
-        std::string name = sdl_format_name(fourcc);
-        uint32_t format = pixel_format(name);
+        auto masks = channel_masks(fourcc);
+        uint32_t format = masks
+            ? SDL_MasksToPixelFormatEnum(32, masks->r, masks->g, masks->b, masks->a)
+            : uint32_t(SDL_PIXELFORMAT_UNKNOWN);
         if (format == SDL_PIXELFORMAT_UNKNOWN)
             return Error::format("no SDL pixel format for {}", exporting::fourcc_name(fourcc));
         m_texture = SDL_CreateTexture(
@@ -186,24 +188,6 @@ public:
     void title(const std::string& text) { SDL_SetWindowTitle(m_window, text.c_str()); }
 
 private:
-    static uint32_t pixel_format(const std::string& name)
-    {
-        static const std::pair<const char*, uint32_t> formats[] = {
-            { "XRGB8888", SDL_PIXELFORMAT_XRGB8888 },
-            { "ARGB8888", SDL_PIXELFORMAT_ARGB8888 },
-            { "XBGR8888", SDL_PIXELFORMAT_XBGR8888 },
-            { "ABGR8888", SDL_PIXELFORMAT_ABGR8888 },
-            { "BGRX8888", SDL_PIXELFORMAT_BGRX8888 },
-            { "BGRA8888", SDL_PIXELFORMAT_BGRA8888 },
-            { "RGBX8888", SDL_PIXELFORMAT_RGBX8888 },
-            { "RGBA8888", SDL_PIXELFORMAT_RGBA8888 },
-        };
-        for (auto [n, f] : formats)
-            if (name == n)
-                return f;
-        return uint32_t(SDL_PIXELFORMAT_UNKNOWN);
-    }
-
     const Args* m_args = nullptr;
     SDL_Window* m_window = nullptr;
     SDL_Renderer* m_renderer = nullptr;
@@ -222,9 +206,7 @@ int run(const Args& args)
         return fail(client.error().message);
     auto lease = client->lease(args.output,
         args.exclusive ? exporting::LeaseKind::Exclusive : exporting::LeaseKind::Shared,
-        args.plane == "guest-memory" ? exporting::PLANE_GUEST_MEMORY
-            : args.plane == "dmabuf" ? exporting::PLANE_DMABUF
-                                     : exporting::PLANE_REGION);
+        *exporting::plane_type_named(args.plane)); // CLI11 checked the name
     if (!lease)
         return fail(fmt::format("lease of output {}: {}", args.output, lease.error().message));
     // The fourcc comes with each BUFFER; the probe tells the first one before any.
@@ -353,7 +335,7 @@ int checked_main(int argc, char** argv)
     cli.add_option("--plane", args.plane,
            "region (default), or guest-memory or dmabuf: blobs as guest RAM or as their dmabuf, "
            "zero copy in the backend (vgpu-display --export-guest-memory; dmabuf also --dmabuf)")
-        ->check(CLI::IsMember({ "region", "guest-memory", "dmabuf" }));
+        ->check(CLI::IsMember(vgpu::exporting::plane_type_list(vgpu::exporting::ALL_PLANE_TYPES)));
     cli.add_option("--renderer", args.renderer, "auto, software or accelerated")
         ->check(CLI::IsMember({ "auto", "software", "accelerated" }));
     try {

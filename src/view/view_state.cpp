@@ -121,21 +121,24 @@ std::optional<Upload> ViewState::take_upload()
     return upload;
 }
 
-std::string sdl_format_name(uint32_t fourcc)
+std::optional<ChannelMasks> channel_masks(uint32_t fourcc)
 {
-    // DRM and SDL both name packed 32-bit little-endian words from the most significant byte.
-    static const std::map<std::string, std::string> names {
-        { "XR24", "XRGB8888" },
-        { "AR24", "ARGB8888" },
-        { "XB24", "XBGR8888" },
-        { "AB24", "ABGR8888" },
-        { "BX24", "BGRX8888" },
-        { "BA24", "BGRA8888" },
-        { "RX24", "RGBX8888" },
-        { "RA24", "RGBA8888" },
+    // A DRM fourcc names a little-endian 32-bit word's channels from its most significant byte
+    // ("XR24" = [31:0] x:R:G:B), so each is four masks of that word.
+    static const std::map<std::string, ChannelMasks> masks {
+        { "XR24", { 0x00ff0000, 0x0000ff00, 0x000000ff, 0 } },
+        { "AR24", { 0x00ff0000, 0x0000ff00, 0x000000ff, 0xff000000 } },
+        { "XB24", { 0x000000ff, 0x0000ff00, 0x00ff0000, 0 } },
+        { "AB24", { 0x000000ff, 0x0000ff00, 0x00ff0000, 0xff000000 } },
+        { "BX24", { 0x0000ff00, 0x00ff0000, 0xff000000, 0 } },
+        { "BA24", { 0x0000ff00, 0x00ff0000, 0xff000000, 0x000000ff } },
+        { "RX24", { 0xff000000, 0x00ff0000, 0x0000ff00, 0 } },
+        { "RA24", { 0xff000000, 0x00ff0000, 0x0000ff00, 0x000000ff } },
     };
-    auto it = names.find(ex::fourcc_name(fourcc));
-    return it == names.end() ? "" : it->second;
+    auto it = masks.find(ex::fourcc_name(fourcc));
+    if (it == masks.end())
+        return std::nullopt;
+    return it->second;
 }
 
 } // namespace vgpu::view

@@ -69,7 +69,12 @@ private:
     std::string m_revoked;
 };
 
-// The SDL pixel format name of a DRM fourcc, for the formats virtio-gpu has ("" when none).
-std::string sdl_format_name(uint32_t fourcc);
+// The channels of a DRM fourcc as masks of a 32-bit pixel (SDL_MasksToPixelFormatEnum takes
+// them), for the formats virtio-gpu has; nullopt for any other.
+struct ChannelMasks {
+    uint32_t r, g, b, a;
+    bool operator==(const ChannelMasks&) const = default;
+};
+std::optional<ChannelMasks> channel_masks(uint32_t fourcc);
 
 } // namespace vgpu::view

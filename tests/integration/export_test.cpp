@@ -207,12 +207,18 @@ TEST_F(Export, SharedLease_MapsTheResourcesPixels_FlipsNameTheDamage_NoPixelsOnT
     session->ram().write(gpa, changed);
     Rect band { 0, 100, 640, 50 };
     ASSERT_EQ(gpu->transfer(1, band, uint64_t(band.y) * 640 * 4).type, OK);
+    uint64_t before_flush = ex::monotonic_ns();
     ASSERT_EQ(gpu->flush(1, band).type, OK);
     pollfd p { lease->eventfd.get(), POLLIN, 0 };
     ASSERT_EQ(::poll(&p, 1, 3000), 1) << "the eventfd was not signalled";
+    uint64_t woken = ex::monotonic_ns();
     auto flip = next_of(client, ex::Type::Flip).as<ex::Flip>();
     ASSERT_TRUE(flip.has_value());
     EXPECT_EQ(flip->generation, first->generation + 1);
+    // Its timestamp is the backend's CLOCK_MONOTONIC at the signal: after the flush was sent,
+    // before this consumer woke.
+    EXPECT_GE(flip->time_ns, before_flush);
+    EXPECT_LE(flip->time_ns, woken);
     EXPECT_EQ(flip->buffer, buffer->buffer) << "the same buffer: no BUFFER again";
     EXPECT_EQ((std::tuple { flip->damage[0].x, flip->damage[0].y, flip->damage[0].width,
                   flip->damage[0].height }),
@@ -1054,7 +1060,7 @@ TEST_F(Export, Dmabuf_WithAnExporter_ADmabufLeaseGetsTheBlobsDmabuf_NoCopy)
     ASSERT_EQ(gpu->set_scanout_blob(0, 1, w, h, XRGB, w * 4, 0, full).type, OK);
     ASSERT_EQ(gpu->flush(1, full).type, OK);
     auto caps = control->call("query-capabilities")["vgpu-display"]["export"];
-    EXPECT_EQ(caps["plane-types"], json::array({ "region", "guest-memory", "dmabuf" }));
+    EXPECT_EQ(caps["plane-types"], json::array({ "region", "dmabuf", "guest-memory" }));
     auto client = consumer("dmabuf");
     auto probe = client.probe();
     ASSERT_TRUE(probe.has_value());

@@ -24,13 +24,11 @@ CtlResult<ex::Client> connect(const std::string& path, std::chrono::milliseconds
     return std::move(client.value());
 }
 
-json plane_types_json(uint32_t bits)
+json plane_type_json(uint32_t bits)
 {
     json out = json::array();
-    for (auto [bit, name] : { std::pair { ex::PLANE_REGION, "region" },
-             { ex::PLANE_DMABUF, "dmabuf" }, { ex::PLANE_GUEST_MEMORY, "guest-memory" } })
-        if (bits & bit)
-            out.push_back(name);
+    for (const auto& name : ex::plane_type_list(bits))
+        out.push_back(name);
     return out;
 }
 
@@ -53,7 +51,7 @@ json record_json(const ex::Message& m)
         return { { "record", "buffer" }, { "buffer", b->buffer }, { "width", b->width },
             { "height", b->height }, { "fourcc", ex::fourcc_name(b->fourcc) },
             { "modifier", b->modifier }, { "stride", b->stride }, { "offset", b->offset },
-            { "size", b->size }, { "plane-type", plane_types_json(b->plane_type) } };
+            { "size", b->size }, { "plane-type", plane_type_json(b->plane_type) } };
     if (auto g = m.as<ex::BufferGone>())
         return { { "record", "buffer-gone" }, { "buffer", g->buffer } };
     if (auto mode = m.as<ex::Mode>())
@@ -102,7 +100,7 @@ CtlResult<void> export_planes(const std::string& path, bool json_output,
                 { "fourcc", ex::fourcc_name(o.fourcc) }, { "generation", o.generation } });
         json value = { { "protocol", { welcome.major, welcome.minor } },
             { "max-leases", welcome.max_leases },
-            { "plane-types", plane_types_json(probe->plane_types) },
+            { "plane-types", plane_type_json(probe->plane_types) },
             { "crc", (probe->flags & ex::PROBE_CRC) != 0 },
             { "cursor", (probe->flags & ex::PROBE_CURSOR) != 0 },
             { "release-timeout-ms", probe->release_timeout_ms }, { "outputs", outputs } };

@@ -95,11 +95,14 @@ void add_damage(ex::Flip& flip, const ex::Rect32& r)
     flip.rects = 1;
 }
 
-void signal(const Fd& eventfd)
+// Returns when it signalled (CLOCK_MONOTONIC ns, FLIP's time_ns), read just before the write.
+uint64_t signal(const Fd& eventfd)
 {
+    uint64_t now = ex::monotonic_ns();
     uint64_t one = 1;
     // Non-blocking: the counter only overflows after 2^64 - 1 unread flips.
     [[maybe_unused]] ssize_t n = ::write(eventfd.get(), &one, sizeof(one));
+    return now;
 }
 
 } // namespace
@@ -860,7 +863,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     l.last_buffer = buffer;
     if (l.kind == ex::LeaseKind::Exclusive && !hold_frame(*consumer, l))
         return;
-    signal(*l.eventfd);
+    uint64_t signalled = signal(*l.eventfd);
     // A consumer that has not read its last FLIP yet gets this one merged into it, as long as
     // nothing of this lease was queued after it.
     for (auto it = consumer->queue.rbegin(); it != consumer->queue.rend(); ++it) {
@@ -873,6 +876,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
         flip.buffer = buffer;
         flip.generation = view.generation;
         flip.covers += 1;
+        flip.time_ns = signalled;
         flip.source = rect32(source);
         add_damage(flip, rect32(shown));
         std::memcpy(it->bytes.data() + sizeof(ex::Header), &flip, sizeof(flip));
@@ -887,6 +891,7 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     flip.rects = 1;
     flip.source = rect32(source);
     flip.damage[0] = rect32(shown);
+    flip.time_ns = signalled;
     ++m_stats.flips_sent;
     queue(*consumer, { ex::encode(flip, 0), {}, lease_id, true });
 }

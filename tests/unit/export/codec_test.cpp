@@ -132,6 +132,12 @@ TEST(ExportDescribe, Records_PrintAsOneLineEach)
     EXPECT_EQ(fourcc_name(0x01020358), "X???");
     EXPECT_EQ(plane_type_names(PLANE_REGION | PLANE_GUEST_MEMORY), "region,guest-memory");
     EXPECT_EQ(plane_type_names(0), "none");
+    EXPECT_EQ(plane_type_list(ALL_PLANE_TYPES),
+        (std::vector<std::string> { "region", "dmabuf", "guest-memory" }));
+    for (auto [bit, name] : PLANE_TYPE_NAMES)
+        EXPECT_EQ(plane_type_named(name), bit) << name;
+    EXPECT_EQ(plane_type_named("Region"), std::nullopt);
+    EXPECT_EQ(plane_type_named(""), std::nullopt);
 }
 
 TEST(ExportCodec, HeaderErrors_AreRefusedWithTheirReason)
@@ -276,7 +282,7 @@ TEST_F(ExportSocket, TooLongPacket_IsAnError_PeerGoneIsClosed)
 
 TEST_F(ExportSocket, FullSocket_SendSaysFalse_NeverBlocks)
 {
-    auto packet = encode(Flip { 1, 1, 1, 1, 1, {}, {} }, 1);
+    auto packet = encode(Flip { 1, 1, 1, 1, 1, {}, {}, 0 }, 1);
     size_t sent = 0;
     for (; sent < 100000; ++sent) {
         auto r = send_packet(a.get(), packet, {});

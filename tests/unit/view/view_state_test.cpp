@@ -119,9 +119,10 @@ TEST(ViewState, Cursor_NamesItsBuffer_HiddenAndGoneClearIt_RevokedSaysWhy)
     auto revoked = message(ex::Revoked { 1, uint32_t(ex::RevokeReason::Control) });
     ASSERT_EQ(state.apply(revoked).value(), ViewState::Change::LeaseRevoked);
     EXPECT_EQ(state.revoked_reason(), "revoked reason=control");
-    EXPECT_EQ(sdl_format_name(0x34325258), "XRGB8888");
-    EXPECT_EQ(sdl_format_name(0x34324152), "RGBA8888");
-    EXPECT_EQ(sdl_format_name(0x56595559), "");
+    // XR24: x:R:G:B from the top byte; RA24: R:G:B:A.
+    EXPECT_EQ(channel_masks(0x34325258), (ChannelMasks { 0xff0000, 0xff00, 0xff, 0 }));
+    EXPECT_EQ(channel_masks(0x34324152), (ChannelMasks { 0xff000000, 0xff0000, 0xff00, 0xff }));
+    EXPECT_EQ(channel_masks(0x56595559), std::nullopt) << "YUYV";
 }
 
 } // namespace
