@@ -79,10 +79,10 @@ Device::HandlerResult Device::handle(const cmd::GetDisplayInfo&)
     if (!qemu_owns_outputs())
         return with_payload(own_display_info());
     ++m_stats.forwarded_queries;
-    uint64_t deferral = defer([this] { return display_info_answer(std::nullopt); });
+    uint64_t deferral = defer([this] { return Response(display_info_answer(std::nullopt)); });
     m_display->query_display_info([this, deferral](std::optional<RespDisplayInfo> answer) {
         if (deferral_current(deferral))
-            complete_deferred(deferral, display_info_answer(answer));
+            complete_deferred(deferral, Response(display_info_answer(answer)));
     });
     return Response(Deferred {});
 }
@@ -99,10 +99,11 @@ Device::HandlerResult Device::handle(const cmd::GetEdid& c)
     }
     ++m_stats.forwarded_queries;
     uint32_t scanout = c.scanout;
-    uint64_t deferral = defer([this, scanout] { return edid_answer(scanout, std::nullopt); });
+    uint64_t deferral = defer(
+        [this, scanout] { return Response(edid_answer(scanout, std::nullopt)); });
     m_display->query_edid(scanout, [this, deferral, scanout](std::optional<RespEdid> answer) {
         if (deferral_current(deferral))
-            complete_deferred(deferral, edid_answer(scanout, answer));
+            complete_deferred(deferral, Response(edid_answer(scanout, answer)));
     });
     return Response(Deferred {});
 }

@@ -153,15 +153,10 @@ Device::HandlerResult Device::handle(const cmd::TransferToHost2d& c)
     // An exclusive export consumer still reads these pixels: the copy waits for its ACK, up to
     // the release timeout (then it lets go). Later commands wait behind this one, in order.
     ++m_stats.transfer_waits;
-    auto copy = [this, c] {
+    // The resource may be gone by then: an error like any other command's.
+    auto copy = [this, c]() -> HandlerResult {
         auto* r = m_resources.find(ResourceId(c.resource_id));
-        HandlerResult result = r ? transfer_2d(*r, c) : HandlerResult(GpuError::InvalidResourceId);
-        CtrlHdr header {};
-        if (!result)
-            header.type = uint32_t(result.error());
-        std::vector<std::byte> bytes(sizeof(header));
-        std::memcpy(bytes.data(), &header, sizeof(header));
-        return bytes;
+        return r ? transfer_2d(*r, c) : HandlerResult(GpuError::InvalidResourceId);
     };
     uint64_t serial = defer(copy);
     m_display->when_released(resource->pixels, m_options.release_timeout,

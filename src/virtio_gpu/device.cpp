@@ -255,7 +255,7 @@ bool Device::handle_control(virtio::DescriptorChain& chain)
     m_in_handler = false;
     if (result && std::holds_alternative<Deferred>(*result)) {
         if (m_early_answer) {
-            result = Response(std::move(*m_early_answer));
+            result = std::move(*m_early_answer);
             m_early_answer.reset();
         } else {
             m_pending = Pending { std::move(chain), *header, std::move(m_deferred_fallback) };
@@ -319,25 +319,25 @@ void Device::complete(
     m_control->push(chain.head, uint32_t(writer.written()));
 }
 
-uint64_t Device::defer(std::function<std::vector<std::byte>()> fallback)
+uint64_t Device::defer(std::function<HandlerResult()> fallback)
 {
     m_deferred_fallback = std::move(fallback);
     return ++m_deferral;
 }
 
-void Device::complete_deferred(uint64_t serial, std::vector<std::byte> response)
+void Device::complete_deferred(uint64_t serial, HandlerResult result)
 {
     if (!deferral_current(serial))
         return;
     if (m_in_handler) {
-        m_early_answer = std::move(response);
+        m_early_answer = std::move(result);
         return;
     }
     if (!m_pending || !m_control)
         return;
     auto pending = std::move(*m_pending);
     m_pending.reset();
-    complete(pending.chain, pending.header, Response(std::move(response)));
+    complete(pending.chain, pending.header, result);
     m_control->notify();
     drain_control();
 }
@@ -354,7 +354,7 @@ void Device::queue_stopping(virtio::SplitQueue& queue)
     m_pending.reset();
     VGPU_LOG_DEBUG("control queue stopping: {} answered without waiting for QEMU",
         command_name(pending.header.type));
-    complete(pending.chain, pending.header, Response(pending.fallback()));
+    complete(pending.chain, pending.header, pending.fallback());
     m_control->notify();
 }
 

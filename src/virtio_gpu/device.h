@@ -163,7 +163,7 @@ private:
     struct Pending {
         virtio::DescriptorChain chain;
         CtrlHdr header;
-        std::function<std::vector<std::byte>()> fallback;
+        std::function<HandlerResult()> fallback;
     };
 
     void drain_control();
@@ -176,9 +176,9 @@ private:
     // to its callback, which completes the command with complete_deferred(). A serial that is
     // no longer current (the device was reset, or the command was answered without waiting
     // when its queue stopped) is dropped.
-    uint64_t defer(std::function<std::vector<std::byte>()> fallback);
+    uint64_t defer(std::function<HandlerResult()> fallback);
     bool deferral_current(uint64_t serial) const { return serial == m_deferral; }
-    void complete_deferred(uint64_t serial, std::vector<std::byte> response);
+    void complete_deferred(uint64_t serial, HandlerResult result); // through complete()
     std::vector<std::byte> display_info_answer(std::optional<RespDisplayInfo> answer);
     std::vector<std::byte> edid_answer(uint32_t scanout, std::optional<RespEdid> answer);
 
@@ -247,14 +247,14 @@ private:
     // answers for a command that is no longer waiting are dropped.
     uint64_t m_deferral = 0;
     bool m_frontend_gone = false; // the next reset is because the frontend left
-    std::function<std::vector<std::byte>()> m_deferred_fallback;
+    std::function<HandlerResult()> m_deferred_fallback;
     // The request being handled (handlers that need its fence flag read it).
     CtrlHdr m_request {};
     // Guards against re-entering drain_control from a completion callback inside a handler.
     bool m_draining = false;
     // An answer that arrived before its handler returned (a display that answers at once).
     bool m_in_handler = false;
-    std::optional<std::vector<std::byte>> m_early_answer;
+    std::optional<HandlerResult> m_early_answer;
     Lifetime m_lifetime; // for the display's callbacks
 };
 
