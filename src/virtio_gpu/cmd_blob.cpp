@@ -229,7 +229,7 @@ Device::HandlerResult Device::give_back_stopped(uint32_t scanout_mask)
     if (!(m_request.flags & FLAG_FENCE) || waiting.empty() || !m_display)
         return nodata();
     ++m_stats.release_waits;
-    auto answer = [this]() -> HandlerResult { return nodata(); };
+    auto answer = []() -> HandlerResult { return nodata(); };
     uint64_t serial = defer(answer);
     auto remaining = std::make_shared<size_t>(waiting.size());
     auto timed_out = std::make_shared<bool>(false);
