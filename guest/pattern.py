@@ -69,9 +69,78 @@ def read_ppm(path):
     return w, h, pixels
 
 
+def _unfilter(kind, line, prior, bpp):
+    """Undoes one PNG filter (RFC 2083 6.1) on a row of bytes, given the row above."""
+    if kind == 0:
+        return line
+    if kind == 2:
+        return bytearray((a + b) & 0xFF for a, b in zip(line, prior))
+    out = bytearray(line)
+    for i in range(len(out)):
+        left = out[i - bpp] if i >= bpp else 0
+        up = prior[i]
+        if kind == 1:
+            out[i] = (out[i] + left) & 0xFF
+        elif kind == 3:
+            out[i] = (out[i] + ((left + up) >> 1)) & 0xFF
+        elif kind == 4:
+            corner = prior[i - bpp] if i >= bpp else 0
+            p = left + up - corner
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+            predictor = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+            out[i] = (out[i] + predictor) & 0xFF
+        else:
+            raise ValueError(f"PNG filter type {kind}")
+    return out
+
+
+def read_png(path):
+    """Returns (width, height, rgb_bytes) of an 8-bit RGB or RGBA PNG (what QEMU's screendump
+    writes with format=png, as virsh screenshot asks for)."""
+    import struct
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError(f"{path}: not a PNG")
+    pos, idat, header = 8, b"", None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            break
+    if header is None:
+        raise ValueError(f"{path}: no IHDR")
+    w, h, depth, colour, _, _, interlace = header
+    if depth != 8 or colour not in (2, 6) or interlace:
+        raise ValueError(f"{path}: only 8-bit RGB/RGBA non-interlaced PNGs (depth {depth}, colour {colour})")
+    bpp = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prior = [], bytearray(stride)
+    for y in range(h):
+        start = y * (stride + 1)
+        line = _unfilter(raw[start], raw[start + 1 : start + 1 + stride], prior, bpp)
+        prior = line
+        rows.append(bytes(line) if bpp == 3 else bytes(b for i, b in enumerate(line) if i % 4 != 3))
+    return w, h, b"".join(rows)
+
+
+def read_image(path):
+    """PPM or PNG, by the file's first bytes."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    return read_png(path) if magic.startswith(b"\x89PNG") else read_ppm(path)
+
+
 def compare(path, variant, size=None):
-    """Returns (ok, message)."""
-    w, h, pixels = read_ppm(path)
+    """Returns (ok, message). The image is a binary PPM or a PNG."""
+    w, h, pixels = read_image(path)
     if size and (w, h) != size:
         return False, f"size {w}x{h}, expected {size[0]}x{size[1]}"
     bad, first, box = 0, None, None

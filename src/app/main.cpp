@@ -7,9 +7,12 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include "app/capabilities.h"
+#include "app/instance/registry.h"
 #include "app/options.h"
+#include "app_version.h"
 #include "base/event_loop.h"
 #include "base/fd_budget.h"
 #include "base/log.h"
@@ -38,6 +41,98 @@ Result<Fd> block_termination_signals()
     if (fd < 0)
         return Error::from_errno("signalfd");
     return Fd(fd);
+}
+
+// The log's first line: who started us, for which domain, and what configured us.
+std::string start_line(const app::Options& options)
+{
+    std::string who = options.libvirt
+        ? fmt::format("libvirt domain '{}'{} (video {}, pid file {})", options.libvirt->name.name,
+            options.libvirt->name.maybe_truncated ? " (the first 20 characters)" : "",
+            options.libvirt->name.alias, options.libvirt->pid_file)
+        : std::string("no libvirt pid file");
+    std::string config = options.config_path.empty()
+        ? std::string("no configuration file")
+        : fmt::format("configuration {}{}", options.config_path,
+            options.config_section.empty() ? std::string()
+                                           : fmt::format(" [domain {}]", options.config_section));
+    return fmt::format("vgpu-display {} started, pid {}, {}: {}; {}; control {}; export {}",
+        VGPU_VERSION, ::getpid(),
+        options.fd ? fmt::format("--fd={}", *options.fd)
+                   : fmt::format("--socket-path {}", options.socket_path.value_or("?")),
+        who, config, options.control_path.value_or("none"), options.export_path.value_or("none"));
+}
+
+// Where the log goes (--log, the configuration file, or by default); a file that cannot be
+// opened falls back to syslog, which says why.
+void open_log(const app::LogDestination& destination)
+{
+    using Kind = app::LogDestination::Kind;
+    if (destination.kind == Kind::Syslog) {
+        log::log_to_syslog();
+    } else if (destination.kind == Kind::File) {
+        if (auto opened = log::log_to_file(destination.path); !opened) {
+            log::log_to_syslog();
+            VGPU_LOG_ERROR("log file {}; logging to syslog", opened.error().message);
+        }
+    }
+}
+
+// The instance record (app/instance/registry.h) for vgpu-ctl list, removed when we exit.
+class InstanceRecord {
+public:
+    explicit InstanceRecord(const app::Options& options)
+    {
+        // Only a backend someone may look for: libvirt's, or one with a socket for clients.
+        if (!options.libvirt && !options.control_path && !options.export_path)
+            return;
+        auto dir = instance::runtime_dir();
+        if (!dir)
+            return;
+        instance::InstanceRecord record;
+        record.pid = ::getpid();
+        if (options.libvirt) {
+            record.domain = options.libvirt->name.name;
+            record.alias = options.libvirt->name.alias;
+        }
+        record.control = options.control_path;
+        record.export_path = options.export_path;
+        record.log = log::destination();
+        record.config = options.config_path;
+        record.version = VGPU_VERSION;
+        auto written = instance::write_record(*dir, record);
+        if (!written) {
+            VGPU_LOG_WARN(
+                "instance record: {} (vgpu-ctl list will not show us)", written.error().message);
+            return;
+        }
+        VGPU_LOG_DEBUG("instance record {}", *written);
+        m_dir = *dir;
+    }
+    ~InstanceRecord()
+    {
+        if (!m_dir.empty())
+            instance::remove_record(m_dir, ::getpid());
+    }
+    InstanceRecord(const InstanceRecord&) = delete;
+    InstanceRecord& operator=(const InstanceRecord&) = delete;
+
+private:
+    std::string m_dir;
+};
+
+// A configured socket path such as /run/vgpu-display/{domain}.control: its directory is made when
+// missing (0755: the socket's own mode decides who connects).
+Result<void> make_parent_directory(const std::string& path)
+{
+    auto parent = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (parent.empty() || std::filesystem::exists(parent, error))
+        return {};
+    std::filesystem::create_directories(parent, error);
+    if (error)
+        return Error::format("{}: {}", parent.string(), error.message());
+    return {};
 }
 
 Result<int> run(const app::Options& options)
@@ -85,6 +180,7 @@ Result<int> run(const app::Options& options)
     // The export socket: outputs handed to consumers in other processes (docs/export.md).
     std::unique_ptr<display::ExportServer> exports;
     if (options.export_path) {
+        TRY(make_parent_directory(*options.export_path));
         display::ExportOptions export_options;
         export_options.mode = options.export_mode;
         export_options.group = options.export_group;
@@ -103,6 +199,7 @@ Result<int> run(const app::Options& options)
     }
     std::unique_ptr<control::ControlServer> control;
     if (options.control_path) {
+        TRY(make_parent_directory(*options.control_path));
         control::ControlLimits limits;
         limits.max_clients = options.max_control_clients;
         limits.socket_mode = options.control_mode;
@@ -121,6 +218,7 @@ Result<int> run(const app::Options& options)
         server->set_disconnect_callback([&] { loop->stop(); });
         TRY(server->serve_connected(Fd(*options.fd)));
     }
+    InstanceRecord record(options);
     VGPU_LOG_INFO("blob resources: offered{}; release timeout {} ms; to QEMU as {}",
         options.blob ? ", and taken without negotiation (--blob)" : "",
         options.release_timeout.count(), exporter ? exporter->name() : "UPDATE messages");
@@ -136,6 +234,15 @@ int checked_main(int argc, char** argv)
     auto parsed = vgpu::app::parse_options(argc, argv);
     if (auto* exit_now = std::get_if<vgpu::app::ExitNow>(&parsed)) {
         std::fprintf(exit_now->code == 0 ? stdout : stderr, "%s\n", exit_now->text.c_str());
+        // Under libvirt stderr is /dev/null: the one line goes to the log as well.
+        if (exit_now->code != 0 && exit_now->log
+            && exit_now->log->kind != vgpu::app::LogDestination::Kind::Stderr) {
+            open_log(*exit_now->log);
+            std::string_view text = exit_now->text;
+            if (text.starts_with("vgpu-display: "))
+                text.remove_prefix(14);
+            VGPU_LOG_ERROR("not started: {}", text);
+        }
         return exit_now->code;
     }
     const auto& options = std::get<vgpu::app::Options>(parsed);
@@ -153,11 +260,16 @@ int checked_main(int argc, char** argv)
         return 0;
     }
     vgpu::log::set_level(options.log_level);
+    open_log(options.log);
+    VGPU_LOG_INFO("{}", start_line(options));
     auto result = run(options);
     if (!result) {
         std::fprintf(stderr, "vgpu-display: %s\n", result.error().message.c_str());
+        if (vgpu::log::destination() != "stderr")
+            VGPU_LOG_ERROR("stopped: {}", result.error().message);
         return 1;
     }
+    VGPU_LOG_INFO("exiting");
     return *result;
 }
 } // namespace

@@ -1,4 +1,6 @@
-// Command-line options (vhost-user.rst "Backend program conventions").
+// Command-line options (vhost-user.rst "Backend program conventions"), and the configuration file
+// (app/instance/config_file.h) that says the same for a backend libvirt starts with only --fd=N.
+// The command line wins over a [domain NAME] section, which wins over the file's other lines.
 #pragma once
 
 #include <chrono>
@@ -8,12 +10,38 @@
 #include <variant>
 #include <vector>
 
+#include "app/instance/config_file.h"
+#include "app/instance/libvirt.h"
 #include "virtio_gpu/device.h"
 
 #include "base/log.h"
 #include "base/result.h"
 
 namespace vgpu::app {
+
+// --log: stderr, syslog, or file:PATH (a path alone is a file too).
+struct LogDestination {
+    enum class Kind {
+        Stderr,
+        Syslog,
+        File,
+    } kind = Kind::Stderr;
+    std::string path;
+};
+Result<LogDestination> parse_log_destination(std::string_view text);
+std::string describe(const LogDestination& destination);
+
+// What parsing needs to know of the process: the environment and who started it.
+struct Environment {
+    std::optional<std::string> config_path; // $VGPU_DISPLAY_CONFIG
+    std::string default_config_path = instance::DEFAULT_CONFIG_PATH; // read if it exists
+    std::optional<instance::LibvirtStart> libvirt; // the libvirt pid file we hold open
+    pid_t pid = 0;
+    bool root = false;
+    bool stderr_is_null = false; // libvirt's daemonized start: the log must go elsewhere
+    std::string home; // $XDG_STATE_HOME or $HOME/.local/state, for a non-root log file
+    static Environment of_this_process();
+};
 
 struct Options {
     std::optional<std::string> socket_path;
@@ -45,6 +73,11 @@ struct Options {
     mode_t socket_mode = 0600;
     mode_t control_mode = 0600;
     log::Level log_level = log::Level::Info;
+    LogDestination log;
+    // Who we serve, and what configured us (for the log's first line and the instance record).
+    std::optional<instance::LibvirtStart> libvirt;
+    std::string config_path; // empty: no file was read
+    std::string config_section; // the [domain NAME] that applied, if any
 };
 
 // What parsing decided: run with options, or exit now with a code after printing `text`
@@ -52,8 +85,11 @@ struct Options {
 struct ExitNow {
     int code;
     std::string text;
+    // Where the error line must go as well: under libvirt nobody reads stderr.
+    std::optional<LogDestination> log = std::nullopt;
 };
 
+std::variant<Options, ExitNow> parse_options(int argc, char** argv, const Environment& environment);
 std::variant<Options, ExitNow> parse_options(int argc, char** argv);
 // "1280x800" -> a mode within 16..8192 on each side.
 Result<virtio_gpu::OutputMode> parse_mode(std::string_view text);

@@ -1,4 +1,5 @@
-// Logging on libfmt (libstdc++ 12 has no <format>). One line per message on stderr.
+// Logging on libfmt (libstdc++ 12 has no <format>). One line per message: on stderr, or in a file
+// or syslog for a backend that libvirt starts daemonized with stderr on /dev/null.
 // Messages caused by the guest or a frontend go through VGPU_LOG_GUEST, which is rate-limited per
 // call site: a guest must not be able to flood the host's log.
 #pragma once
@@ -7,9 +8,12 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
+
+#include "base/result.h"
 
 namespace vgpu::log {
 
@@ -26,6 +30,14 @@ Level level();
 std::optional<Level> parse_level(std::string_view name);
 inline bool enabled(Level l) { return static_cast<int>(l) <= static_cast<int>(level()); }
 void write(Level level, std::string_view message);
+
+// Where lines go; chosen once at start-up, before other threads run. A file is opened for appending
+// (its directory made if need be) and its lines carry the wall-clock time and our pid, since one
+// file spans restarts; syslog's lines go to LOG_DAEMON as "vgpu-display[PID]".
+Result<void> log_to_file(const std::string& path);
+void log_to_syslog();
+// "stderr", "syslog" or the file's path.
+std::string destination();
 
 // A token bucket: `burst` messages at once, then one every `interval`. Suppressed messages are
 // counted and reported with the next message that passes.

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/tools/ctl_backends.h"
 #include "app/tools/ctl_connection.h"
 #include "app/tools/ctl_export.h"
 #include "app/tools/ctl_format.h"
@@ -97,6 +98,7 @@ private:
 
 struct Args {
     std::string control;
+    std::string domain;
     bool json = false;
     double timeout_seconds = 30;
     std::string output;
@@ -464,6 +466,16 @@ CtlResult<void> cmd_lease_revoke(Context& context)
     return {};
 }
 
+CtlResult<void> cmd_list(Context& context)
+{
+    auto backends = find_backends();
+    if (context.json_output())
+        print(dump(backends_json(backends)) + "\n");
+    else
+        print(format_backends(backends));
+    return {};
+}
+
 CtlResult<void> cmd_raw(Context& context)
 {
     auto request = json::parse(context.args().raw, nullptr, false);
@@ -574,6 +586,11 @@ std::vector<std::pair<CLI::App*, Command>> define_commands(CLI::App& cli, Args& 
     revoke->add_option("LEASE", args.lease, "the lease id (see leases)")->required();
     commands.emplace_back(revoke, cmd_lease_revoke);
 
+    commands.emplace_back(cli.add_subcommand("list",
+                              "the running backends: pid, libvirt domain, video device, program "
+                              "and control socket (needs no backend)"),
+        cmd_list);
+
     auto* raw = cli.add_subcommand("raw", "send a request object and print the reply");
     raw->add_option("JSON", args.raw, "the request, such as '{\"execute\": \"query-stats\"}'")
         ->required();
@@ -606,6 +623,9 @@ CtlResult<void> run(int argc, char** argv)
     cli.add_option(
            "--control", args.control, "the backend's control socket (vgpu-display --control PATH)")
         ->envname("VGPU_CONTROL");
+    cli.add_option("--domain", args.domain,
+        "the backend of this libvirt domain (found through libvirt's pid files and the backends' "
+        "records; see vgpu-ctl list) instead of --control");
     cli.add_flag("--json", args.json, "print the reply's value as JSON");
     cli.add_option("--timeout", args.timeout_seconds,
            "seconds to wait for the greeting and each reply (default 30)")
@@ -642,6 +662,14 @@ CtlResult<void> run(int argc, char** argv)
     }
     if (chosen == commands.end())
         return failure(Exit::Usage, "a command is required (see --help)");
+    if (!args.domain.empty()) {
+        if (cli.get_option("--control")->count() > 0)
+            return failure(Exit::Usage, "--domain and --control name the backend twice: give one");
+        auto backend = TRY(backend_of_domain(find_backends(), args.domain));
+        args.control = *backend.control;
+        if (args.export_path.empty() && backend.export_path)
+            args.export_path = *backend.export_path;
+    }
     Context context(args);
     return chosen->second(context);
 }
