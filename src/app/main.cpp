@@ -218,6 +218,8 @@ Result<int> run(const app::Options& options)
         server->set_disconnect_callback([&] { loop->stop(); });
         TRY(server->serve_connected(Fd(*options.fd)));
     }
+    // Said once everything is up: a start that fails leaves one line, its error.
+    VGPU_LOG_INFO("{}", start_line(options));
     InstanceRecord record(options);
     VGPU_LOG_INFO("blob resources: offered{}; release timeout {} ms; to QEMU as {}",
         options.blob ? ", and taken without negotiation (--blob)" : "",
@@ -261,7 +263,6 @@ int checked_main(int argc, char** argv)
     }
     vgpu::log::set_level(options.log_level);
     open_log(options.log);
-    VGPU_LOG_INFO("{}", start_line(options));
     auto result = run(options);
     if (!result) {
         std::fprintf(stderr, "vgpu-display: %s\n", result.error().message.c_str());

@@ -255,6 +255,7 @@ std::variant<Options, ExitNow> finish(Bindings& b, const Environment& environmen
 std::vector<char*> pointers(std::vector<std::string>& words)
 {
     std::vector<char*> out;
+    out.reserve(words.size());
     for (auto& w : words)
         out.push_back(w.data());
     return out;

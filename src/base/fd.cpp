@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -73,6 +77,36 @@ Result<void> seal_read_only(int memfd)
         != 0)
         return Error::from_errno("sealing a memfd");
     return {};
+}
+
+Result<std::vector<std::byte>> read_whole_file(const std::string& path, size_t max_bytes)
+{
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return Error::from_errno(path);
+    struct stat st { };
+    if (::fstat(fd.get(), &st) < 0)
+        return Error::from_errno(path);
+    if (S_ISDIR(st.st_mode))
+        return Error::format("{}: is a directory", path);
+    std::vector<std::byte> out;
+    if (S_ISREG(st.st_mode) && st.st_size > 0)
+        out.reserve(size_t(std::min<uint64_t>(uint64_t(st.st_size), max_bytes + 1)));
+    // Read to the end rather than trusting st_size: pipes and files that grow while we read.
+    std::byte buffer[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return Error::from_errno(path);
+        if (n == 0)
+            break;
+        out.insert(out.end(), buffer, buffer + n);
+        if (out.size() > max_bytes)
+            return Error::format("{}: larger than {} bytes", path, max_bytes);
+    }
+    return out;
 }
 
 } // namespace vgpu

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -54,5 +56,9 @@ Result<Fd> make_memfd(const char* name, size_t size);
 // Seals a memfd so that nobody else can write it (a new PROT_WRITE|MAP_SHARED mapping fails;
 // mappings made before stay writable), shrink, grow or reseal it: what we hand to consumers.
 Result<void> seal_read_only(int memfd);
+
+// All of a file (read to its end, not trusting st_size: pipes, files that grow); more than
+// max_bytes, or a directory, is an error naming the path.
+Result<std::vector<std::byte>> read_whole_file(const std::string& path, size_t max_bytes);
 
 } // namespace vgpu

@@ -103,25 +103,9 @@ Result<ConfigFile> parse_config(
 
 Result<ConfigFile> load_config(const std::string& path, const KeyRules& rules)
 {
-    int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (raw < 0)
-        return Error::from_errno(path);
-    Fd fd(raw);
-    std::string text;
-    char buffer[4096];
-    for (;;) {
-        auto n = ::read(fd.get(), buffer, sizeof(buffer));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error::from_errno(path);
-        if (n == 0)
-            break;
-        text.append(buffer, size_t(n));
-        // A configuration file is a few lines; a device or a huge file is a mistake.
-        if (text.size() > (1u << 20))
-            return Error::format("{}: larger than 1 MiB", path);
-    }
+    // A configuration file is a few lines; a device or a huge file is a mistake.
+    auto bytes = TRY(read_whole_file(path, size_t(1) << 20));
+    std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     return parse_config(text, path, rules);
 }
 

@@ -66,6 +66,7 @@ std::vector<Backend> find_backends()
             backend.pid_file = found.pid_file;
         }
     std::vector<Backend> backends;
+    backends.reserve(by_pid.size());
     for (auto& [pid, backend] : by_pid)
         backends.push_back(std::move(backend));
     std::stable_sort(backends.begin(), backends.end(),

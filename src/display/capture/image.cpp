@@ -36,36 +36,6 @@ Result<void> check_size(
     return {};
 }
 
-Result<std::vector<std::byte>> read_whole(const std::string& path)
-{
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd)
-        return Error::from_errno(path);
-    struct stat st { };
-    if (::fstat(fd.get(), &st) < 0)
-        return Error::from_errno(path);
-    if (S_ISDIR(st.st_mode))
-        return Error::format("{}: is a directory", path);
-    std::vector<std::byte> out;
-    if (S_ISREG(st.st_mode) && st.st_size > 0)
-        out.reserve(size_t(std::min<uint64_t>(uint64_t(st.st_size), MAX_FILE_BYTES + 1)));
-    // Read to the end rather than trusting st_size: pipes and files that grow while we read.
-    std::byte buffer[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return Error::from_errno(path);
-        if (n == 0)
-            break;
-        out.insert(out.end(), buffer, buffer + n);
-        if (out.size() > MAX_FILE_BYTES)
-            return Error::format("{}: larger than {} bytes", path, MAX_FILE_BYTES);
-    }
-    return out;
-}
-
 bool is_space(std::byte b)
 {
     char c = char(b);
@@ -316,7 +286,7 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, const std::stri
 
 Result<Image> read_image(const std::string& path)
 {
-    auto data = TRY(read_whole(path));
+    auto data = TRY(read_whole_file(path, MAX_FILE_BYTES));
     static constexpr unsigned char png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
         '\n' };
     if (data.size() >= 8 && std::memcmp(data.data(), png_signature, 8) == 0)

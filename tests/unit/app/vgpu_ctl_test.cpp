@@ -818,6 +818,29 @@ std::string crc_event(
     return event.dump();
 }
 
+TEST_F(VgpuCtlTest, ListAndDomain_FromRecordsOnly_NamingWhatIsWrong)
+{
+    // A record of a live process that is not vgpu-display (a reused pid) is no backend.
+    auto runtime = m_dir + "/run";
+    std::filesystem::create_directories(runtime);
+    std::ofstream(runtime + "/" + std::to_string(::getpid()) + ".json")
+        << "{\"pid\": " << ::getpid() << ", \"domain\": \"web\", \"control\": \"/x\"}";
+    std::vector<std::string> env { "VGPU_DISPLAY_RUNTIME_DIR=" + runtime };
+    auto listed = run({ "--json", "list" }, env);
+    EXPECT_EQ(listed.code, 0) << listed.err;
+    auto backends = json::parse(listed.out, nullptr, false);
+    ASSERT_TRUE(backends.is_array()) << listed.out;
+    for (const auto& b : backends)
+        EXPECT_NE(b.value("pid", 0), ::getpid()) << listed.out;
+    auto missing = run({ "--domain", "web", "stats" }, env);
+    EXPECT_EQ(missing.code, 3);
+    EXPECT_EQ(missing.err,
+        "vgpu-ctl: no backend runs for domain 'web' (vgpu-ctl list shows the running ones)\n");
+    auto both = run({ "--domain", "web", "--control", m_socket, "stats" }, env);
+    EXPECT_EQ(both.code, 2);
+    EXPECT_EQ(both.err, "vgpu-ctl: --domain and --control name the backend twice: give one\n");
+}
+
 TEST_F(VgpuCtlTest, CrcFollow_PrintsEventsUntilSigint_ThenStopsAndPrintsTheRest)
 {
     FakeServer server(m_socket, [](const json& request) {
