@@ -24,7 +24,8 @@ ROOT=$(dirname "$HERE")
 CACHE=${1:-${VGPU_GUEST_CACHE:-$ROOT/build/guest}}
 APT=(apt-get -o DPkg::Lock::Timeout=600 -o APT::Sandbox::User=root -qq)
 CFLAGS=(-static -O2 -std=gnu11 -Wall -Wextra -Werror)
-MODULES=(virtio_pci virtio_gpu)
+# virtio_input and evdev: virtio-keyboard-pci and virtio-tablet-pci as /dev/input/event* (drmtest input).
+MODULES=(virtio_pci virtio_gpu virtio_input evdev)
 
 die() { echo "guest/build.sh: $*" >&2; exit 1; }
 trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR

@@ -20,6 +20,8 @@
  *   animate [SECONDS]   a moving bar with page flips, forever when SECONDS is 0 (default 0)
  *   frames [N]          frame 0 by a modeset, then N page flips, frame i showing variant (i+1) % 8,
  *                       for the host's CRC capture (default 8; see the markers below)
+ *   input [SECONDS]     the input devices' events echoed (virtio-keyboard-pci, virtio-tablet-pci):
+ *                       every /dev/input/event* device, forever when SECONDS is 0 (default 0)
  *   bootcount [get|set N]  a counter in CMOS RAM, which survives a guest reset (for reboot tests)
  *
  * Markers (one line each):
@@ -34,6 +36,10 @@
  *   VGPU-FRAMES-DONE n=<N> variants=<V1>,<V2>,...
  *       frames: the N page flips are done (each flip event received), frame i showed Vi; held
  *       again, so that the host can read its CRCs before the program exits.
+ *   VGPU-INPUT-DEVICE event<N> name=<name with _ for spaces>
+ *   VGPU-INPUT-READY devices=<N>            input: every device is open; events follow as
+ *   VGPU-INPUT <key|btn|abs|rel> code=<C> value=<V> dev=event<N>   (linux/input-event-codes.h;
+ *                                           key for KEY_*, btn for BTN_*; SYN reports are left out)
  *   VGPU-BENCH flips_per_s=F dirtyfb_per_s=D mode=WxH flips=N dirtyfbs=M seconds=S
  *   VGPU-ERROR <what>: <errno text>        a failed step (the exit code is then non-zero)
  *   VGPU-DONE <subcommand> rc=<N>
@@ -67,6 +73,9 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dirent.h>
+#include <linux/input.h>
 
 #include <drm.h>
 #include <drm_fourcc.h>
@@ -1304,6 +1313,75 @@ static int cmd_animate(int argc, char** argv)
     return 0;
 }
 
+#define INPUT_MAX 16
+
+/* Echoes what the guest's input devices report, for the host to check that keys and clicks sent
+ * to QEMU (by vgpu-vnc, through QMP) arrive. Waits up to 10 s for the devices to appear (the
+ * virtio_input driver probes them while /init goes on). */
+static int cmd_input(int argc, char** argv)
+{
+    double seconds = argc > 0 ? strtod(argv[0], NULL) : 0.0;
+    struct pollfd fds[INPUT_MAX];
+    int numbers[INPUT_MAX];
+    int count = 0;
+    for (int tries = 0; count == 0 && tries < 100; tries++) {
+        DIR* dir = opendir("/dev/input");
+        struct dirent* e;
+        while (dir && (e = readdir(dir)) && count < INPUT_MAX) {
+            int n;
+            if (sscanf(e->d_name, "event%d", &n) != 1)
+                continue;
+            char path[64], name[128] = "";
+            snprintf(path, sizeof(path), "/dev/input/event%d", n);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return fail("open %s", path);
+            if (ioctl(fd, EVIOCGNAME(sizeof(name) - 1), name) < 0)
+                strcpy(name, "unknown");
+            for (char* c = name; *c; c++)
+                if (*c == ' ')
+                    *c = '_';
+            printf("VGPU-INPUT-DEVICE event%d name=%s\n", n, name);
+            fds[count].fd = fd;
+            fds[count].events = POLLIN;
+            numbers[count++] = n;
+        }
+        if (dir)
+            closedir(dir);
+        if (count == 0)
+            usleep(100000);
+    }
+    if (count == 0)
+        return fail("no /dev/input/event* device after 10 s");
+    printf("VGPU-INPUT-READY devices=%d\n", count);
+    double start = now_seconds();
+    while (seconds <= 0 || now_seconds() - start < seconds) {
+        if (poll(fds, (nfds_t)count, 200) < 0 && errno != EINTR)
+            return fail("poll");
+        for (int i = 0; i < count; i++) {
+            if (!(fds[i].revents & POLLIN))
+                continue;
+            struct input_event ev[16];
+            ssize_t got = read(fds[i].fd, ev, sizeof(ev));
+            if (got < 0)
+                return fail("read event%d", numbers[i]);
+            for (size_t k = 0; k < (size_t)got / sizeof(ev[0]); k++) {
+                const char* kind = ev[k].type == EV_KEY
+                    ? (ev[k].code >= BTN_MISC && ev[k].code < KEY_OK ? "btn" : "key")
+                    : ev[k].type == EV_ABS ? "abs"
+                    : ev[k].type == EV_REL ? "rel"
+                                           : NULL;
+                if (kind)
+                    printf("VGPU-INPUT %s code=%u value=%d dev=event%d\n", kind, ev[k].code,
+                        ev[k].value, numbers[i]);
+            }
+        }
+    }
+    for (int i = 0; i < count; i++)
+        close(fds[i].fd);
+    return 0;
+}
+
 #define FRAMES_MAX 1000
 
 /* Frame 0 (variant 0) by a modeset, then N page flips with events, frame i showing variant
@@ -1374,6 +1452,7 @@ static const struct {
     { "bench", cmd_bench },
     { "animate", cmd_animate },
     { "frames", cmd_frames },
+    { "input", cmd_input },
     { "bootcount", cmd_bootcount },
 };
 

@@ -67,6 +67,11 @@ const char* level_name(Level l)
 }
 } // namespace
 
+// Set once at start-up by programs other than the backend (vgpu-vnc).
+static const char* g_program = "vgpu-display";
+
+void set_program(const char* name) { g_program = name; }
+
 void set_level(Level l) { g_level.store(static_cast<int>(l), std::memory_order_relaxed); }
 Level level() { return static_cast<Level>(g_level.load(std::memory_order_relaxed)); }
 
@@ -89,16 +94,15 @@ void write(Level l, std::string_view text)
         clock_gettime(CLOCK_REALTIME, &now);
         tm utc {};
         gmtime_r(&now.tv_sec, &utc);
-        auto line = fmt::format(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z vgpu-display[{}] {}: {}\n",
+        auto line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {}[{}] {}: {}\n",
             utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-            now.tv_nsec / 1000000, ::getpid(), level_name(l), text);
+            now.tv_nsec / 1000000, g_program, ::getpid(), level_name(l), text);
         [[maybe_unused]] auto n = ::write(fd, line.data(), line.size());
         return;
     }
     timespec ts {};
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    auto line = fmt::format("[{:>6}.{:03}] vgpu-display {}: {}\n", ts.tv_sec, ts.tv_nsec / 1000000,
+    auto line = fmt::format("[{:>6}.{:03}] {} {}: {}\n", ts.tv_sec, ts.tv_nsec / 1000000, g_program,
         level_name(l), text);
     // One write(2) per line so that lines from concurrent processes do not interleave.
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
@@ -125,7 +129,7 @@ Result<void> log_to_file(const std::string& path)
 
 void log_to_syslog()
 {
-    ::openlog("vgpu-display", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    ::openlog(g_program, LOG_PID | LOG_NDELAY, LOG_DAEMON);
     g_syslog.store(true);
 }
 

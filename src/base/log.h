@@ -25,6 +25,8 @@ enum class Level : int {
     Trace = 4
 };
 
+// The name log lines carry ("vgpu-display" unless a program says otherwise; a string literal).
+void set_program(const char* name);
 void set_level(Level level);
 Level level();
 std::optional<Level> parse_level(std::string_view name);

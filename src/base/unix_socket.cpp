@@ -55,6 +55,26 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int ty
     return socket;
 }
 
+Result<Fd> connect_unix(const std::string& path, int type)
+{
+    sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(address.sun_path))
+        return Error::format("socket path '{}' is empty or longer than {} bytes", path,
+            sizeof(address.sun_path) - 1);
+    std::memcpy(address.sun_path, path.data(), path.size());
+    Fd socket(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!socket.valid())
+        return Error::from_errno("socket");
+    int rc = 0;
+    do
+        rc = ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return Error::from_errno(fmt::format("connect {}", path));
+    return socket;
+}
+
 void attach_rights(msghdr& msg, RightsBuffer& buffer, std::span<const int> fds)
 {
     VGPU_VERIFY(fds.size() <= MAX_RIGHTS);

@@ -20,6 +20,10 @@ namespace vgpu {
 Result<Fd> listen_unix(
     const std::string& path, int backlog, mode_t mode = 0600, int type = SOCK_STREAM);
 
+// A socket of `type` connected to the unix socket at `path` (blocking, close-on-exec); the error
+// names the path.
+Result<Fd> connect_unix(const std::string& path, int type = SOCK_STREAM);
+
 // Descriptors carried with a message (SCM_RIGHTS): at most MAX_RIGHTS in one message here.
 constexpr size_t MAX_RIGHTS = 8;
 struct RightsBuffer {

@@ -2,11 +2,12 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "base/unix_socket.h"
 
 namespace vgpu::exporting {
 
@@ -120,16 +121,7 @@ Result<std::optional<MappedBuffer>> BufferAssembler::add(Message& message)
 
 Result<Client> Client::connect(const std::string& path, std::string_view name, milliseconds timeout)
 {
-    sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    if (path.size() >= sizeof(address.sun_path))
-        return Error::format("{}: the path is too long for a unix socket", path);
-    std::memcpy(address.sun_path, path.data(), path.size());
-    Fd socket(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!socket)
-        return Error::from_errno("socket");
-    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0)
-        return Error::from_errno(fmt::format("connect {}", path));
+    Fd socket = TRY(connect_unix(path, SOCK_SEQPACKET));
     Client client(std::move(socket), timeout);
     Hello hello { VERSION_MAJOR, VERSION_MINOR, {} };
     set_text(hello.name, name);

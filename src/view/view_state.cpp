@@ -81,6 +81,8 @@ Result<ViewState::Change> ViewState::apply(ex::Message& message)
     if (auto c = message.as<ex::Cursor>()) {
         m_cursor.x = int32_t(c->x);
         m_cursor.y = int32_t(c->y);
+        m_cursor.hot_x = c->hot_x;
+        m_cursor.hot_y = c->hot_y;
         if (c->buffer == 0) {
             m_cursor.image = nullptr;
         } else {

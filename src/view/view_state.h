@@ -26,6 +26,7 @@ struct CursorView {
     const ex::MappedBuffer* image = nullptr; // nullptr: hidden
     uint32_t image_id = 0; // changes when the image does
     int32_t x = 0, y = 0; // top-left in output coordinates
+    uint32_t hot_x = 0, hot_y = 0; // the hot spot in the image
 };
 
 class ViewState {
