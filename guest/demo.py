@@ -2,9 +2,12 @@
 """./run demo: the test guest, live, on our backend.
 
 Starts build/bin/vgpu-display on a socket, boots the test guest under QEMU 10 (TCG) with
-vhost-user-gpu-pci connected to it, runs an endless animation in the guest (page flips of a moving
-bar), and writes a QMP screendump every few seconds to the PNG path it prints. The guest console
-is shown here. Ctrl-C (or SIGTERM) stops QEMU and the backend and exits 0.
+vhost-user-gpu-pci connected to it (and a virtio keyboard and tablet), runs an endless animation in
+the guest (page flips of a moving bar), starts vgpu-vnc on the backend's export socket with the
+browser view, prints its URL (loopback) and a vgpu-view command line, and writes a QMP screendump
+every few seconds to the PNG path it prints. Keys typed in the browser view reach the guest (it
+echoes them on the console shown here). Ctrl-C (or SIGTERM) stops everything it started and
+exits 0. Nothing needs a display or a browser.
 """
 import argparse
 import os
@@ -28,6 +31,8 @@ def main():
     parser.add_argument("--out", help="directory for the screenshots (default: a new one under /tmp)")
     parser.add_argument("--every", type=float, default=3.0, help="seconds between screenshots")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+    parser.add_argument("--vnc", default="127.0.0.1:5900", help="vgpu-vnc's VNC address (port 0: any free one)")
+    parser.add_argument("--http", default="127.0.0.1:6080", help="the browser view's address (port 0: any free one)")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="vgpu-demo-")
@@ -37,6 +42,7 @@ def main():
     control_path = os.path.join(work, "control.sock")
     export_path = os.path.join(work, "export.sock")
     qmp_path = os.path.join(work, "qmp.sock")
+    vnc_qmp_path = os.path.join(work, "vnc-qmp.sock")
     latest = os.path.join(out, "screen.png")
 
     stopping = False
@@ -58,11 +64,36 @@ def main():
         time.sleep(0.02)
     console_path = os.path.join(work, "console.log")
     console = open(console_path, "wb")
-    qemu = subprocess.Popen([os.path.join(HERE, "boot.sh"), "--test", "animate:0", "--timeout", "86400",
+    qemu = subprocess.Popen([os.path.join(HERE, "boot.sh"), "--test", "input,animate:0", "--timeout", "86400",
                              "--qmp", qmp_path, "--cache", args.cache, "--",
-                             "-chardev", f"socket,id=vgpu,path={socket_path}", "-device", "vhost-user-gpu-pci,chardev=vgpu"],
+                             "-chardev", f"socket,id=vgpu,path={socket_path}", "-device", "vhost-user-gpu-pci,chardev=vgpu",
+                             # vgpu-vnc's own QMP (QEMU serves one client per socket) and the
+                             # devices its keys and clicks go to.
+                             "-qmp", f"unix:{vnc_qmp_path},server=on,wait=off",
+                             "-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"],
                             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
     print(f"demo: guest booting on vgpu-display ({socket_path})")
+    while not (os.path.exists(export_path) and os.path.exists(vnc_qmp_path)):
+        if qemu.poll() is not None:
+            sys.exit(f"demo: QEMU exited ({qemu.returncode}); see {console_path}")
+        time.sleep(0.05)
+    vnc_log = open(os.path.join(work, "vgpu-vnc.log"), "wb")
+    vnc = subprocess.Popen([os.path.join(os.path.dirname(args.backend), "vgpu-vnc"), "--export", export_path,
+                            "--listen", args.vnc, "--http", args.http, "--qmp", vnc_qmp_path],
+                           stdout=subprocess.PIPE, stderr=vnc_log, start_new_session=True)
+    vnc_address = url = None
+    for raw in iter(vnc.stdout.readline, b""):
+        line = raw.decode().strip()
+        if line.startswith("vnc "):
+            vnc_address = line[4:]
+        elif line.startswith("http "):
+            url = line[5:]
+        elif line == "ready":
+            break
+    if url is None:
+        vnc.wait()
+        with open(vnc_log.name, errors="replace") as f:
+            sys.exit(f"demo: vgpu-vnc did not start: {f.read().strip()}")
     print(f"demo: a screenshot every {args.every:g} s goes to {latest} (numbered copies beside it)")
     print(f"demo: guest console in {console_path}, backend log in {backend_log.name}; Ctrl-C stops")
     ctl = os.path.join(os.path.dirname(args.backend), "vgpu-ctl")
@@ -70,6 +101,8 @@ def main():
     print(f"        {ctl} --control {control_path} stats")
     print(f"        {ctl} --control {control_path} screendump 0 /tmp/vgpu-screen.png")
     print(f"        {ctl} --control {control_path} crc 0 --follow")
+    print(f"demo: the guest in a browser (keyboard and mouse go to it): {url}")
+    print(f"demo: VNC clients: {vnc_address} (vgpu-vnc's log in {vnc_log.name})")
     view = os.path.join(os.path.dirname(args.backend), "vgpu-view")
     print(f"demo: a window on the guest's screen (needs a display: X11, Wayland or Xvfb):")
     print(f"        {view} --export {export_path}")
@@ -122,7 +155,7 @@ def main():
                 qmp.execute("quit")
         except (QmpError, OSError):
             pass
-        for proc in (qemu, backend):
+        for proc in (vnc, qemu, backend):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
             try:

@@ -81,8 +81,17 @@ void send_all(int fd, std::string_view bytes)
     }
 }
 
+// What the client sent and we did not read, read now: a socket closed with unread bytes resets
+// the connection, and the client might lose our answer.
+void discard_input(int fd)
+{
+    char sink[4096];
+    while (::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) { }
+}
+
 void send_status(int fd, int status, std::string_view text)
 {
+    discard_input(fd);
     std::string body = fmt::format("{} {}\n{}\n", status, reason(status), text);
     send_all(fd,
         fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -107,7 +108,10 @@ bool Frontend::closed_by_backend(std::chrono::milliseconds timeout)
     if (::poll(&p, 1, int(timeout.count())) <= 0)
         return false;
     std::byte b;
-    return ::recv(m_socket.get(), &b, 1, MSG_DONTWAIT) == 0;
+    // ECONNRESET: the backend closed with bytes of ours still unread in its socket (Linux's
+    // unix sockets then reset the peer), as when it cuts off a message arriving in pieces.
+    ssize_t n = ::recv(m_socket.get(), &b, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 std::optional<uint64_t> Frontend::request(

@@ -2,7 +2,7 @@
 # cmake --install into a scratch prefix: the binary and the discovery file land where libvirt looks
 # (PREFIX/share/qemu/vhost-user), the file sorts before Debian's 50-qemu-gpu.json, its JSON is valid
 # and names the installed binary by absolute path, and that binary answers --print-capabilities;
-# the example configuration file is installed and accepted.
+# the example configuration file is installed and accepted; vgpu-vnc's page and noVNC are installed.
 set -euo pipefail
 build_dir=$1
 prefix=$(mktemp -d)
@@ -19,4 +19,11 @@ example="$prefix/share/doc/vgpu-display/vgpu-display.conf.example"
 [ -f "$example" ] || { echo "no $example"; exit 1; }
 VGPU_DISPLAY_CONFIG="$example" "$binary" --print-capabilities >/dev/null ||
     { echo "the installed example configuration is refused"; exit 1; }
+# vgpu-vnc and its browser view: the page and noVNC's modules where the installed vgpu-vnc
+# looks for them (share/vgpu-display/web beside bin/), as files, not links into the source tree.
+[ -x "$prefix/bin/vgpu-vnc" ] || { echo "no $prefix/bin/vgpu-vnc"; exit 1; }
+for f in index.html novnc/core/rfb.js novnc/vendor/pako/lib/zlib/inflate.js; do
+    [ -f "$prefix/share/vgpu-display/web/$f" ] && [ ! -L "$prefix/share/vgpu-display/web/$f" ] ||
+        { echo "the browser view's $f is not installed in $prefix/share/vgpu-display/web"; exit 1; }
+done
 echo "1 passed, 0 failed"

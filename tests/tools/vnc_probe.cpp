@@ -4,7 +4,8 @@
 //   vnc-probe HOST:PORT [--encodings "raw"] [--password P] [--no-cursor]
 //
 // Prints, as they happen: "connected W H NAME", "resize W H", "cursor W H XHOT YHOT",
-// "update N" (every 50th FramebufferUpdate, and the first). Commands:
+// "cursorpos X Y" (the hot spot), "update N" (every 50th FramebufferUpdate, and the first).
+// Commands:
 //   frame PATH        the frame buffer now, as a PPM (RGB): answers "frame W H UPDATES"
 //   key KEYSYM 0|1    a key event (keysym in hex or decimal)
 //   pointer X Y MASK  a pointer event
@@ -43,6 +44,13 @@ void cursor_shape(rfbClient*, int xhot, int yhot, int width, int height, int)
 {
     std::printf("cursor %d %d %d %d\n", width, height, xhot, yhot);
     std::fflush(stdout);
+}
+
+rfbBool cursor_position(rfbClient*, int x, int y)
+{
+    std::printf("cursorpos %d %d\n", x, y);
+    std::fflush(stdout);
+    return TRUE;
 }
 
 char* password(rfbClient*) { return strdup(g_password.c_str()); }
@@ -96,6 +104,7 @@ int main(int argc, char** argv)
     client->appData.useRemoteCursor = remote_cursor;
     client->FinishedFrameBufferUpdate = finished;
     client->GotCursorShape = cursor_shape;
+    client->HandleCursorPos = cursor_position;
     client->GetPassword = password;
     int fake_argc = 1;
     char name[] = "vnc-probe";
