@@ -98,7 +98,7 @@ void QmpInput::on_readable()
             return disconnect("a QMP line longer than 1 MiB");
     }
     size_t start = 0;
-    for (size_t end; (end = m_in.find('\n', start)) != std::string::npos; start = end + 1) {
+    for (size_t end = 0; (end = m_in.find('\n', start)) != std::string::npos; start = end + 1) {
         auto message = json::parse(
             m_in.begin() + ptrdiff_t(start), m_in.begin() + ptrdiff_t(end), nullptr, false);
         if (message.is_discarded() || !message.is_object())

@@ -269,7 +269,8 @@ int run(const Args& args)
         if (set.revents(signal_fd.get()) & POLLIN)
             break;
         if (set.revents(listener->get()) & POLLIN)
-            for (int fd; (fd = ::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;)
+            for (int fd = -1;
+                 (fd = ::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC)) >= 0;)
                 (*server)->add_client(Fd(fd));
         if (web)
             web->on_poll(set);

@@ -186,8 +186,8 @@ Result<void> VncServer::set_format(uint32_t fourcc)
     rfbPixelFormat& f = m_screen->serverFormat;
     f.bitsPerPixel = 32;
     f.depth = 24;
-    f.bigEndian = FALSE;
-    f.trueColour = TRUE;
+    f.bigEndian = 0;
+    f.trueColour = 1;
     f.redMax = f.greenMax = f.blueMax = 255;
     f.redShift = uint8_t(std::countr_zero(masks->r));
     f.greenShift = uint8_t(std::countr_zero(masks->g));
@@ -258,8 +258,9 @@ void VncServer::set_cursor(const exporting::MappedBuffer* image, uint32_t hot_x,
         std::vector<std::byte> scratch;
         for (uint32_t y = 0; y < m_cursor_height; ++y)
             if (const std::byte* row = image->bytes(
-                    uint64_t(y) * info.stride, m_cursor_width * 4, scratch))
-                std::memcpy(&m_cursor_argb[size_t(y) * m_cursor_width], row, m_cursor_width * 4);
+                    uint64_t(y) * info.stride, size_t(m_cursor_width) * 4, scratch))
+                std::memcpy(
+                    &m_cursor_argb[size_t(y) * m_cursor_width], row, size_t(m_cursor_width) * 4);
     }
     m_cursor_hot_x = std::min(hot_x, m_cursor_width ? m_cursor_width - 1 : 0);
     m_cursor_hot_y = std::min(hot_y, m_cursor_height ? m_cursor_height - 1 : 0);

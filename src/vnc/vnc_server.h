@@ -21,9 +21,9 @@
 #include "export/client.h"
 #include "vnc/poll_set.h"
 
-// libvncserver's types, kept out of our headers.
-struct _rfbScreenInfo;
-struct _rfbClientRec;
+// libvncserver's types, kept out of our headers (its names, not ours).
+struct _rfbScreenInfo; // NOLINT(bugprone-reserved-identifier)
+struct _rfbClientRec; // NOLINT(bugprone-reserved-identifier)
 struct rfbCursor;
 
 namespace vgpu::vnc {

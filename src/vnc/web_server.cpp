@@ -16,8 +16,8 @@ namespace vgpu::vnc {
 
 namespace {
 
-constexpr size_t MAX_REQUEST_HEAD = 16 * 1024;
-constexpr size_t MAX_FILE = 8 * 1024 * 1024;
+constexpr size_t MAX_REQUEST_HEAD = size_t(16) * 1024;
+constexpr size_t MAX_FILE = size_t(8) * 1024 * 1024;
 constexpr auto REQUEST_TIMEOUT = std::chrono::seconds(10);
 
 bool equal_nocase(std::string_view a, std::string_view b)
