@@ -10,7 +10,9 @@
 
 namespace vgpu {
 
-Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int type)
+namespace {
+
+Result<sockaddr_un> unix_address(const std::string& path)
 {
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
@@ -18,6 +20,14 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int ty
         return Error::format("socket path '{}' is empty or longer than {} bytes", path,
             sizeof(address.sun_path) - 1);
     std::memcpy(address.sun_path, path.data(), path.size());
+    return address;
+}
+
+} // namespace
+
+Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int type)
+{
+    sockaddr_un address = TRY(unix_address(path));
     Fd socket(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!socket.valid())
         return Error::from_errno("socket");
@@ -57,12 +67,7 @@ Result<Fd> listen_unix(const std::string& path, int backlog, mode_t mode, int ty
 
 Result<Fd> connect_unix(const std::string& path, int type)
 {
-    sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return Error::format("socket path '{}' is empty or longer than {} bytes", path,
-            sizeof(address.sun_path) - 1);
-    std::memcpy(address.sun_path, path.data(), path.size());
+    sockaddr_un address = TRY(unix_address(path));
     Fd socket(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
     if (!socket.valid())
         return Error::from_errno("socket");

@@ -63,10 +63,12 @@ Result<ViewState::Change> ViewState::apply(ex::Message& message)
                 info.height);
         uint32_t width = std::min(m_width, f->source.width);
         uint32_t height = std::min(m_height, f->source.height);
-        if (f->buffer != m_shown) {
-            // Another buffer: all of it is new to us.
+        if (m_shown == 0) {
+            // Nothing shown yet: all of it is new to us.
             m_damage = { ex::Rect32 { 0, 0, width, height } };
         } else {
+            // The damage is since the previous FLIP, whichever buffer this one names
+            // (docs/export.md): what we hold is that FLIP's picture.
             for (uint32_t i = 0; i < std::min(f->rects, ex::FLIP_RECTS); ++i)
                 if (auto r = clipped(f->damage[i], width, height))
                     m_damage.push_back(*r);

@@ -353,6 +353,84 @@ class VncChecks(unittest.TestCase):
             self.assertEqual(vnc.close(), 0, vnc.log())
 
 
+class VncAuth(unittest.TestCase):
+    """Beyond loopback: VNC authentication and TLS for WebSocket clients."""
+
+    def test_beyond_loopback_a_password_is_asked_and_websocket_clients_get_tls(self):
+        import socket
+        import ssl
+        workdir = tempfile.mkdtemp(prefix="vgpu-vnc-auth-")
+        backend = Backend(export=True)
+        password = os.path.join(workdir, "password")
+        with open(password, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(password, 0o600)
+        cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+        vnc = Process([VNC, "--export", backend.export_path, "--listen", "0.0.0.0:0", "--password-file", password,
+                       "--tls-cert", cert, "--tls-key", key], workdir, "vgpu-vnc")
+        try:
+            address = vnc.out.wait_for(r"^vnc 0\.0\.0\.0:(\d+)")
+            self.assertIsNotNone(address, vnc.log())
+            port = int(address.group(1))
+            target = f"127.0.0.1:{port}"
+            wrong = subprocess.run([PROBE, target, "--password", "guess"], input=b"quit\n", capture_output=True,
+                                   timeout=30)
+            self.assertNotEqual(wrong.returncode, 0, "a wrong password was let in")
+            right = Process([PROBE, target, "--password", "s3cret"], workdir, "probe")
+            self.assertIsNotNone(right.out.wait_for(r"^connected 640 480"), right.log() + vnc.log())
+            right.send("quit")
+            right.close()
+            # A WebSocket client over TLS: libvncserver answers the upgrade inside TLS.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall((f"GET /websockify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                                 f"Connection: Upgrade\r\nOrigin: https://127.0.0.1:{port}\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                    self.assertIn(b" 101 ", tls.recv(4096).split(b"\r\n")[0])
+                    self.assertEqual(tls.version()[:3], "TLS")
+            self.assertIsNone(vnc.proc.poll(), "vgpu-vnc died")
+        finally:
+            self.assertEqual(vnc.close(), 0, vnc.log())
+            backend.stop()
+
+
+class VncRestart(unittest.TestCase):
+    """The backend goes away under vgpu-vnc and comes back on the same export socket."""
+
+    def test_a_restarted_backend_is_leased_again_and_clients_stay(self):
+        workdir = tempfile.mkdtemp(prefix="vgpu-vnc-restart-")
+        export = os.path.join(workdir, "export.sock")
+        first = Backend("--export", export)
+        vnc = Process([VNC, "--export", export, "--listen", "127.0.0.1:0"], workdir, "vgpu-vnc")
+        probe = None
+        try:
+            address = vnc.out.wait_for(r"^vnc (\S+)")
+            self.assertIsNotNone(address, vnc.log())
+            probe = Process([PROBE, address.group(1)], workdir, "probe")
+            self.assertIsNotNone(probe.out.wait_for(r"^connected "), probe.log())
+            first.stop()
+            second = Backend("--export", export)
+            try:
+                deadline = time.monotonic() + 10
+                while "leased output 0 again" not in vnc.log() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self.assertIn("the backend closed the export socket", vnc.log())
+                self.assertIn("leased output 0 again", vnc.log())
+                probe.send("frame " + os.path.join(workdir, "f.ppm"))
+                self.assertIsNotNone(probe.out.wait_for(r"^frame "), "the client lost its server: " + probe.log())
+            finally:
+                second.stop()
+        finally:
+            if probe:
+                probe.close()
+            self.assertEqual(vnc.close(), 0, vnc.log())
+
+
 class VncE2EBlob(VncE2E):
     """The same with the guest's own virtio_gpu (force_blob=1) and --blob: blob resources."""
     blob = True

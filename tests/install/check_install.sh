@@ -22,6 +22,9 @@ VGPU_DISPLAY_CONFIG="$example" "$binary" --print-capabilities >/dev/null ||
 # vgpu-vnc and its browser view: the page and noVNC's modules where the installed vgpu-vnc
 # looks for them (share/vgpu-display/web beside bin/), as files, not links into the source tree.
 [ -x "$prefix/bin/vgpu-vnc" ] || { echo "no $prefix/bin/vgpu-vnc"; exit 1; }
+# Consumers live in their own processes: the backend links no VNC (or SDL) library.
+if ldd "$binary" | grep -E 'libvnc|libSDL'; then echo "the backend links a consumer's library"; exit 1; fi
+ldd "$prefix/bin/vgpu-vnc" | grep -q libvncserver || { echo "vgpu-vnc does not link libvncserver"; exit 1; }
 for f in index.html novnc/core/rfb.js novnc/vendor/pako/lib/zlib/inflate.js; do
     [ -f "$prefix/share/vgpu-display/web/$f" ] && [ ! -L "$prefix/share/vgpu-display/web/$f" ] ||
         { echo "the browser view's $f is not installed in $prefix/share/vgpu-display/web"; exit 1; }

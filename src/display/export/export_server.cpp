@@ -858,8 +858,11 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     Rect full { 0, 0, view.source->rect.width, view.source->rect.height };
     const auto& frame = frame_for(l);
     Rect source = frame ? frame->source : view.source->rect;
-    // Another buffer: the consumer redraws all of it.
-    Rect shown = whole || buffer != l.last_buffer ? full : damage;
+    // The damage is since this lease's previous FLIP: whole after a change of picture, else the
+    // flush's, even when the buffer is another ring slot (each holds the whole current picture,
+    // and the consumer's copy holds the previous one).
+    Rect shown = whole || l.picture_epoch != view.picture_epoch ? full : damage;
+    l.picture_epoch = view.picture_epoch;
     l.last_buffer = buffer;
     if (l.kind == ex::LeaseKind::Exclusive && !hold_frame(*consumer, l))
         return;
@@ -909,6 +912,7 @@ void ExportServer::output_changed(const Output& output)
     view.frame.reset();
     view.guest_frame.reset();
     view.dmabuf_frame.reset();
+    ++view.picture_epoch;
     for (auto& slot : view.ring.slots)
         slot->stale = output.full();
     std::vector<uint64_t> ids;

@@ -159,6 +159,8 @@ private:
         bool enabled = false;
         uint32_t width = 0, height = 0;
         uint32_t last_buffer = 0;
+        // The output's picture_epoch at this lease's last FLIP (see OutputView).
+        uint64_t picture_epoch = 0;
         uint32_t next_buffer = 1;
         std::vector<SentBuffer> buffers; // most recently shown last
         // The cursor image buffer this lease was sent (0: none) and which image it holds.
@@ -194,6 +196,10 @@ private:
     struct OutputView {
         std::optional<virtio_gpu::ScanoutSource> source;
         uint64_t generation = 0;
+        // Counts the output's changes of picture (another resource or rectangle): a FLIP after
+        // one is whole; a FLIP within one carries the flush's damage, whichever buffer it names
+        // (ring slots are whole copies of the current picture).
+        uint64_t picture_epoch = 1;
         std::optional<Frame> frame; // the current frame, once a lease needed it
         // The same frame as guest memory, for GUEST_MEMORY leases, when it is a blob's.
         std::optional<Frame> guest_frame;

@@ -50,7 +50,7 @@ ex::Message flip(uint32_t buffer, uint64_t generation, std::vector<ex::Rect32> d
     return message(f);
 }
 
-TEST(ViewState, FlipsGatherDamage_AnotherBufferIsAllNew_UploadsClipToTheMode)
+TEST(ViewState, FlipsGatherDamage_TheFirstIsWhole_AnotherBufferKeepsItsDamage_UploadsClip)
 {
     ViewState state;
     auto m = message(ex::Mode { 1, 0, 1, 64, 32, 0 });
@@ -61,7 +61,8 @@ TEST(ViewState, FlipsGatherDamage_AnotherBufferIsAllNew_UploadsClipToTheMode)
     ASSERT_TRUE(state.apply(b2).has_value());
     EXPECT_FALSE(state.take_upload().has_value()) << "nothing before a flip";
 
-    auto f1 = flip(1, 5, { { 0, 0, 64, 32 } }, { 0, 0, 64, 32 });
+    // The first flip is all new, whatever its damage says.
+    auto f1 = flip(1, 5, { { 0, 0, 8, 8 } }, { 0, 0, 64, 32 });
     ASSERT_EQ(state.apply(f1).value(), ViewState::Change::NewFrame);
     auto f2 = flip(1, 7, { { 10, 10, 100, 100 } }, { 0, 0, 64, 32 }, 2);
     ASSERT_TRUE(state.apply(f2).has_value());
@@ -76,14 +77,17 @@ TEST(ViewState, FlipsGatherDamage_AnotherBufferIsAllNew_UploadsClipToTheMode)
     EXPECT_EQ(state.covered(), 3u);
     EXPECT_FALSE(state.take_upload().has_value()) << "taken once";
 
-    // A flip to buffer 2 with a small damage: all of it is new to us.
-    auto f3 = flip(2, 8, { { 0, 0, 1, 1 } }, { 0, 0, 64, 32 });
+    // A flip to buffer 2 (a ring slot holding the whole picture): its damage, since the
+    // previous flip, is all that changed (docs/export.md).
+    auto f3 = flip(2, 8, { { 3, 4, 1, 1 } }, { 0, 0, 64, 32 });
     ASSERT_TRUE(state.apply(f3).has_value());
     upload = state.take_upload();
     ASSERT_TRUE(upload.has_value());
     EXPECT_EQ(upload->buffer->data()[0], std::byte(0x22));
-    EXPECT_EQ(upload->damage[0].width, 64u);
-    EXPECT_EQ(upload->damage[0].height, 32u);
+    ASSERT_EQ(upload->damage.size(), 1u);
+    EXPECT_EQ(upload->damage[0].x, 3u);
+    EXPECT_EQ(upload->damage[0].width, 1u);
+    EXPECT_EQ(upload->damage[0].height, 1u);
 
     auto gone = message(ex::BufferGone { 1, 1 });
     ASSERT_TRUE(state.apply(gone).has_value());
