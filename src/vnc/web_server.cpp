@@ -1,6 +1,5 @@
 #include "vnc/web_server.h"
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,19 +67,6 @@ std::string_view reason(int status)
     }
 }
 
-// The whole of `bytes` on a socket that blocks up to its send timeout.
-void send_all(int fd, std::string_view bytes)
-{
-    while (!bytes.empty()) {
-        ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        bytes.remove_prefix(size_t(n));
-    }
-}
-
 // What the client sent and we did not read, read now: a socket closed with unread bytes resets
 // the connection, and the client might lose our answer.
 void discard_input(int fd)
@@ -89,14 +75,12 @@ void discard_input(int fd)
     while (::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) { }
 }
 
-void send_status(int fd, int status, std::string_view text)
+std::string status_response(int status, std::string_view text)
 {
-    discard_input(fd);
     std::string body = fmt::format("{} {}\n{}\n", status, reason(status), text);
-    send_all(fd,
-        fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-            status, reason(status), body.size(), body));
+    return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        status, reason(status), body.size(), body);
 }
 
 } // namespace
@@ -219,28 +203,39 @@ bool WebServer::needs_tick() const
 
 void WebServer::fill(PollSet& set) const
 {
-    set.add(m_listener.get(), POLLIN);
-    for (const auto& c : m_connections)
-        if (c.peeked == 0)
+    if (m_connections.size() < MAX_CONNECTIONS)
+        set.add(m_listener.get(), POLLIN);
+    for (const auto& c : m_connections) {
+        if (c.answering)
+            set.add(c.socket.get(), POLLOUT);
+        else if (c.peeked == 0)
             set.add(c.socket.get(), POLLIN);
+    }
 }
 
 void WebServer::on_poll(const PollSet& set)
 {
     auto now = std::chrono::steady_clock::now();
     std::erase_if(m_connections, [&](Connection& c) {
+        // A client that neither finishes its request nor reads our answer in time is let go.
         if (now - c.since > REQUEST_TIMEOUT)
             return true;
-        if (c.peeked == 0 && !(set.revents(c.socket.get()) & (POLLIN | POLLHUP | POLLERR)))
+        short events = set.revents(c.socket.get());
+        if (c.answering)
+            return (events & (POLLOUT | POLLHUP | POLLERR)) ? flush(c) : false;
+        if (c.peeked == 0 && !(events & (POLLIN | POLLHUP | POLLERR)))
             return false;
         return advance(c);
     });
     if (set.revents(m_listener.get()) & POLLIN) {
-        for (;;) {
+        while (m_connections.size() < MAX_CONNECTIONS) {
             int fd = ::accept4(m_listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 break;
-            m_connections.push_back({ Fd(fd), now, 0 });
+            Connection c;
+            c.socket = Fd(fd);
+            c.since = now;
+            m_connections.push_back(std::move(c));
         }
     }
 }
@@ -271,8 +266,8 @@ bool WebServer::advance(Connection& c)
             return false;
         }
         ++m_counters.refused;
-        send_status(c.socket.get(), request ? 431 : 400, request ? "" : request.error().message);
-        return true;
+        return respond(
+            c, status_response(request ? 431 : 400, request ? "" : request.error().message));
     }
     if (equal_nocase((*request)->upgrade, "websocket")) {
         const auto& r = **request;
@@ -283,8 +278,7 @@ bool WebServer::advance(Connection& c)
                 "web: WebSocket refused (Host '{}', Origin '{}'): only this server's own page may "
                 "connect",
                 r.host, r.origin);
-            send_status(c.socket.get(), 403, "WebSocket only from this server's own page");
-            return true;
+            return respond(c, status_response(403, "WebSocket only from this server's own page"));
         }
         ++m_counters.upgrades;
         m_handoff(std::move(c.socket));
@@ -294,43 +288,66 @@ bool WebServer::advance(Connection& c)
     std::string head((*request)->header_bytes, '\0');
     if (::recv(c.socket.get(), head.data(), head.size(), MSG_DONTWAIT) != ssize_t(head.size()))
         return true;
-    answer(c.socket.get(), **request);
+    return respond(c, answer(**request));
+}
+
+bool WebServer::respond(Connection& c, std::string response)
+{
+    discard_input(c.socket.get());
+    c.out = std::move(response);
+    c.answering = true;
+    return flush(c);
+}
+
+bool WebServer::flush(Connection& c)
+{
+    // Non-blocking: what the socket does not take now goes at the next POLLOUT.
+    while (c.sent < c.out.size()) {
+        ssize_t n = ::send(c.socket.get(), c.out.data() + c.sent, c.out.size() - c.sent,
+            MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+        c.sent += size_t(n);
+    }
+    // All sent: what the client sent meanwhile is read before the close (no reset).
+    discard_input(c.socket.get());
+    ::shutdown(c.socket.get(), SHUT_WR);
     return true;
 }
 
-void WebServer::answer(int fd, const HttpRequest& request)
+std::string WebServer::answer(const HttpRequest& request)
 {
-    // Small files on loopback: written at once, on a socket that blocks up to 5 s.
-    int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    timeval timeout { 5, 0 };
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
     if (!host_allowed(request.host)) {
         ++m_counters.refused;
-        return send_status(fd, 403, "unknown Host (this server answers for its own address only)");
+        return status_response(403, "unknown Host (this server answers for its own address only)");
     }
     if (request.method != "GET" && request.method != "HEAD") {
         ++m_counters.refused;
-        return send_status(fd, 405, "GET or HEAD only");
+        return status_response(405, "GET or HEAD only");
     }
     auto resolved = resolve_target(m_root, request.target);
     if (resolved.status != 200) {
         ++m_counters.refused;
-        return send_status(fd, resolved.status, request.target);
+        return status_response(resolved.status, request.target);
     }
     auto body = read_whole_file(resolved.path, MAX_FILE);
     if (!body) {
         ++m_counters.refused;
-        return send_status(fd, 500, body.error().message);
+        return status_response(500, body.error().message);
     }
     ++m_counters.requests;
-    send_all(fd,
-        fmt::format("HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
-                    "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
-                    "Connection: close\r\n\r\n",
-            content_type(resolved.path), body->size()));
+    std::string response = fmt::format(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+        "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+        "Connection: close\r\n\r\n",
+        content_type(resolved.path), body->size());
     if (request.method == "GET")
-        send_all(fd, std::string_view(reinterpret_cast<const char*>(body->data()), body->size()));
+        response.append(reinterpret_cast<const char*>(body->data()), body->size());
+    return response;
 }
 
 } // namespace vgpu::vnc

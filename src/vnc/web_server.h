@@ -1,7 +1,8 @@
 // The browser view's HTTP side (docs/vnc.md): our page and noVNC's ES modules as static files,
 // and WebSocket upgrades handed, unread, to libvncserver (which speaks RFB over WebSocket on any
 // connection it is given). Many connections at once (a browser loads noVNC's modules in
-// parallel; libvncserver's own HTTP server serves one at a time). Only GET and HEAD, only files
+// parallel; libvncserver's own HTTP server serves one at a time), never blocking: answers go out
+// as the client reads them. Only GET and HEAD, only files
 // under the root, no directory listings. A page on another site must not drive the guest through
 // the visitor's browser: an upgrade is taken only from our own page (its Origin names the Host
 // it was sent to) and, on loopback, only for a loopback Host name (no DNS rebinding).
@@ -77,10 +78,17 @@ private:
         Fd socket;
         std::chrono::steady_clock::time_point since;
         size_t peeked = 0; // bytes seen by the last peek; no POLLIN until the next turn
+        bool answering = false; // the answer is in `out`, `sent` bytes of it gone
+        std::string out;
+        size_t sent = 0;
     };
-    // true when the connection is done with (answered, handed off or dropped).
+    // At most this many connections at a time; more wait in the listen backlog.
+    static constexpr size_t MAX_CONNECTIONS = 64;
+    // Each returns true when the connection is done with (answered, handed off or dropped).
     bool advance(Connection& c);
-    void answer(int fd, const HttpRequest& request);
+    bool respond(Connection& c, std::string response);
+    bool flush(Connection& c);
+    std::string answer(const HttpRequest& request);
     bool host_allowed(std::string_view host) const;
 
     Endpoint m_endpoint;

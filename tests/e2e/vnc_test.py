@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 from e2e_test import BACKEND, CACHE, ROOT, Backend, GuestConsole, LineReader, pattern  # noqa: E402
 
 VNC = os.environ.get("VGPU_VNC") or os.path.join(os.path.dirname(BACKEND), "vgpu-vnc")
-PROBE = os.environ.get("VGPU_VNC_PROBE", "")
+PROBE = os.environ.get("VGPU_VNC_PROBE") or os.path.join(ROOT, "build", "release", "tests", "vnc-probe")
 ARTIFACTS = os.environ.get("VGPU_ARTIFACTS") or tempfile.mkdtemp(prefix="vgpu-vnc-artifacts-")
 BROWSER_SCRIPT = os.path.join(ROOT, "tests", "browser", "view_page.mjs")
 INPUT_DEVICES = ["-device", "virtio-keyboard-pci", "-device", "virtio-tablet-pci"]
@@ -351,6 +351,46 @@ class VncChecks(unittest.TestCase):
             self.assertIsNone(vnc.proc.poll(), "vgpu-vnc died")
         finally:
             self.assertEqual(vnc.close(), 0, vnc.log())
+
+
+class VncSlowReader(unittest.TestCase):
+    """A browser that asks for a big file and never reads it holds nothing up."""
+
+    def test_a_client_that_does_not_read_its_answer_does_not_stall_the_server(self):
+        import socket
+        workdir = tempfile.mkdtemp(prefix="vgpu-vnc-slow-")
+        web = os.path.join(workdir, "web")
+        os.makedirs(os.path.join(web, "novnc", "core"))
+        for name, size in (("index.html", 100), ("novnc/core/rfb.js", 100), ("big.bin", 6 << 20)):
+            with open(os.path.join(web, name), "wb") as f:
+                f.write(b"x" * size)
+        backend = Backend(export=True)
+        vnc = Process([VNC, "--export", backend.export_path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                       "--web", web], workdir, "vgpu-vnc")
+        try:
+            self.assertIsNotNone(vnc.out.wait_for(r"^ready$"), vnc.log())
+            host_port = next(l for l in vnc.out.lines if l.startswith("http "))[5:].split("/")[2]
+            host, port = host_port.rsplit(":", 1)
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect((host, int(port)))
+            stalled.sendall(f"GET /big.bin HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode())
+            time.sleep(0.5)
+            # A blocking server would sit in send() for the stalled client now.
+            with socket.create_connection((host, int(port)), timeout=3) as s:
+                s.sendall(f"GET / HTTP/1.1\r\nHost: {host_port}\r\n\r\n".encode())
+                answer = s.recv(4096)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+            # The stalled client still gets its whole file once it reads.
+            received = 0
+            stalled.settimeout(10)
+            while chunk := stalled.recv(1 << 16):
+                received += len(chunk)
+            stalled.close()
+            self.assertGreater(received, 6 << 20)
+        finally:
+            self.assertEqual(vnc.close(), 0, vnc.log())
+            backend.stop()
 
 
 class VncAuth(unittest.TestCase):
