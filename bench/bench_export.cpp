@@ -46,6 +46,7 @@
 #include "harness/control_client.h"
 #include "harness/frontend.h"
 #include "harness/gpu_driver.h"
+#include "stats.h"
 #include "virtio_gpu/formats.h"
 
 namespace {
@@ -59,16 +60,7 @@ using virtio_gpu::Rect;
 constexpr uint32_t W = 1920, H = 1080;
 constexpr uint32_t XRGB = uint32_t(virtio_gpu::Format::B8G8R8X8Unorm);
 
-json summary(std::vector<double> us)
-{
-    std::sort(us.begin(), us.end());
-    auto at = [&](double q) { return us[size_t(q * double(us.size() - 1))]; };
-    double sum = 0;
-    for (double v : us)
-        sum += v;
-    return { { "count", us.size() }, { "p50_us", at(0.5) }, { "p90_us", at(0.9) },
-        { "p99_us", at(0.99) }, { "max_us", us.back() }, { "mean_us", sum / double(us.size()) } };
-}
+using bench::summary;
 
 // ---- the consumer processes ----------------------------------------------------------------
 

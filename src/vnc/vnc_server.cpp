@@ -210,9 +210,7 @@ void VncServer::resize(uint32_t width, uint32_t height)
     m_height = height;
     ++m_counters.resizes;
     // rfbNewFramebuffer set libvncserver's default pixel format again.
-    uint32_t fourcc = m_fourcc;
-    m_fourcc = 0;
-    (void)set_format(fourcc);
+    (void)set_format(m_fourcc);
 }
 
 Result<void> VncServer::update(const exporting::MappedBuffer& buffer,

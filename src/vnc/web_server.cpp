@@ -206,7 +206,7 @@ void WebServer::fill(PollSet& set) const
     if (m_connections.size() < MAX_CONNECTIONS)
         set.add(m_listener.get(), POLLIN);
     for (const auto& c : m_connections) {
-        if (c.answering)
+        if (c.answering())
             set.add(c.socket.get(), POLLOUT);
         else if (c.peeked == 0)
             set.add(c.socket.get(), POLLIN);
@@ -221,7 +221,7 @@ void WebServer::on_poll(const PollSet& set)
         if (now - c.since > REQUEST_TIMEOUT)
             return true;
         short events = set.revents(c.socket.get());
-        if (c.answering)
+        if (c.answering())
             return (events & (POLLOUT | POLLHUP | POLLERR)) ? flush(c) : false;
         if (c.peeked == 0 && !(events & (POLLIN | POLLHUP | POLLERR)))
             return false;
@@ -295,7 +295,6 @@ bool WebServer::respond(Connection& c, std::string response)
 {
     discard_input(c.socket.get());
     c.out = std::move(response);
-    c.answering = true;
     return flush(c);
 }
 

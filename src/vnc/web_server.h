@@ -78,9 +78,9 @@ private:
         Fd socket;
         std::chrono::steady_clock::time_point since;
         size_t peeked = 0; // bytes seen by the last peek; no POLLIN until the next turn
-        bool answering = false; // the answer is in `out`, `sent` bytes of it gone
-        std::string out;
+        std::string out; // the answer (never empty once there is one), `sent` bytes of it gone
         size_t sent = 0;
+        bool answering() const { return !out.empty(); }
     };
     // At most this many connections at a time; more wait in the listen backlog.
     static constexpr size_t MAX_CONNECTIONS = 64;

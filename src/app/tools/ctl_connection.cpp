@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/unix_socket.h"
 #include "control/json_parse.h"
 
 namespace vgpu::ctl {
@@ -52,21 +53,14 @@ std::string describe_error(const json& error)
 CtlResult<std::unique_ptr<Connection>> Connection::open(
     const std::string& path, std::chrono::milliseconds timeout)
 {
-    sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof(address.sun_path))
+    if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
         return failure(Exit::Usage, "--control {}: a unix socket path must be 1 to {} bytes", path,
-            sizeof(address.sun_path) - 1);
-    std::memcpy(address.sun_path, path.data(), path.size());
-    Fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!socket)
-        return failure(Exit::Connection, "socket: {}", std::strerror(errno));
-    int rc = 0;
-    do
-        rc = ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0)
-        return failure(Exit::Connection, "cannot connect to {}: {}", path, std::strerror(errno));
+            sizeof(sockaddr_un::sun_path) - 1);
+    auto connected = connect_unix(path);
+    if (!connected)
+        return failure(Exit::Connection, "cannot connect to {}: {}", path,
+            std::strerror(connected.error().errno_value));
+    Fd socket = connected.release_value();
 
     std::unique_ptr<Connection> connection(new Connection(std::move(socket), path, timeout));
     auto greeting = TRY(connection->read_message(std::chrono::steady_clock::now() + timeout, -1));

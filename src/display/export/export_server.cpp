@@ -863,7 +863,6 @@ void ExportServer::send_flip(Consumer& c, LeaseState& lease, const Rect& damage,
     // and the consumer's copy holds the previous one).
     Rect shown = whole || l.picture_epoch != view.picture_epoch ? full : damage;
     l.picture_epoch = view.picture_epoch;
-    l.last_buffer = buffer;
     if (l.kind == ex::LeaseKind::Exclusive && !hold_frame(*consumer, l))
         return;
     uint64_t signalled = signal(*l.eventfd);

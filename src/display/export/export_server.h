@@ -155,10 +155,9 @@ private:
         uint32_t plane_type = 0;
         std::shared_ptr<const Fd> eventfd; // ours to signal; the consumer got its own copy
         uint64_t acked = 0;
-        // What the consumer was last told: MODE, and the buffer of the last FLIP.
+        // What the consumer was last told: MODE.
         bool enabled = false;
         uint32_t width = 0, height = 0;
-        uint32_t last_buffer = 0;
         // The output's picture_epoch at this lease's last FLIP (see OutputView).
         uint64_t picture_epoch = 0;
         uint32_t next_buffer = 1;
